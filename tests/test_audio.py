@@ -1,0 +1,112 @@
+"""Input stage: any ffmpeg-readable container, rate and channel count → 16 kHz mono; bad input → InputError."""
+
+import numpy as np
+import pytest
+
+from tests.conftest import DATA, SR, ffmpeg, quiet, tone, write_wav
+from webui.modules.audio import InputError, decode, probe, stream_ranges
+
+SOURCE = DATA / "jfk.flac"
+
+CONVERSIONS = {
+    "stereo44k.wav": ["-ac", "2", "-ar", "44100"],
+    "clip.flac": [],
+    "clip.mp3": ["-c:a", "libmp3lame", "-b:a", "64k"],
+    "clip.m4a": ["-c:a", "aac", "-b:a", "64k"],
+    "clip.ogg": ["-c:a", "libopus", "-b:a", "32k"],
+    "clip.webm": ["-c:a", "libopus", "-b:a", "32k"],
+    "surround48k.mkv": ["-ac", "6", "-ar", "48000", "-c:a", "flac"],
+}
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("formats")
+    files = {}
+    for name, args in CONVERSIONS.items():
+        ffmpeg("-i", str(SOURCE), *args, str(out / name))
+        files[name] = out / name
+    video = out / "lecture video.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=blue:s=160x120:r=10", "-i", str(SOURCE), "-shortest",
+           "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(video))
+    files[video.name] = video
+    return files
+
+
+def test_every_format_decodes_to_16k_mono(converted):
+    reference = decode(SOURCE)
+    for name, path in converted.items():
+        info = probe(path)
+        assert info.duration == pytest.approx(11.0, abs=0.15), name
+        samples = decode(path)
+        assert samples.dtype == np.float32 and samples.ndim == 1, name
+        assert samples.size / SR == pytest.approx(reference.size / SR, abs=0.1), name
+        assert 0.05 < float(np.abs(samples).max()) <= 1.0, name
+
+
+def test_video_probe_reports_its_audio_track(converted):
+    info = probe(converted["lecture video.mp4"])
+    assert info.codec == "aac" and info.channels >= 1
+
+
+def test_stream_ranges_slices_one_decode(tmp_path):
+    signal = np.concatenate([tone(2.0, 200), tone(2.0, 800), tone(2.0, 1600)])
+    path = write_wav(tmp_path / "three.wav", signal)
+    ranges = [(0.0, 2.0), (2.0, 4.0), (4.5, 6.0)]
+    pieces = list(stream_ranges(path, ranges))
+    assert [p.size for p in pieces] == [2 * SR, 2 * SR, int(1.5 * SR)]
+    np.testing.assert_allclose(pieces[1], signal[2 * SR:4 * SR], atol=1 / 16384)
+    np.testing.assert_allclose(pieces[2], signal[int(4.5 * SR):6 * SR], atol=1 / 16384)
+
+
+def test_stream_ranges_past_the_end_gives_what_exists(tmp_path):
+    path = write_wav(tmp_path / "short.wav", tone(1.0))
+    pieces = list(stream_ranges(path, [(0.5, 1.0), (1.0, 3.0)]))
+    assert pieces[0].size == SR // 2 and pieces[1].size == 0
+
+
+def _file(name: str, content: bytes):
+    def make(folder):
+        (folder / name).write_bytes(content)
+        return folder / name
+    return make
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda d: d / "missing.wav", "file not found"),
+    (lambda d: d, "is a directory"),
+    (_file("empty.wav", b""), "empty"),
+    (_file("notes.txt", b"hello, not audio\n" * 50), "audio"),
+    (_file("corrupt.mp3", b"\xff\xfb\x90\x00" + bytes(range(256)) * 40), ""),
+    (_file("truncated.wav", b"RIFF\x24\x00\x00\x00WAVEfmt "), "not a readable audio"),
+])
+def test_bad_input_is_a_clear_error(tmp_path, make, reason):
+    path = make(tmp_path)
+    with pytest.raises(InputError) as err:
+        probe(path)
+        decode(path)
+    assert str(path) in str(err.value)
+    assert reason in err.value.reason
+
+
+def test_video_without_audio_track(tmp_path):
+    video = tmp_path / "silent film.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=red:s=64x64:r=5:d=2", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(video))
+    with pytest.raises(InputError, match="no audio stream"):
+        probe(video)
+
+
+def test_zero_length_audio(tmp_path):
+    path = tmp_path / "zero.wav"
+    ffmpeg("-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "0", str(path))
+    with pytest.raises(InputError):
+        probe(path)
+
+
+@pytest.mark.parametrize("name", ["with space.wav", "quote's \"here\".wav", "$(touch pwned).wav", "中文 录音.wav", "-dash.wav"])
+def test_odd_names_are_plain_arguments(tmp_path, name, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write_wav(tmp_path / name, np.concatenate([quiet(0.5), tone(1.0)]))
+    assert probe(path).duration == pytest.approx(1.5, abs=0.01)
+    assert decode(path).size == pytest.approx(1.5 * SR, abs=2)
+    assert not (tmp_path / "pwned").exists()

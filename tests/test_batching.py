@@ -1,0 +1,100 @@
+"""Batching: longest first, sized per batch, every input exactly once; order restored by the pipeline."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from webui.modules.batching import iter_batches
+from webui.modules.engines.base import EngineOutput, LocalText
+from webui.modules.pipeline import _run_engine
+from webui.modules.transcript import Segment
+from webui.modules.vad import SpeechChunk, SpeechSpan
+
+
+def test_every_index_once_longest_first():
+    durations = [5.0, 30.0, 12.0, 29.0, 1.0, 17.0, 8.0]
+    batches = list(iter_batches(durations, lambda padded: 3))
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(len(durations)))
+    assert [durations[i] for i in flat] == sorted(durations, reverse=True)
+    assert [len(b) for b in batches] == [3, 3, 1]
+
+
+def test_limit_is_asked_lazily_for_each_batch_with_its_padded_length():
+    asked = []
+
+    def limit(padded):
+        asked.append(padded)
+        return 2 if padded > 20 else 4
+
+    gen = iter_batches([30.0, 25.0, 21.0, 10.0, 9.0, 8.0, 7.0], limit)
+    first = next(gen)
+    assert asked == [30.0] and first == [0, 1]
+    rest = list(gen)
+    assert asked == [30.0, 21.0, 9.0]
+    assert rest == [[2, 3], [4, 5, 6]]
+    assert sorted(i for b in [first, *rest] for i in b) == list(range(7))
+
+
+def test_zero_limit_still_makes_progress():
+    assert list(iter_batches([1.0, 2.0], lambda p: 0)) == [[1], [0]]
+
+
+class EchoEngine:
+    """Answers each input with its own length, so misplaced results are visible."""
+
+    name = "echo"
+    device = "cpu"
+    max_input_seconds = 30.0
+
+    def __init__(self, cap=2):
+        self.cap, self.batches, self.released = cap, [], 0
+
+    def batch_limit(self, padded_seconds):
+        return self.cap
+
+    def transcribe_batch(self, audios, language="auto"):
+        self.batches.append([a.size for a in audios])
+        return [EngineOutput((LocalText(0.0, a.size / 16000, f"len={a.size}"),), "en") for a in audios]
+
+    def release(self):
+        self.released += 1
+
+    def unload(self):
+        pass
+
+
+def chunk(i, samples, speech=True):
+    seg = Segment(i, i * 10.0, i * 10.0 + 10.0)
+    spans = (SpeechSpan(seg.start, seg.start + samples / 16000),) if speech else ()
+    return SpeechChunk(seg, np.zeros(samples if speech else 0, np.float32), spans, (0.0,) if speech else ())
+
+
+def test_pipeline_restores_time_order_and_skips_silence():
+    sizes = [16000, 80000, 0, 48000, 32000, 160000]
+    chunks = [chunk(i, n, speech=n > 0) for i, n in enumerate(sizes)]
+    engine = EchoEngine(cap=2)
+    counts = {"batches": 0}
+    outputs = _run_engine(engine, chunks, "auto", counts, None)
+    assert outputs[2] is None  # silent chunk never reached the model
+    for n, out in zip(sizes, outputs):
+        if n:
+            assert out.pieces[0].text == f"len={n}"
+    assert engine.batches == [[160000, 80000], [48000, 32000], [16000]]
+    assert counts["batches"] == 3 and engine.released == 3
+
+
+def test_cancel_between_batches_leaves_the_rest_undone():
+    chunks = [chunk(i, 16000 * (i + 1)) for i in range(4)]
+    cancel = threading.Event()
+    engine = EchoEngine(cap=1)
+    original = engine.transcribe_batch
+
+    def once_then_cancel(audios, language="auto"):
+        cancel.set()
+        return original(audios, language)
+
+    engine.transcribe_batch = once_then_cancel
+    outputs = _run_engine(engine, chunks, "en", {"batches": 0}, cancel)
+    assert sum(o is not None for o in outputs) == 1 and outputs[3] is not None

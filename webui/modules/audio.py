@@ -1,0 +1,252 @@
+"""Everything that runs ffmpeg: probing, the silence scan and streamed decoding.
+
+ffmpeg is always called with an argument list, never through a shell.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Iterable, Iterator
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+ENVELOPE_HOP = 0.1  # seconds per loudness value kept for the quietest-window fallback
+_READ_BYTES = 1 << 20
+
+
+class InputError(ValueError):
+    """The input cannot be transcribed; `str()` names the file and the reason."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    path: str
+    duration: float
+    sample_rate: int
+    channels: int
+    codec: str
+
+
+@dataclass(frozen=True)
+class Silence:
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class SilenceScan:
+    """One pass over the file: ffmpeg's silences and a coarse loudness envelope (dBFS per hop)."""
+
+    silences: tuple[Silence, ...]
+    envelope_db: np.ndarray
+    duration: float
+
+
+def _require(tool: str) -> str:
+    found = shutil.which(tool)
+    if not found:
+        raise RuntimeError(f"{tool} is not installed (apt-get install ffmpeg)")
+    return found
+
+
+def probe(path: str | Path) -> AudioInfo:
+    """Duration and audio stream facts from ffprobe; InputError for anything unusable."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(path, "file not found")
+    if p.is_dir():
+        raise InputError(path, "is a directory, not a file")
+    if p.stat().st_size == 0:
+        raise InputError(path, "file is empty (0 bytes)")
+    argv = [
+        _require("ffprobe"), "-v", "error", "-print_format", "json",
+        "-show_entries", "format=duration:stream=codec_type,codec_name,sample_rate,channels,duration",
+        "-select_streams", "a", str(p),
+    ]
+    proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=120)
+    if proc.returncode != 0:
+        detail = proc.stderr.strip().splitlines()[-1:] or ["unknown error"]
+        raise InputError(path, f"not a readable audio or video file ({_short(detail[0], p)})")
+    data = json.loads(proc.stdout or "{}")
+    streams = data.get("streams") or []
+    if not streams:
+        raise InputError(path, "contains no audio stream (not a sound or video recording)")
+    stream = streams[0]
+    # The audio stream's own length first: a video track may run longer than its sound.
+    duration = _float(stream.get("duration")) or _float(data.get("format", {}).get("duration"))
+    if duration is None:
+        duration = _measure_duration(p)
+    if duration <= 0:
+        raise InputError(path, "audio stream has zero length")
+    return AudioInfo(
+        path=str(p),
+        duration=duration,
+        sample_rate=int(_float(stream.get("sample_rate")) or 0),
+        channels=int(stream.get("channels") or 0),
+        codec=str(stream.get("codec_name") or ""),
+    )
+
+
+def _float(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _short(message: str, path: Path) -> str:
+    # ffmpeg repeats the path in its messages; the caller already names the file.
+    return message.replace(str(path), "").strip(" :") or "unknown error"
+
+
+def _measure_duration(path: Path) -> float:
+    """Containers without a duration header (raw streams, some webm): count decoded samples."""
+    samples = 0
+    for block in _pcm_blocks(path):
+        samples += block.size
+    return samples / SAMPLE_RATE
+
+
+def _decode_argv(path: Path, extra_filters: str = "") -> list[str]:
+    filters = "aresample=16000" + (f",{extra_filters}" if extra_filters else "")
+    return [
+        _require("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", "-i", str(path),
+        "-map", "0:a:0", "-vn", "-sn", "-dn", "-af", filters,
+        "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1",
+    ]
+
+
+def _pcm_blocks(path: Path, extra_filters: str = "", stderr_sink: list[str] | None = None) -> Iterator[np.ndarray]:
+    """Decode to 16 kHz mono float32, yielding blocks as they arrive (bounded memory)."""
+    proc = subprocess.Popen(_decode_argv(path, extra_filters), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lines: list[str] = stderr_sink if stderr_sink is not None else []
+    reader = threading.Thread(target=_drain, args=(proc.stderr, lines), daemon=True)
+    reader.start()
+    leftover = b""
+    try:
+        assert proc.stdout is not None
+        while chunk := proc.stdout.read(_READ_BYTES):
+            chunk = leftover + chunk
+            usable = len(chunk) - len(chunk) % 2
+            leftover = chunk[usable:]
+            if usable:
+                yield np.frombuffer(chunk[:usable], dtype="<i2").astype(np.float32) / 32768.0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        reader.join(timeout=5)
+    if proc.returncode not in (0, -9):
+        tail = [ln for ln in lines if ln.strip()][-1:] or ["decoder failed"]
+        raise InputError(path, f"could not decode audio ({_short(tail[0], path)})")
+
+
+def _drain(stream: IO[bytes] | None, lines: list[str]) -> None:
+    if stream is None:
+        return
+    for raw in iter(stream.readline, b""):
+        lines.append(raw.decode("utf-8", "replace").rstrip())
+        if len(lines) > 100_000:  # silencedetect lines are kept separately; cap the rest
+            del lines[:50_000]
+
+
+_SILENCE_START = re.compile(r"silence_start:\s*(-?[\d.]+)")
+_SILENCE_END = re.compile(r"silence_end:\s*(-?[\d.]+)")
+
+
+def parse_silences(lines: Iterable[str], duration: float) -> list[Silence]:
+    """Pair ffmpeg silencedetect's start/end lines; an open silence runs to the end."""
+    silences: list[Silence] = []
+    start: float | None = None
+    for line in lines:
+        if m := _SILENCE_START.search(line):
+            start = max(0.0, float(m.group(1)))
+        elif (m := _SILENCE_END.search(line)) and start is not None:
+            silences.append(Silence(start, min(float(m.group(1)), duration)))
+            start = None
+    if start is not None and start < duration:
+        silences.append(Silence(start, duration))
+    return silences
+
+
+def scan_silences(path: str | Path, noise_db: float = -30.0, min_silence: float = 1.2) -> SilenceScan:
+    """One decode pass: ffmpeg silencedetect plus a 100 ms loudness envelope."""
+    p = Path(path)
+    hop = int(ENVELOPE_HOP * SAMPLE_RATE)
+    energies: list[np.ndarray] = []
+    carry = np.zeros(0, dtype=np.float32)
+    samples = 0
+    lines: list[str] = []
+    detect = f"silencedetect=noise={noise_db}dB:d={min_silence}"
+    for block in _pcm_blocks(p, detect, lines):
+        samples += block.size
+        block = np.concatenate([carry, block]) if carry.size else block
+        whole = block.size - block.size % hop
+        frames = block[:whole].reshape(-1, hop)
+        energies.append(np.mean(frames * frames, axis=1))
+        carry = block[whole:]
+    if carry.size:
+        energies.append(np.array([np.mean(carry * carry)], dtype=np.float32))
+    duration = samples / SAMPLE_RATE
+    if duration <= 0:
+        raise InputError(path, "audio stream decodes to zero samples")
+    power = np.concatenate(energies) if energies else np.zeros(0, dtype=np.float32)
+    envelope = 10.0 * np.log10(np.maximum(power, 1e-10)).astype(np.float32)
+    return SilenceScan(tuple(parse_silences(lines, duration)), envelope, duration)
+
+
+def stream_ranges(path: str | Path, ranges: Iterable[tuple[float, float]]) -> Iterator[np.ndarray]:
+    """One sequential decode, sliced on the fly into the given (start, end) ranges.
+
+    Ranges must be sorted and non-overlapping; only the current range is held in memory.
+    """
+    p = Path(path)
+    blocks = _pcm_blocks(p)
+    buffer = np.zeros(0, dtype=np.float32)
+    buffer_start = 0  # absolute sample index of buffer[0]
+    exhausted = False
+    try:
+        for start, end in ranges:
+            first, last = int(round(start * SAMPLE_RATE)), int(round(end * SAMPLE_RATE))
+            while buffer_start + buffer.size < last and not exhausted:
+                block = next(blocks, None)
+                if block is None:
+                    exhausted = True
+                    break
+                buffer = np.concatenate([buffer, block]) if buffer.size else block
+                # Drop what lies before this range so memory stays at one range plus one block.
+                if first > buffer_start:
+                    drop = min(first - buffer_start, buffer.size)
+                    buffer = buffer[drop:]
+                    buffer_start += drop
+            lo = max(0, first - buffer_start)
+            hi = max(lo, min(buffer.size, last - buffer_start))
+            yield buffer[lo:hi].copy()
+            if last > buffer_start:
+                drop = min(last - buffer_start, buffer.size)
+                buffer = buffer[drop:]
+                buffer_start += drop
+    finally:
+        blocks.close()
+
+
+def decode(path: str | Path, start: float = 0.0, end: float | None = None) -> np.ndarray:
+    """Decode one range whole (tests and short clips; long files go through stream_ranges)."""
+    stop = end if end is not None else probe(path).duration
+    return next(stream_ranges(path, [(start, stop)]))

@@ -1,0 +1,66 @@
+"""The Engine protocol: what the pipeline needs from a speech model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+
+
+class EngineError(RuntimeError):
+    """A model could not be found, loaded or run; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class LocalText:
+    """Text with times relative to the start of the engine's input (seconds)."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
+class EngineOutput:
+    pieces: tuple[LocalText, ...]
+    language: str = ""
+    # True when the model already applied its own inverse text normalisation.
+    itn_applied: bool = False
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """User-facing options every engine understands (unknown ones are ignored)."""
+
+    model: str = ""
+    device: str = "auto"          # auto | cpu | cuda | mps
+    precision: str = "auto"       # auto | fp32 | fp16 | bf16 | int8
+    language: str = "auto"
+    hotwords: str = ""
+    use_model_itn: bool = True
+    compile: bool = False
+    memory_margin: float = 0.15   # fraction of free GPU memory kept free
+    cpu_batch_cap: int = 8
+
+
+@runtime_checkable
+class Engine(Protocol):
+    name: str
+    device: str
+    # Longest input (seconds) the model accepts; the segment planner never exceeds it.
+    max_input_seconds: float
+
+    def batch_limit(self, padded_seconds: float) -> int:
+        """How many inputs of this padded length fit in the next batch, given memory free now."""
+
+    def transcribe_batch(self, audios: Sequence[np.ndarray], language: str = "auto") -> list[EngineOutput]:
+        """16 kHz mono float32 arrays in, one EngineOutput per array, same order."""
+
+    def release(self) -> None:
+        """Drop per-batch intermediates (called after every batch)."""
+
+    def unload(self) -> None:
+        """Free the model itself."""

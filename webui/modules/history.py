@@ -1,0 +1,286 @@
+"""SQLite store of transcription jobs (history.db); the only module that writes SQL.
+
+Every operation opens its own short-lived connection, so the store is safe to call
+from Gradio's handler threads and from several processes at once: SQLite's WAL mode
+and busy timeout serialise the writers. Times are stored as ISO-8601 UTC strings of
+fixed width, so string order is time order and a day range is a prefix comparison.
+Text search uses LIKE rather than FTS5: FTS5's tokenizers cannot find a Chinese word
+inside an unspaced sentence (unicode61) or anything shorter than three characters
+(trigram), while a substring match is always right and fast enough for a job history.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+from webui.modules.transcript import FORMATS, Transcript, render
+
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
+BUSY_TIMEOUT_MS = 10_000
+
+# MIGRATIONS[i] takes the schema from version i to i + 1. Append, never edit.
+MIGRATIONS: list[list[str]] = [
+    [
+        f"""CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            file_name TEXT NOT NULL,
+            file_path TEXT NOT NULL DEFAULT '',
+            duration REAL,
+            model TEXT NOT NULL DEFAULT '',
+            settings TEXT NOT NULL DEFAULT '{{}}',
+            status TEXT NOT NULL DEFAULT 'queued' CHECK (status IN {STATUSES}),
+            error TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            finished_at TEXT,
+            text TEXT NOT NULL DEFAULT '',
+            text_itn TEXT NOT NULL DEFAULT '',
+            segments TEXT NOT NULL DEFAULT '[]',
+            language TEXT NOT NULL DEFAULT '',
+            archived INTEGER NOT NULL DEFAULT 0 CHECK (archived IN (0, 1))
+        )""",
+        "CREATE INDEX jobs_created_at ON jobs (created_at)",
+        "CREATE INDEX jobs_status ON jobs (status)",
+    ],
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _iso(moment: datetime | None = None) -> str:
+    """Fixed-width UTC timestamp; a naive datetime is taken to be UTC already."""
+    moment = moment or datetime.now(timezone.utc)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _day(value: date | str) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"not a date (want YYYY-MM-DD): {value!r}") from None
+
+
+def _like(term: str) -> str:
+    """A LIKE pattern matching `term` anywhere, with its own % _ and \\ taken literally."""
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: int
+    file_name: str
+    file_path: str
+    duration: float | None
+    model: str
+    settings: dict
+    status: str
+    error: str
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    text: str
+    text_itn: str
+    segments: list[dict]
+    language: str
+    archived: bool
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "JobRecord":
+        data = dict(row)
+        data["settings"] = json.loads(data["settings"])
+        data["segments"] = json.loads(data["segments"])
+        data["archived"] = bool(data["archived"])
+        return cls(**data)
+
+    def to_transcript(self) -> Transcript:
+        return Transcript.from_dict({
+            "file": self.file_name, "duration": self.duration or 0.0, "model": self.model,
+            "language": self.language, "text": self.text, "text_itn": self.text_itn,
+            "segments": self.segments,
+        })
+
+
+class History:
+    def __init__(self, path: str | Path) -> None:
+        self.path = path
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @path.setter
+    def path(self, value: str | Path) -> None:
+        """Point the store at another file, creating and migrating it as needed."""
+        path = Path(value)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
+        with self._connect() as con:
+            con.execute("PRAGMA journal_mode=WAL")  # persistent: stored in the file
+            self._migrate(con)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        # isolation_level=None: each statement commits by itself; multi-statement
+        # work (migrations) opens its own transaction explicitly.
+        con = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        try:
+            con.row_factory = sqlite3.Row
+            con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            con.execute("PRAGMA foreign_keys=ON")
+            yield con
+        finally:
+            con.close()
+
+    def _migrate(self, con: sqlite3.Connection) -> None:
+        # BEGIN IMMEDIATE takes the write lock before reading the version, so two
+        # processes opening a fresh file cannot both apply the same migration.
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            version = con.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self._path} has schema version {version}, but this code knows only up to "
+                    f"{SCHEMA_VERSION}; it was written by a newer version of the app"
+                )
+            for step in MIGRATIONS[version:]:
+                for statement in step:
+                    con.execute(statement)
+            con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")  # int constant, not user data
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def _update(self, sql: str, params: Iterable) -> int:
+        with self._connect() as con:
+            return con.execute(sql, tuple(params)).rowcount
+
+    # --- job lifecycle -------------------------------------------------------
+
+    def create_job(self, file_name: str, file_path: str, model: str, settings: dict,
+                   status: str = "queued", created_at: datetime | None = None) -> int:
+        """Record a new job and return its id; `created_at` (default now) is for imports and tests."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}; choose from {', '.join(STATUSES)}")
+        if not isinstance(settings, dict):
+            raise ValueError(f"settings must be a dict, not {type(settings).__name__}")
+        with self._connect() as con:
+            cur = con.execute(
+                "INSERT INTO jobs (file_name, file_path, model, settings, status, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (file_name, str(file_path), model, json.dumps(settings, ensure_ascii=False),
+                 status, _iso(created_at)),
+            )
+            return int(cur.lastrowid)
+
+    def mark_running(self, job_id: int) -> bool:
+        """Returns False when the job no longer exists (e.g. deleted from the UI meanwhile)."""
+        return self._update("UPDATE jobs SET status = 'running', started_at = ? WHERE id = ?",
+                            (_iso(), job_id)) > 0
+
+    def finish_job(self, job_id: int, transcript: Transcript) -> bool:
+        data = transcript.to_dict()
+        return self._update(
+            "UPDATE jobs SET status = 'done', error = '', finished_at = ?, duration = ?, text = ?,"
+            " text_itn = ?, language = ?, segments = ? WHERE id = ?",
+            (_iso(), transcript.duration, transcript.text, transcript.text_itn, transcript.language,
+             json.dumps(data["segments"], ensure_ascii=False), job_id),
+        ) > 0
+
+    def fail_job(self, job_id: int, error: str, status: str = "failed") -> bool:
+        if status not in ("failed", "cancelled"):
+            raise ValueError(f"fail_job status must be 'failed' or 'cancelled', not {status!r}")
+        return self._update("UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
+                            (status, error, _iso(), job_id)) > 0
+
+    # --- queries -------------------------------------------------------------
+
+    def get(self, job_id: int) -> JobRecord | None:
+        with self._connect() as con:
+            row = con.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return JobRecord.from_row(row) if row else None
+
+    def search(self, text: str = "", name: str = "", date_from: date | str | None = None,
+               date_to: date | str | None = None, status: str | Iterable[str] | None = None,
+               include_archived: bool = False, limit: int = 100) -> list[JobRecord]:
+        """Newest jobs first. Every whitespace-separated word of `text` must occur in the
+        file name, text or ITN text; `name` is a substring of the file name; the date
+        range is inclusive, in UTC days."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        where: list[str] = []
+        params: list = []
+        for word in text.split():
+            where.append("(file_name LIKE ? ESCAPE '\\' OR text LIKE ? ESCAPE '\\'"
+                         " OR text_itn LIKE ? ESCAPE '\\')")
+            params += [_like(word)] * 3
+        if name:
+            where.append("file_name LIKE ? ESCAPE '\\'")
+            params.append(_like(name))
+        first = _day(date_from) if date_from else None
+        last = _day(date_to) if date_to else None
+        if first and last and first > last:
+            raise ValueError(f"date_from {first} is after date_to {last}")
+        if first:
+            where.append("created_at >= ?")  # 'YYYY-MM-DD' sorts before any time that day
+            params.append(first.isoformat())
+        if last:
+            where.append("created_at < ?")
+            params.append((last + timedelta(days=1)).isoformat())
+        if status is not None:
+            wanted = [status] if isinstance(status, str) else list(status)
+            unknown = [s for s in wanted if s not in STATUSES]
+            if unknown or not wanted:
+                raise ValueError(f"unknown status {unknown or wanted!r}; choose from {', '.join(STATUSES)}")
+            where.append(f"status IN ({', '.join('?' * len(wanted))})")
+            params += wanted
+        if not include_archived:
+            where.append("archived = 0")
+        sql = "SELECT * FROM jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        with self._connect() as con:
+            rows = con.execute(sql, (*params, limit)).fetchall()
+        return [JobRecord.from_row(row) for row in rows]
+
+    def count(self, include_archived: bool = True) -> int:
+        sql = "SELECT COUNT(*) FROM jobs" + ("" if include_archived else " WHERE archived = 0")
+        with self._connect() as con:
+            return con.execute(sql).fetchone()[0]
+
+    def export(self, job_id: int, fmt: str) -> str:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+        record = self.get(job_id)
+        if record is None:
+            raise KeyError(f"no job with id {job_id}")
+        return render(record.to_transcript(), fmt)
+
+    # --- housekeeping --------------------------------------------------------
+
+    def delete(self, job_id: int) -> bool:
+        return self._update("DELETE FROM jobs WHERE id = ?", (job_id,)) > 0
+
+    def archive_older_than(self, days: int) -> int:
+        """Hide jobs created more than `days` days ago from default searches; returns how many."""
+        if isinstance(days, bool) or not isinstance(days, int) or days < 0:
+            raise ValueError(f"days must be a non-negative integer, not {days!r}")
+        cutoff = _iso(datetime.now(timezone.utc) - timedelta(days=days))
+        return self._update("UPDATE jobs SET archived = 1 WHERE archived = 0 AND created_at < ?", (cutoff,))
+
+    def vacuum(self) -> None:
+        with self._connect() as con:
+            con.execute("VACUUM")

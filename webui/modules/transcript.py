@@ -1,0 +1,154 @@
+"""Records that cross stage boundaries, and the TXT/SRT/VTT/JSON writers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+FORMATS = ("txt", "srt", "vtt", "json")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of the recording cut at silence, in absolute seconds."""
+
+    index: int
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class TimedText:
+    """One piece of recognised text with absolute times (seconds)."""
+
+    start: float
+    end: float
+    text: str
+    text_itn: str = ""
+
+    @property
+    def display_text(self) -> str:
+        return self.text_itn or self.text
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """What the engine made of one segment; `pieces` carry absolute times."""
+
+    segment: Segment
+    pieces: tuple[TimedText, ...]
+    speech_seconds: float
+    language: str = ""
+    itn_applied: bool = False  # the model did its own ITN, so wetext is skipped
+
+    @property
+    def text(self) -> str:
+        return join_texts([p.text for p in self.pieces])
+
+
+@dataclass
+class Transcript:
+    file: str
+    duration: float
+    model: str
+    language: str = ""
+    text: str = ""
+    text_itn: str = ""
+    segments: list[TimedText] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "file": self.file,
+            "duration": round(self.duration, 3),
+            "model": self.model,
+            "language": self.language,
+            "text": self.text,
+            "text_itn": self.text_itn,
+            "segments": [
+                {"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text, "text_itn": s.text_itn}
+                for s in self.segments
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Transcript":
+        segments = [
+            TimedText(float(s["start"]), float(s["end"]), s.get("text", ""), s.get("text_itn", ""))
+            for s in data.get("segments", [])
+        ]
+        fields = {k: data[k] for k in ("file", "duration", "model", "language", "text", "text_itn") if k in data}
+        return cls(segments=segments, **fields)
+
+
+def is_cjk(text: str) -> bool:
+    return any("\u3040" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af" for ch in text)
+
+
+def join_texts(texts: list[str]) -> str:
+    """Join pieces of text: with spaces, except between CJK pieces."""
+    out = ""
+    for text in (t.strip() for t in texts):
+        if not text:
+            continue
+        if out and not (is_cjk(out[-1]) and is_cjk(text[0])):
+            out += " "
+        out += text
+    return out
+
+
+def format_timestamp(seconds: float, decimal: str = ",") -> str:
+    """SRT wants 00:01:02,345; VTT wants 00:01:02.345."""
+    millis = max(0, int(round(seconds * 1000)))
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal}{millis:03d}"
+
+
+def to_txt(t: Transcript) -> str:
+    lines = [f"[{format_timestamp(s.start, '.')} --> {format_timestamp(s.end, '.')}] {s.display_text}" for s in t.segments]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def to_srt(t: Transcript) -> str:
+    blocks = [
+        f"{i}\n{format_timestamp(s.start)} --> {format_timestamp(s.end)}\n{s.display_text}\n"
+        for i, s in enumerate(t.segments, 1)
+    ]
+    return "\n".join(blocks)
+
+
+def to_vtt(t: Transcript) -> str:
+    blocks = [f"{format_timestamp(s.start, '.')} --> {format_timestamp(s.end, '.')}\n{s.display_text}\n" for s in t.segments]
+    return "WEBVTT\n\n" + "\n".join(blocks)
+
+
+def to_json(t: Transcript) -> str:
+    return json.dumps(t.to_dict(), ensure_ascii=False, indent=2)
+
+
+WRITERS = {"txt": to_txt, "srt": to_srt, "vtt": to_vtt, "json": to_json}
+
+
+def render(t: Transcript, fmt: str) -> str:
+    if fmt not in WRITERS:
+        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    return WRITERS[fmt](t)
+
+
+def write(t: Transcript, fmt: str, out_dir: Path, stem: str) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{stem}.{fmt}"
+    path.write_text(render(t, fmt), encoding="utf-8")
+    return path
+
+
+__all__ = [
+    "FORMATS", "Segment", "TimedText", "SegmentResult", "Transcript",
+    "join_texts", "format_timestamp", "render", "write", "asdict",
+]
