@@ -29,8 +29,11 @@ def test_chunk_shortens_pauses_but_maps_back_to_recording_time():
     second = chunk.offsets[1]
     assert chunk.to_absolute(second) == pytest.approx(chunk.spans[1].start)
     assert chunk.to_absolute(second + 1.0) == pytest.approx(chunk.spans[1].start + 1.0)
-    # A time inside the shortened pause snaps to the end of the speech before it.
-    assert chunk.to_absolute(second - 0.1) == pytest.approx(chunk.spans[0].end)
+    # A time inside the shortened pause: as an end it is the speech before, as a start the speech after.
+    assert chunk.to_absolute(second - 0.1, "end") == pytest.approx(chunk.spans[0].end)
+    assert chunk.to_absolute(second - 0.1, "start") == pytest.approx(chunk.spans[1].start)
+    assert chunk.span_index(second - 0.1) == 1 and chunk.span_index(0.5) == 0
+    assert chunk.utterance_ids(0.8) == (0, 1) and chunk.utterance_ids(10.0) == (0, 0)
     # The audio handed to the engine is the speech itself, sample for sample.
     lo = int((chunk.spans[1].start - seg.start) * SR)
     k = int(second * SR)

@@ -159,7 +159,7 @@ def _save_seeded_checkpoint(folder: Path, seed: int) -> None:
     """Instantiate the architecture through funasr itself and save its state_dict."""
     from funasr import AutoModel
 
-    torch.manual_seed(seed)
+    # build_model seeds torch from `seed`; ncpu keeps it off torch's global thread count.
     model, _ = AutoModel.build_model(model=str(folder), device="cpu", seed=seed,
                                      ncpu=torch.get_num_threads(), disable_update=True)
     # Random init makes the CTC/decoder logits nearly flat; widen them so greedy decoding

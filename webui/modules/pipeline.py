@@ -20,7 +20,7 @@ from . import audio as audio_mod
 from . import itn
 from .batching import iter_batches
 from .engines import get_engine
-from .engines.base import Engine, EngineOutput, EngineSettings
+from .engines.base import Engine, EngineOutput, EngineSettings, LocalText, LocalWord
 from .segment import AUTO, limits_for, plan_segments
 from .transcript import Segment, SegmentResult, TimedText, Transcript, join_texts
 from .vad import SpeechChunk, VadOptions, make_chunk
@@ -185,17 +185,36 @@ def _to_result(chunk: SpeechChunk, output: EngineOutput, snap: float) -> Segment
     starts = chunk.span_starts()
     pieces = []
     previous_start = chunk.segment.start
-    for piece in output.pieces:
-        start = chunk.to_absolute(piece.start)
-        end = chunk.to_absolute(max(piece.end, piece.start))
+    for piece in (p for raw in output.pieces for p in split_at_pauses(raw, chunk)):
+        start = chunk.to_absolute(piece.start, "start")
+        end = chunk.to_absolute(max(piece.end, piece.start), "end")
         nearest = min(starts, key=lambda s: abs(s - start)) if starts else start
         if abs(nearest - start) <= snap:
             start = nearest  # VAD onsets are sharper than model timestamps
         start = max(start, previous_start)
-        end = max(end, start)
-        pieces.append(TimedText(round(start, 3), round(end, 3), piece.text))
+        pieces.append(TimedText(round(float(start), 3), round(float(max(end, start)), 3), piece.text))
         previous_start = start
-    return SegmentResult(chunk.segment, tuple(pieces), chunk.speech_seconds, output.language, output.itn_applied)
+    return SegmentResult(chunk.segment, tuple(pieces), round(float(chunk.speech_seconds), 3),
+                         output.language, output.itn_applied)
+
+
+def split_at_pauses(piece: LocalText, chunk: SpeechChunk, min_pause: float = 0.8) -> list[LocalText]:
+    """Split a model's text where VAD found a real pause, using word times when the model has
+    them: one subtitle line per stretch of speech, each starting at its own onset."""
+    if len(piece.words) < 2:
+        return [piece]
+    utterance = chunk.utterance_ids(min_pause)
+    groups: list[list[LocalWord]] = []
+    last = None
+    for word in piece.words:
+        current = utterance[chunk.span_index((word.start + word.end) / 2)]
+        if current != last:
+            groups.append([])
+            last = current
+        groups[-1].append(word)
+    if len(groups) == 1:
+        return [piece]
+    return [LocalText(g[0].start, g[-1].end, "".join(w.text for w in g).strip(), tuple(g)) for g in groups]
 
 
 def _assemble(info, engine, results, language, options, clock) -> Transcript:

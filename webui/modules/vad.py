@@ -21,8 +21,8 @@ class VadOptions:
     top_db: float = 25.0
     frame_length: int = 2048
     hop_length: int = 512
-    min_speech: float = 0.15      # shorter bursts are clicks, not words
-    keep_gap: float = 0.3         # pauses are shortened to this much silence
+    min_speech: float = 0.25      # shorter bursts are clicks and breaths, not words
+    keep_gap: float = 1.0         # longer pauses are shortened to this (room for the model's timing)
     pad: float = 0.1              # context kept around each speech span
     floor_db: float = -55.0       # a segment quieter than this (dBFS peak) has no speech
 
@@ -50,13 +50,36 @@ class SpeechChunk:
     def speech_seconds(self) -> float:
         return sum(s.end - s.start for s in self.spans)
 
-    def to_absolute(self, local: float) -> float:
-        """Map a time in `audio` to recording time; times inside a shortened pause snap to its ends."""
+    def span_index(self, local: float) -> int:
+        """Which span a time in `audio` belongs to; a time in a shortened pause goes with the
+        speech after it (a word timed into a pause is the next utterance's first word)."""
+        i = max(0, bisect.bisect_right(self.offsets, local) - 1)
+        in_pause = local - self.offsets[i] > self.spans[i].end - self.spans[i].start if self.spans else False
+        return i + 1 if in_pause and i + 1 < len(self.spans) else i
+
+    def utterance_ids(self, min_pause: float) -> tuple[int, ...]:
+        """Number the spans so that spans closer than `min_pause` share an utterance."""
+        ids, current = [], 0
+        for i, span in enumerate(self.spans):
+            if i and span.start - self.spans[i - 1].end >= min_pause:
+                current += 1
+            ids.append(current)
+        return tuple(ids)
+
+    def to_absolute(self, local: float, edge: str = "start") -> float:
+        """Map a time in `audio` to recording time.
+
+        A time inside a shortened pause is ambiguous: as the start of text it means the next
+        span's onset, as the end of text the previous span's end.
+        """
         if not self.spans:
             return self.segment.start
-        i = max(0, bisect.bisect_right(self.offsets, local) - 1)
+        i = self.span_index(local)
         span = self.spans[i]
-        return min(span.start + max(0.0, local - self.offsets[i]), span.end)
+        inside = local - self.offsets[i]
+        if inside > span.end - span.start and edge == "start" and i + 1 < len(self.spans):
+            return self.spans[i + 1].start
+        return min(span.start + max(0.0, inside), span.end)
 
     def span_starts(self) -> tuple[float, ...]:
         return tuple(s.start for s in self.spans)

@@ -15,12 +15,22 @@ class EngineError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class LocalWord:
+    start: float
+    end: float
+    text: str  # as the model spells it, leading space included where the language uses spaces
+
+
+@dataclass(frozen=True)
 class LocalText:
-    """Text with times relative to the start of the engine's input (seconds)."""
+    """Text with times relative to the start of the engine's input (seconds).
+
+    `words`, where the model gives them, let the pipeline split the text at pauses."""
 
     start: float
     end: float
     text: str
+    words: tuple[LocalWord, ...] = ()
 
 
 @dataclass(frozen=True)

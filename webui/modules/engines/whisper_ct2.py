@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import gpu
-from .base import EngineError, EngineOutput, EngineSettings, LocalText, SAMPLE_RATE
+from .base import EngineError, EngineOutput, EngineSettings, LocalText, LocalWord, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class WhisperEngine:
 
     max_input_seconds = 30.0
 
-    def __init__(self, settings: EngineSettings = EngineSettings(), beam_size: int = 1):
+    def __init__(self, settings: EngineSettings = EngineSettings(), beam_size: int = 1, word_timestamps: bool = True):
         from faster_whisper import BatchedInferencePipeline, WhisperModel
 
         model_dir = Path(settings.model) if settings.model and settings.model != BUNDLED_NAME else bundled_model_dir()
@@ -90,6 +90,9 @@ class WhisperEngine:
         self.name = BUNDLED_NAME if model_dir.parent == cache_dir() else str(model_dir)
         self.settings = settings
         self.beam_size = beam_size
+        # Word times let the pipeline split text at the pauses VAD found: subtitle starts
+        # then come from speech onsets, not from Whisper's coarse segment timestamps.
+        self.word_timestamps = word_timestamps
         try:
             self.model = WhisperModel(
                 str(model_dir), device=self.device, compute_type=self.compute_type,
@@ -132,7 +135,7 @@ class WhisperEngine:
             no_repeat_ngram_size=0, log_prob_threshold=-1.0, no_speech_threshold=0.6,
             compression_ratio_threshold=2.4, condition_on_previous_text=False, prompt_reset_on_temperature=0.5,
             temperatures=[0.0], initial_prompt=None, prefix=None, suppress_blank=True, suppress_tokens=[-1],
-            without_timestamps=False, max_initial_timestamp=0.0, word_timestamps=False,
+            without_timestamps=False, max_initial_timestamp=0.0, word_timestamps=self.word_timestamps,
             prepend_punctuations="\"'“¿([{-", append_punctuations="\"'.。,，!！?？:：”)]}、",
             multilingual=False, max_new_tokens=None, clip_timestamps=[],
             hallucination_silence_threshold=None, hotwords=self.settings.hotwords or None,
@@ -162,5 +165,6 @@ def _to_output(pieces: list[dict], language: str) -> EngineOutput:
             continue
         text = p["text"].strip()
         if text:
-            kept.append(LocalText(float(p["start"]), float(p["end"]), text))
+            words = tuple(LocalWord(float(w["start"]), float(w["end"]), w["word"]) for w in p.get("words") or ())
+            kept.append(LocalText(float(p["start"]), float(p["end"]), text, words))
     return EngineOutput(tuple(kept), language=language)

@@ -1,0 +1,219 @@
+"""The whole application in a real browser: Debian's chromium driven by Playwright.
+
+One server and one page for the module; the tests run in file order (the History test finds
+the job the Transcribe test made). A screenshot of every tab lands in test-output/screenshots/.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DATA
+from tests.test_api import ROOT, Server, start_server
+from webui.modules.history import History
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+SHOTS = ROOT / "test-output" / "screenshots"
+OFF_SERVER: list[str] = []  # requests the page made to anything but our server
+JFK = DATA / "jfk.flac"
+LONG = DATA / "two_cities.wav"
+BATCH = [DATA / "english.wav", DATA / "goforward.wav", DATA / "1089-134691-0000.flac"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    srv = start_server(tmp_path_factory.mktemp("browser-server"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def page(server: Server):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000}, accept_downloads=True,
+        )
+        context.set_default_timeout(30_000)
+        pg = context.new_page()
+        errors: list[str] = []
+        pg.on("pageerror", lambda exc: errors.append(str(exc)))
+        context.on("request", lambda r: None if r.url.startswith((server.url, "data:", "blob:"))
+                   else OFF_SERVER.append(r.url))
+        pg.goto(server.url)
+        pg.wait_for_selector("#tx-start")
+        yield pg
+        context.close()
+    shutil.rmtree(profile, ignore_errors=True)
+    assert not errors, f"JavaScript errors in the page: {errors}"
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def shot(page, name: str) -> None:
+    page.wait_for_timeout(300)  # let the last update paint
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def upload(page, selector: str, files) -> None:
+    clear = page.locator(f"{selector} button[aria-label='Clear']")
+    if clear.count():
+        clear.first.click()
+    page.locator(f"{selector} input[type=file]").set_input_files([str(f) for f in files])
+    for f in files:  # uploaded once the component links to the server's copy
+        page.locator(f'{selector} a[data-testid="download-link"][download="{Path(f).name}"]').first.wait_for()
+
+
+def table_rows(page, selector: str) -> list[list[str]]:
+    """The cell texts of a gr.Dataframe, row by row (its visible grid, not the hidden copy)."""
+    return page.locator(selector).evaluate(
+        """el => [...el.querySelectorAll('[role=row][data-index]')].map(
+               row => [...row.querySelectorAll('[role=gridcell]')].map(c => c.innerText.trim()))"""
+    )
+
+
+def test_transcribe_a_speech_clip_and_download_srt(page, server: Server) -> None:
+    open_tab(page, "Transcribe")
+    upload(page, "#tx-upload", [JFK])
+    page.click("#tx-start")
+    progress = page.locator("#tx-progress")
+    progress.locator(".job-status.done").wait_for(timeout=150_000)
+    text = page.locator("#tx-text textarea").input_value()
+    assert "ask not what your country can do for you" in text.lower()
+    assert text.startswith("[00:00:")  # timestamped lines
+    assert "jfk.flac" in progress.inner_text()
+    with page.expect_download() as info:
+        page.click("#tx-dl-srt")
+    srt = Path(info.value.path()).read_text(encoding="utf-8")
+    assert info.value.suggested_filename == "jfk.srt"
+    assert srt.startswith("1\n00:00:") and "country" in srt
+    page.locator("#tx-player audio").first.wait_for(state="attached")  # the player has the recording
+    shot(page, "1-transcribe")
+
+
+def test_bad_upload_shows_a_clear_message(page, server: Server, tmp_path: Path) -> None:
+    bogus = tmp_path / "broken.wav"
+    bogus.write_text("this is a text file pretending to be audio\n" * 30)
+    before = History(server.history_path).count()
+    open_tab(page, "Transcribe")
+    upload(page, "#tx-upload", [bogus])
+    page.click("#tx-start")
+    message = page.locator("#tx-progress").get_by_text("Cannot transcribe broken.wav")
+    message.wait_for()
+    assert "not a readable audio or video file" in message.inner_text()
+    assert History(server.history_path).count() == before  # history untouched
+    assert page.request.get(f"{server.url}/api/health").json()["status"] == "ok"  # server still up
+
+
+def test_two_sessions_share_one_queue_and_see_their_place(page, server: Server) -> None:
+    open_tab(page, "Transcribe")
+    other = page.context.new_page()  # a second browser session
+    try:
+        other.goto(server.url)
+        other.wait_for_selector("#tx-start")
+        upload(page, "#tx-upload", [LONG])
+        upload(other, "#tx-upload", [JFK])
+        page.click("#tx-start")
+        page.locator("#tx-progress .job-status.running").wait_for()
+        other.click("#tx-start")
+        waiting = other.locator("#tx-progress").get_by_text("2nd in the queue")
+        waiting.wait_for(timeout=10_000)
+        assert "1 job ahead" in waiting.inner_text()
+        other.screenshot(path=str(SHOTS / "1b-second-session-waiting.png"), full_page=True)
+        page.locator("#tx-progress .job-status.done").wait_for(timeout=150_000)
+        other.locator("#tx-progress .job-status.done").wait_for(timeout=150_000)
+        assert "best of times" in page.locator("#tx-text textarea").input_value().lower()
+        assert "ask not what your country" in other.locator("#tx-text textarea").input_value().lower()
+    finally:
+        other.close()
+
+
+def test_batch_of_three_files(page, server: Server) -> None:
+    open_tab(page, "Batch")
+    upload(page, "#batch-files", BATCH)
+    page.click("#batch-start")
+    page.locator("#batch-status").get_by_text("3 of 3 finished").wait_for(timeout=150_000)
+    rows = table_rows(page, "#batch-table")
+    assert sorted(r[1] for r in rows) == sorted(f.name for f in BATCH), rows
+    assert [r[2] for r in rows] == ["done"] * 3, rows
+    with page.expect_download() as info:
+        page.click("#batch-dl-csv")
+    summary = Path(info.value.path()).read_text(encoding="utf-8").splitlines()
+    assert summary[0].startswith("file,status")
+    assert sorted(line.split(",")[0] for line in summary[1:]) == sorted(f.name for f in BATCH)
+    assert all(",done," in line for line in summary[1:])
+    with page.expect_download() as info:
+        page.click("#batch-dl-zip")
+    assert info.value.suggested_filename == "transcripts.zip"
+    names = {r.file_name for r in History(server.history_path).search(status="done")}
+    assert {f.name for f in BATCH} <= names  # every batch file also lands in History
+    shot(page, "2-batch")
+
+
+def test_history_search_finds_the_job(page, server: Server) -> None:
+    open_tab(page, "History")
+    page.locator("#hist-text input, #hist-text textarea").first.fill("country")
+    page.click("#hist-search")
+    page.locator("#hist-msg").get_by_text("2 job(s) found.").wait_for()  # jfk.flac from both sessions
+    rows = table_rows(page, "#hist-table")
+    assert [(r[2], r[5]) for r in rows] == [("jfk.flac", "done")] * 2, rows  # not the batch files
+    assert all("country" in r[6] for r in rows)
+    page.locator("#hist-table [role=gridcell][data-row='0'][data-col='2']").click()  # selecting the row opens it
+    page.locator("#hist-details").get_by_text("jfk.flac").first.wait_for()
+    body = page.locator("#hist-job-text textarea")
+    deadline = time.monotonic() + 20
+    while "country" not in body.input_value() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "ask not what your country can do for you" in body.input_value().lower()
+    with page.expect_download() as info:
+        page.click("#hist-dl-vtt")
+    assert Path(info.value.path()).read_text(encoding="utf-8").startswith("WEBVTT")
+    shot(page, "3-history")
+
+
+def test_vad_inspection_shows_segments(page, server: Server) -> None:
+    open_tab(page, "VAD inspection")
+    upload(page, "#vad-file", [DATA / "two_cities.wav"])
+    page.click("#vad-run")
+    summary = page.locator("#vad-summary")
+    summary.get_by_text("segment(s)").first.wait_for(timeout=60_000)
+    assert "effective maximum segment length 30 s" in summary.inner_text()
+    page.locator("#vad-plot img").first.wait_for()
+    rows = table_rows(page, "#vad-table")
+    assert len(rows) >= 2 and all(0 < float(r[3]) <= 30.0 for r in rows), rows  # lengths within the maximum
+    assert float(rows[0][1]) == 0.0
+    shot(page, "4-vad")
+
+
+def test_deep_gpu_cleanup_button_shows_a_result(page, server: Server) -> None:
+    open_tab(page, "System")
+    page.click("#sys-cleanup")
+    result = page.locator("#sys-action")
+    result.get_by_text("Deep GPU cleanup done").wait_for()
+    assert "bytes" in result.inner_text() and "Reserved" in result.inner_text()
+    memory = page.locator("#sys-memory")
+    assert "Reserved" in memory.inner_text() and "Free" in memory.inner_text()
+    shot(page, "5-system")
+
+
+def test_the_page_loads_nothing_from_outside_the_server(page) -> None:
+    assert OFF_SERVER == [], OFF_SERVER

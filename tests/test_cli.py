@@ -1,0 +1,76 @@
+"""The CLI end to end with the bundled model: outputs, formats, and bad input next to good input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import DATA, ffmpeg, quiet, write_wav
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "webui.cli", "transcribe", *args], capture_output=True,
+                          text=True, env=env, cwd=cwd or ROOT, timeout=600)
+
+
+def test_all_formats_and_a_bad_file_beside_good_ones(tmp_path):
+    weird = tmp_path / "it's $(touch pwned) 中文.mp3"
+    ffmpeg("-i", str(DATA / "jfk.flac"), "-c:a", "libmp3lame", str(weird))
+    missing = tmp_path / "missing.wav"
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(b"this is not audio" * 100)
+    out = tmp_path / "out"
+    proc = run_cli(str(missing), str(weird), str(garbage), str(DATA / "goforward.wav"),
+                   "--format", "all", "--out", str(out), "--quiet", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 2, proc.stderr
+    assert "missing.wav: file not found" in errors[0]
+    assert "garbage.wav" in errors[1]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "pwned").exists()
+
+    stem = weird.stem
+    data = json.loads((out / f"{stem}.json").read_text(encoding="utf-8"))
+    assert set(data) >= {"file", "duration", "model", "text", "text_itn", "segments"}
+    assert data["file"] == weird.name and data["model"] == "whisper-base"
+    assert data["duration"] == pytest.approx(11.0, abs=0.1)
+    assert "ask not what your country can do for you" in data["text"].lower()
+    starts = [s["start"] for s in data["segments"]]
+    assert starts == sorted(starts) and all(s["end"] >= s["start"] for s in data["segments"])
+    srt = (out / f"{stem}.srt").read_text(encoding="utf-8")
+    assert srt.startswith("1\n00:00:00,") and " --> " in srt
+    assert (out / f"{stem}.vtt").read_text(encoding="utf-8").startswith("WEBVTT\n\n00:00:")
+    assert "fellow Americans" in (out / f"{stem}.txt").read_text(encoding="utf-8")
+    # ITN ran: "ten meters" → "10 m" in the normalised text, the raw text kept beside it.
+    go = json.loads((out / "goforward.json").read_text())
+    assert "10" in go["text_itn"]
+
+
+def test_silence_gives_an_empty_transcript_not_an_error(tmp_path):
+    path = write_wav(tmp_path / "silence.wav", quiet(20.0, -90.0))
+    proc = run_cli(str(path), "--format", "json", "--out", str(tmp_path), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "silence.json").read_text())
+    assert data["text"] == "" and data["segments"] == [] and data["duration"] == pytest.approx(20.0, abs=0.05)
+
+
+def test_no_itn_and_bad_option(tmp_path):
+    proc = run_cli(str(DATA / "goforward.wav"), "--no-itn", "--format", "json", "--out", str(tmp_path), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "goforward.json").read_text())["text_itn"] == ""
+    proc = run_cli(str(DATA / "goforward.wav"), "--max-segment", "lots")
+    assert proc.returncode == 2 and "--max-segment" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unknown_model_folder_is_a_clear_error(tmp_path):
+    proc = run_cli(str(DATA / "goforward.wav"), "--model", str(tmp_path / "no-such-model"), "--quiet")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.startswith("error:")

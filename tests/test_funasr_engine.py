@@ -1,0 +1,160 @@
+"""FunASREngine over tiny real funasr models (seeded random weights) loaded from local folders."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tiny_models import break_checkpoint, build_tiny_paraformer, build_tiny_sensevoice, speech_like
+from webui.modules.engines.base import Engine, EngineError, EngineSettings, LocalText, LocalWord
+from webui.modules.engines.funasr_engine import (
+    FunASREngine,
+    checkpoint_problems,
+    paraformer_pieces,
+    split_sensevoice_tags,
+)
+
+LENGTHS = [1.0, 3.5, 2.0, 0.05, 2.6, 1.4]  # 0.05 s is below what holds a word
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tiny")
+    build_tiny_sensevoice(root / "sensevoice")
+    build_tiny_paraformer(root / "paraformer")
+    return root
+
+
+@pytest.fixture(scope="module")
+def sensevoice(tiny_dir) -> FunASREngine:
+    return FunASREngine(EngineSettings(model=str(tiny_dir / "sensevoice"), device="cpu", cpu_batch_cap=6))
+
+
+@pytest.fixture(scope="module")
+def paraformer(tiny_dir) -> FunASREngine:
+    return FunASREngine(EngineSettings(model=str(tiny_dir / "paraformer"), device="cpu"))
+
+
+def audios() -> list[np.ndarray]:
+    return [speech_like(s, seed=i) for i, s in enumerate(LENGTHS)]
+
+
+def test_sensevoice_batch_equals_one_by_one(sensevoice):
+    assert isinstance(sensevoice, Engine)
+    assert (sensevoice.family.name, sensevoice.precision, sensevoice.max_input_seconds) == ("sensevoice", "fp32", 90.0)
+    assert sensevoice.batch_limit(30.0) == 6  # CPU: the configured cap
+    xs = audios()
+    batch = sensevoice.transcribe_batch(xs)
+    assert len(batch) == len(xs)
+    assert batch == [sensevoice.transcribe_batch([x])[0] for x in xs]
+    texts = [o.pieces[0].text for o in batch if o.pieces]
+    assert len(texts) == len(xs) - 1 and len(set(texts)) == len(texts)  # junk, but distinct per input
+    assert batch[3].pieces == ()
+    for out, seconds in zip(batch, LENGTHS):
+        assert all(p == LocalText(0.0, seconds, p.text) and "<|" not in p.text for p in out.pieces)
+        assert out.itn_applied  # SenseVoice's own ITN is on by default
+    sensevoice.release()
+
+
+def test_sensevoice_language_comes_from_its_tag_else_from_the_request(sensevoice):
+    # Seeded junk: this input makes the tiny model emit a <|yue|> tag, the other one no tag.
+    tagged, plain = speech_like(1.5, seed=5), speech_like(1.5, seed=0)
+    out = sensevoice.transcribe_batch([tagged, plain], language="auto")
+    assert [o.language for o in out] == ["yue", ""]
+    assert "<|" not in out[0].pieces[0].text
+    assert sensevoice.transcribe_batch([plain], language="en")[0].language == "en"
+    assert sensevoice.transcribe_batch([plain], language="fr")[0].language == ""  # unsupported: detect
+
+
+def test_paraformer_batch_equals_one_by_one_and_uses_timestamps(paraformer):
+    xs = audios()
+    batch = paraformer.transcribe_batch(xs)
+    assert len(batch) == len(xs)
+    # Equal only because the engine zeroes encoder frames on padding (see _zero_padded_frames).
+    assert batch == [paraformer.transcribe_batch([x])[0] for x in xs]
+    longest = int(np.argmax(LENGTHS))
+    assert batch[3].pieces == ()
+    for out, seconds in zip(batch, LENGTHS):
+        for piece in out.pieces:
+            assert 0.0 <= piece.start <= piece.end <= seconds and piece.text and " " not in piece.text
+            assert "".join(w.text for w in piece.words) == piece.text  # one word time per token
+            assert (piece.words[0].start, piece.words[-1].end) == (piece.start, piece.end)
+    # timestamps, not the whole input: the first token starts after 0
+    assert batch[longest].pieces[0].start > 0.0
+
+
+def test_a_checkpoint_with_a_missing_key_is_refused(tiny_dir, tmp_path):
+    folder = shutil.copytree(tiny_dir / "sensevoice", tmp_path / "broken")
+    removed = break_checkpoint(folder)
+    with pytest.raises(EngineError, match="1 missing") as err:
+        FunASREngine(EngineSettings(model=str(folder), device="cpu"))
+    assert removed in str(err.value)
+
+
+def test_no_checkpoint_needs_explicit_random_weights(tiny_dir, tmp_path):
+    folder = shutil.copytree(tiny_dir / "paraformer", tmp_path / "bare")
+    (folder / "model.pt").unlink()
+    with pytest.raises(EngineError, match="no model.pt"):
+        FunASREngine(EngineSettings(model=str(folder), device="cpu"))
+    engine = FunASREngine(EngineSettings(model=str(folder), device="cpu"), allow_random_weights=True)
+    assert len(engine.transcribe_batch([speech_like(2.0, seed=1)])) == 1
+    engine.unload()
+    with pytest.raises(EngineError, match="unloaded"):
+        engine.transcribe_batch([speech_like(1.0, seed=1)])
+
+
+@pytest.mark.parametrize("offline_env", [True, False])
+def test_a_hub_id_without_network_fails_fast_and_says_what_to_do(monkeypatch, offline_env):
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MODELSCOPE_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    if offline_env:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    started = time.monotonic()
+    with pytest.raises(EngineError) as err:
+        FunASREngine(EngineSettings(model="nobody-here/no-such-asr-model", device="cpu"))
+    assert time.monotonic() - started < 5
+    message = str(err.value)
+    assert "nobody-here/no-such-asr-model" in message and "folder" in message
+    assert ("HF_HUB_OFFLINE=1" in message) if offline_env else ("cannot be reached" in message)
+
+
+def test_bad_model_names_and_options_fail_before_loading(tmp_path):
+    with pytest.raises(EngineError, match="neither a folder nor a known model"):
+        FunASREngine(EngineSettings(model="no-such-model", device="cpu"))
+    with pytest.raises(EngineError, match="not a FunASR model folder"):
+        FunASREngine(EngineSettings(model=str(tmp_path), device="cpu"))
+    with pytest.raises(EngineError, match="needs a CUDA GPU"):
+        FunASREngine(EngineSettings(model=str(tmp_path), device="cpu", precision="fp16"))
+
+
+def test_sensevoice_tags_are_stripped_and_language_kept():
+    assert split_sensevoice_tags("<|en|><|NEUTRAL|><|Speech|><|woitn|>ask not what") == ("en", "ask not what")
+    assert split_sensevoice_tags("<|zh|><|HAPPY|><|BGM|><|withitn|>你好。") == ("zh", "你好。")
+    assert split_sensevoice_tags("<|nospeech|><|Event_UNK|>") == ("", "")
+
+
+def test_paraformer_pieces_split_at_pauses_and_carry_word_times():
+    stamps = [[100, 300], [300, 500], [1200, 1400], [1400, 1600]]
+    first, second = paraformer_pieces("欢 迎 大 家", stamps, 2.0)
+    assert (first.start, first.end, first.text) == (0.1, 0.5, "欢迎")
+    assert (second.start, second.end, second.text) == (1.2, 1.6, "大家")
+    assert second.words == (LocalWord(1.2, 1.4, "大"), LocalWord(1.4, 1.6, "家"))
+    (piece,) = paraformer_pieces("hello world", [[-30, 400], [450, 2500]], 2.0)
+    assert (piece.start, piece.end, piece.text) == (0.0, 2.0, "hello world")
+    assert [w.text for w in piece.words] == [" hello", " world"]
+    # tokens and stamps that don't line up: one piece from first to last stamp, no word times
+    assert paraformer_pieces("a b c", [[100, 200], [300, 900]], 2.0) == (LocalText(0.1, 0.9, "a b c"),)
+
+
+def test_tied_weights_count_as_present():
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 10, bias=False))
+    model[1].weight = model[0].weight
+    state = {"0.weight": torch.zeros(10, 4)}
+    assert checkpoint_problems(model, state) == ([], [])
+    assert checkpoint_problems(model, {}) == (["0.weight", "1.weight"], [])
+    assert checkpoint_problems(model, {"0.weight": torch.zeros(3, 4)})[1] == ["0.weight (3, 4) != (10, 4)"]

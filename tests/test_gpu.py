@@ -1,0 +1,130 @@
+"""gpu.py without a GPU: batch sizing from an injected probe, OOM backoff, CPU cleanup."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from webui.modules import gpu
+from webui.modules.engines.base import EngineError
+
+GIB = 2**30
+
+
+@dataclass
+class FakeProbe:
+    free: int
+    total: int = 80 * GIB
+
+    def free_bytes(self) -> int:
+        return self.free
+
+    def total_bytes(self) -> int:
+        return self.total
+
+
+def plan_batches(durations: list[float], probe: gpu.MemoryProbe, per_second: float, fixed: float,
+                 margin: float) -> list[list[float]]:
+    """How the pipeline uses batch_size_for: longest first, the batch padded to its first item."""
+    queue = sorted(durations, reverse=True)
+    batches = []
+    while queue:
+        n = gpu.batch_size_for(queue[0], per_second, fixed, probe.free_bytes(), margin)
+        batches.append(queue[:n])
+        queue = queue[n:]
+    return batches
+
+
+@pytest.mark.parametrize("free_gib", [0.5, 3, 20, 70])
+def test_every_planned_batch_fits_the_budget(free_gib):
+    probe = FakeProbe(free=int(free_gib * GIB))
+    per_second, fixed, margin = 6e6, 40e6, 0.15
+    durations = [1.0 + (i * 7.3) % 89 for i in range(400)]
+    batches = plan_batches(durations, probe, per_second, fixed, margin)
+    budget = probe.free * (1 - margin)
+    assert sorted(d for b in batches for d in b) == sorted(durations)  # nothing lost or doubled
+    for i, batch in enumerate(batches):
+        per_item = batch[0] * per_second + fixed
+        assert len(batch) * per_item <= budget or len(batch) == 1
+        if i < len(batches) - 1:  # and as large as allowed: one more item would not have fitted
+            assert (len(batch) + 1) * per_item > budget
+
+
+def test_batch_size_is_at_least_one_and_validates_input():
+    assert gpu.batch_size_for(90, 1e9, 1e9, free_bytes=10, margin=0.1) == 1
+    assert gpu.batch_size_for(10, 1e6, 0, free_bytes=100 * 10**6, margin=0.0) == 10
+    with pytest.raises(ValueError):
+        gpu.batch_size_for(10, 1e6, 0, free_bytes=10**9, margin=1.0)
+    with pytest.raises(ValueError):
+        gpu.batch_size_for(0, 1e6, 0, free_bytes=10**9, margin=0.1)
+
+
+def oom_above(limit: int, calls: list[int], error: type[BaseException] = torch.cuda.OutOfMemoryError):
+    def fn(chunk: list[int]) -> list[str]:
+        calls.append(len(chunk))
+        if len(chunk) > limit:
+            raise error("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return [f"out{x}" for x in chunk]
+    return fn
+
+
+@pytest.mark.parametrize("error", [torch.cuda.OutOfMemoryError, RuntimeError])
+def test_oom_halves_the_chunk_and_keeps_every_item_in_order(error):
+    items = list(range(37))
+    calls: list[int] = []
+    events: list[gpu.OomEvent] = []
+    before = gpu.oom_event_count()
+    out = gpu.run_with_oom_backoff(oom_above(5, calls, error), items, on_oom=events.append)
+    assert out == [f"out{x}" for x in items]
+    # 37 -> 18 -> 9 -> 4 fails three times, then stays at 4 for the rest
+    assert [(e.attempted, e.retry_with) for e in events] == [(37, 18), (18, 9), (9, 4)]
+    assert calls[:3] == [37, 18, 9] and set(calls[3:]) <= {4, 1}
+    assert sum(calls[3:]) == 37
+    assert gpu.oom_event_count() == before + 3
+
+
+def test_a_single_item_that_does_not_fit_is_a_clear_error():
+    with pytest.raises(EngineError, match="does not fit in GPU memory"):
+        gpu.run_with_oom_backoff(oom_above(0, []), [1, 2, 3])
+
+
+def test_other_errors_are_not_retried():
+    calls: list[int] = []
+
+    def fn(chunk):
+        calls.append(len(chunk))
+        raise ValueError("bad input")
+
+    with pytest.raises(ValueError):
+        gpu.run_with_oom_backoff(fn, [1, 2, 3, 4])
+    assert calls == [4]
+
+
+def test_a_wrong_number_of_outputs_is_an_error():
+    with pytest.raises(EngineError, match="2 results for 3 inputs"):
+        gpu.run_with_oom_backoff(lambda chunk: chunk[:2], [1, 2, 3])
+
+
+def test_deep_cleanup_and_memory_stats_report():
+    report = gpu.deep_cleanup()
+    assert report.freed_bytes >= 0
+    assert report.freed_bytes == max(0, report.before.reserved - report.after.reserved)
+    stats = gpu.memory_stats()
+    if torch.cuda.is_available():
+        assert stats.device.startswith("cuda") and stats.total > 0
+    else:
+        assert stats == gpu.MemoryStats(device="cpu") and report.after.device == "cpu"
+        assert stats.fragmentation == 0
+    gpu.cleanup_after_batch()
+
+
+def test_resolve_device():
+    assert gpu.resolve_device("cpu") == "cpu"
+    assert gpu.resolve_device("auto") in ("cuda", "mps", "cpu")
+    with pytest.raises(EngineError, match="Unknown device"):
+        gpu.resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(EngineError, match="no CUDA GPU"):
+            gpu.resolve_device("cuda")

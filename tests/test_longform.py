@@ -1,0 +1,73 @@
+"""A ≥ 20-minute recording built from real speech at known times: coverage, limits, timestamps,
+and peak memory that does not grow with length (5 vs 20 minutes, fresh processes)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.recordings import build, load_clips
+from webui.modules.pipeline import PipelineOptions, plan
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def run_measured(path: Path) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "tests.run_measured", str(path)], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("long")
+    clips = load_clips()
+    long_path, short_path = folder / "meeting 20min.flac", folder / "meeting 5min.flac"
+    return {
+        "long": (long_path, build(long_path, 20, seed=1, clips=clips)),
+        "short": (short_path, build(short_path, 5, seed=2, clips=clips)),
+    }
+
+
+@pytest.fixture(scope="module")
+def runs(recordings):
+    return {name: run_measured(path) for name, (path, _) in recordings.items()}
+
+
+def test_plan_covers_every_speech_region_within_the_maximum(recordings):
+    path, placed = recordings["long"]
+    info, segments, max_seconds = plan(path, PipelineOptions(), engine_cap=30.0)
+    assert info.duration == pytest.approx(1200, abs=0.1)
+    assert max_seconds == 30.0
+    assert all(s.duration <= max_seconds + 1e-6 for s in segments)
+    assert segments[0].start == 0 and segments[-1].end == pytest.approx(info.duration, abs=0.01)
+    for region in placed:
+        covered = sum(max(0.0, min(s.end, region.end) - max(s.start, region.start)) for s in segments)
+        assert covered == pytest.approx(region.end - region.start, abs=0.01)
+
+
+def test_transcript_timestamps_follow_the_speech(recordings, runs):
+    _, placed = recordings["long"]
+    transcript = runs["long"]["transcript"]
+    segments = transcript["segments"]
+    starts = [s["start"] for s in segments]
+    assert starts == sorted(starts), "timestamps must be monotonic"
+    assert all(s["end"] >= s["start"] for s in segments)
+    assert segments[-1]["end"] <= transcript["duration"] + 0.01
+    missed = [p for p in placed if not any(abs(s - p.start) <= 0.5 for s in starts)]
+    assert not missed, f"{len(missed)} of {len(placed)} speech starts have no segment within ±0.5 s: {missed[:3]}"
+    # Nothing is invented in the silences between clips.
+    for seg in segments:
+        mid = (seg["start"] + seg["end"]) / 2
+        assert any(p.start - 1.0 <= mid <= p.end + 1.0 for p in placed), seg
+
+
+def test_peak_memory_does_not_grow_with_length(runs):
+    short, long = runs["short"]["peak_rss_mb"], runs["long"]["peak_rss_mb"]
+    assert long <= short * 1.10, f"peak RSS 5 min {short:.0f} MB vs 20 min {long:.0f} MB"

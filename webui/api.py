@@ -1,0 +1,107 @@
+"""HTTP API beside the Gradio page: GET /api/health and POST /api/deep_cleanup.
+
+The FastAPI app carries these two routes and has the Gradio Blocks mounted at "/", so
+Gradio's own API (gradio_client, /gradio_api/...) keeps working unchanged. With --auth the
+two routes take the same user names and passwords as HTTP Basic credentials.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict
+from typing import Callable, Sequence
+
+from fastapi import Depends, FastAPI, HTTPException, status
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+
+from .modules import gpu
+from .modules.engines import EngineError, loaded_engine
+from .modules.jobs import JobQueue
+
+Credentials = Sequence[tuple[str, str]]
+
+
+def memory_dict(stats: gpu.MemoryStats) -> dict:
+    data = asdict(stats)
+    data["fragmentation"] = stats.fragmentation
+    return data
+
+
+def deep_cleanup_json() -> dict:
+    """What the Deep GPU cleanup button and POST /api/deep_cleanup both run and show."""
+    report = gpu.deep_cleanup()
+    return {
+        "freed_bytes": int(report.freed_bytes),
+        "before": memory_dict(report.before),
+        "after": memory_dict(report.after),
+    }
+
+
+def health_json(queue: JobQueue, requested_device: str = "auto") -> dict:
+    engine = loaded_engine()
+    if engine is not None:
+        device = engine.device
+    else:
+        try:
+            device = gpu.resolve_device(requested_device)
+        except EngineError as exc:
+            device = f"unavailable ({exc})"
+    return {
+        "status": "ok",
+        "model_loaded": engine is not None,
+        "model": engine.name if engine is not None else None,
+        "device": device,
+        "memory": memory_dict(gpu.memory_stats()),
+        "queue_length": queue.queue_length(),
+        "running": queue.busy(),
+        "waiting": queue.waiting(),
+    }
+
+
+def _basic_auth(credentials: Credentials | None):
+    """A dependency that accepts any of `credentials` as HTTP Basic; a no-op when there are none."""
+    security = HTTPBasic(auto_error=False)
+
+    def check(given: HTTPBasicCredentials | None = Depends(security)) -> None:
+        if not credentials:
+            return
+        if given is not None:
+            for user, password in credentials:
+                user_ok = secrets.compare_digest(given.username.encode(), user.encode())
+                password_ok = secrets.compare_digest(given.password.encode(), password.encode())
+                if user_ok and password_ok:
+                    return
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "authentication required",
+                            headers={"WWW-Authenticate": "Basic"})
+
+    return check
+
+
+def create_app(blocks, queue: JobQueue, *, device: Callable[[], str] = lambda: "auto",
+               auth: Credentials | None = None, allowed_paths: Sequence[str] = (),
+               css: str | None = None, theme=None, head: str | None = None) -> FastAPI:
+    """The FastAPI app: the API routes first, then the Gradio page mounted at '/'."""
+    import gradio as gr
+
+    app = FastAPI(title="Long-form transcription", docs_url=None, redoc_url=None, openapi_url=None)
+    guard = _basic_auth(auth)
+
+    @app.get("/api/health", dependencies=[Depends(guard)])
+    def health() -> dict:
+        return health_json(queue, device())
+
+    @app.post("/api/deep_cleanup", dependencies=[Depends(guard)])
+    def deep_cleanup() -> dict:
+        return deep_cleanup_json()
+
+    return gr.mount_gradio_app(
+        app, blocks, path="/", auth=list(auth) if auth else None, allowed_paths=list(allowed_paths),
+        ssr_mode=False, mcp_server=False, show_error=True, css=css, theme=theme, head=head,
+    )
+
+
+def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 7860, log_level: str = "warning") -> None:
+    import uvicorn
+
+    # Short graceful shutdown: open event streams (browser tabs) would otherwise hold Ctrl+C up.
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=2)
