@@ -98,3 +98,54 @@ def test_cancel_between_batches_leaves_the_rest_undone():
     engine.transcribe_batch = once_then_cancel
     outputs = _run_engine(engine, chunks, "en", {"batches": 0}, cancel)
     assert sum(o is not None for o in outputs) == 1 and outputs[3] is not None
+
+
+class ForgetfulEngine(EchoEngine):
+    """Skips most of a long input's speech, or stops early, the way batched decoders do."""
+
+    def __init__(self, mode):
+        super().__init__(cap=4)
+        self.mode = mode
+
+    def transcribe_batch(self, audios, language="auto"):
+        self.batches.append([a.size for a in audios])
+        outs = []
+        for a in audios:
+            seconds = a.size / 16000
+            if seconds > 10 and self.mode == "sparse":
+                outs.append(EngineOutput((LocalText(0.0, seconds, "hm"),), "en"))
+            elif seconds > 10 and self.mode == "early":
+                outs.append(EngineOutput((LocalText(0.0, 4.0, "one two three four five six seven eight nine ten"),), "en"))
+            else:
+                text = " ".join(["word"] * max(1, int(seconds * 2)))
+                outs.append(EngineOutput((LocalText(0.0, seconds, text),), "en"))
+        return outs
+
+
+def _two_utterances():
+    from tests.conftest import quiet, tone
+    from webui.modules.vad import make_chunk
+
+    audio = np.concatenate([tone(6.0), quiet(3.0), tone(6.0)])
+    return make_chunk(Segment(0, 100.0, 115.0), audio)
+
+
+def test_sparse_text_gets_each_utterance_run_again():
+    chunk = _two_utterances()
+    engine = ForgetfulEngine("sparse")
+    out = _run_engine(engine, [chunk], "en", {"batches": 0}, None, retry_tail=2.0)[0]
+    assert "hm" not in [p.text for p in out.pieces]
+    assert len(out.pieces) == 2 and all(p.text.startswith("word") for p in out.pieces)
+    assert out.pieces[1].start == pytest.approx(chunk.offsets[1], abs=0.01)  # in the chunk's own time
+    assert len(engine.batches) == 2 and len(engine.batches[1]) == 2
+
+
+def test_text_that_stops_early_gets_the_rest_transcribed():
+    chunk = _two_utterances()
+    engine = ForgetfulEngine("early")
+    out = _run_engine(engine, [chunk], "en", {"batches": 0}, None, retry_tail=2.0)[0]
+    assert [p.text.split()[0] for p in out.pieces] == ["one", "word"]
+    assert out.pieces[1].start == pytest.approx(chunk.offsets[1], abs=0.01)
+    # Off switch: one pass only.
+    engine = ForgetfulEngine("early")
+    assert len(_run_engine(engine, [chunk], "en", {"batches": 0}, None, retry_tail=0.0)[0].pieces) == 1

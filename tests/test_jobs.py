@@ -28,7 +28,9 @@ JFK = DATA / "jfk.flac"
 SHORT = DATA / "english.wav"          # 2.7 s
 SHORT2 = DATA / "goforward.wav"       # 2.8 s
 LONG = DATA / "two_cities.wav"        # 44 s: several segments
-OPTIONS = PipelineOptions(engine=EngineSettings(device="cpu"), itn=False)
+# The fake engine's one-line answers are far too short for real speech; without retry_tail=0
+# the pipeline's second pass would (rightly) run every utterance again.
+OPTIONS = PipelineOptions(engine=EngineSettings(device="cpu"), itn=False, retry_tail_seconds=0.0)
 
 
 class Gate:
@@ -279,7 +281,8 @@ def test_progress_percent_and_eta_come_from_the_job(history: History) -> None:
     engine = FakeEngine(gate)
     queue = make_queue(history, engine)
     # Small windows so each segment reports as it finishes.
-    options = PipelineOptions(engine=EngineSettings(device="cpu"), itn=False, window_seconds=5.0)
+    options = PipelineOptions(engine=EngineSettings(device="cpu"), itn=False, window_seconds=5.0,
+                              retry_tail_seconds=0.0, pack=False)
     try:
         job = queue.submit(LONG, options)
         assert engine.started.wait(10)
@@ -374,3 +377,25 @@ def test_vad_inspection_runs_without_a_model() -> None:
     assert result.peaks.size > 100 and 0.05 < float(result.peaks.max()) <= 1.0
     fixed = inspect_vad(LONG, PipelineOptions(max_segment=20.0), None)
     assert fixed.max_seconds == 20.0 and max(fixed.lengths) <= 20.0 + 1e-6
+
+
+def test_old_jobs_are_forgotten_but_not_those_of_a_running_batch(history: History) -> None:
+    gate = Gate()
+    engine = FakeEngine(gate)
+    queue = JobQueue(history, engine_factory=lambda s: engine, keep_finished=1)
+    try:
+        gate.set()
+        lone = queue.wait(queue.submit(SHORT, OPTIONS), timeout=30)
+        gate.close()
+        first, second = (queue.submit(SHORT, OPTIONS, group="batch") for _ in range(2))
+        gate.allow(1)
+        queue.wait(first, timeout=30)
+        queue.submit(SHORT2, OPTIONS)  # submitting prunes
+        assert queue.get(lone.id) is None  # forgotten (History keeps it)
+        assert queue.get(first).status == DONE  # kept: its batch is still running
+        assert history.get(lone.history_id).status == "done"
+        gate.set()
+        assert queue.wait(second, timeout=30).status == DONE
+    finally:
+        gate.set()
+        queue.shutdown()

@@ -35,7 +35,7 @@ from .modules.audio import InputError  # noqa: E402
 from .modules.engines import EngineError, loaded_engine  # noqa: E402
 from .modules.history import History  # noqa: E402
 from .modules.jobs import (  # noqa: E402
-    CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobQueue, JobState, VadInspection, engine_cap_for, inspect_vad,
+    CANCELLED, DONE, QUEUED, RUNNING, JobQueue, JobState, VadInspection, engine_cap_for, inspect_vad,
     list_media, write_batch_outputs, write_transcript_files,
 )
 from .modules.settings import AppSettings  # noqa: E402
@@ -47,7 +47,7 @@ POLL_SECONDS = 0.5
 LANGUAGES = ["auto", "en", "zh", "yue", "ja", "ko", "de", "fr", "es", "it", "pt", "ru", "nl", "ar", "hi"]
 MAX_SEGMENT_CHOICES = ["auto", "45", "60", "90"]
 HISTORY_HEADERS = ["ID", "Created (UTC)", "File", "Duration", "Model", "Status", "Text"]
-BATCH_HEADERS = ["#", "File", "Status", "Progress", "Queue", "Duration", "Message"]
+BATCH_HEADERS = ["#", "File", "Status", "Progress", "Queue", "Length", "Text or message"]
 VAD_HEADERS = ["#", "Start", "End", "Length (s)", "Speech (s)", "Speech spans"]
 
 CSS = """
@@ -161,8 +161,7 @@ def status_html(state: JobState | None, error: str = "") -> str:
         line = f"<b>Done</b> · {name} · {fmt_seconds(state.duration)} of audio in {took}"
     elif state.status == CANCELLED:
         line = f"<b>Cancelled</b> · {name}"
-        if state.segments:
-            line += f" · {len(state.segments)} segment(s) kept"
+        line += f" · {len(state.segments)} segment(s) kept" if state.segments else " · nothing was transcribed"
     else:
         line = f'<span class="error">Failed: {html.escape(state.error)}</span>'
     return (f'<div class="job-status {state.status}"><div class="line">{line}</div>'
@@ -253,7 +252,7 @@ def _transcribe_tab(ctx: AppContext) -> dict:
                                                    elem_id=f"tx-dl-{fmt}") for fmt in FORMATS]
         job_id = gr.State("")
 
-    def follow(jid: str, path: str):
+    def follow(jid: str):
         last_count = -1
         while True:
             state = ctx.queue.get(jid)
@@ -295,7 +294,7 @@ def _transcribe_tab(ctx: AppContext) -> dict:
             yield "", status_html(None, str(exc)), gr.skip(), gr.skip(), *cleared
             return
         yield jid, status_html(ctx.queue.get(jid)), "", path, *cleared
-        yield from follow(jid, path)
+        yield from follow(jid)
 
     def cancel_job(jid: str):
         if jid and ctx.queue.cancel(jid):
@@ -335,6 +334,7 @@ def _batch_tab(ctx: AppContext) -> _Refresher:
                 overall = gr.HTML('<div class="job-status"><div class="line muted">No batch yet.</div></div>',
                                   elem_id="batch-status")
                 table = gr.Dataframe(headers=BATCH_HEADERS, value=[], interactive=False, wrap=True,
+                                     column_widths=["5%", "24%", "11%", "12%", "9%", "10%", "29%"],
                                      elem_id="batch-table")
                 with gr.Row():
                     dl_csv = gr.DownloadButton("Summary CSV", interactive=False, size="sm", elem_id="batch-dl-csv")
@@ -395,13 +395,19 @@ def _batch_tab(ctx: AppContext) -> _Refresher:
         group = uuid.uuid4().hex[:12]
         options = ctx.settings.to_pipeline_options()
         refused: list[dict] = []
+        latest: dict[str, JobState] = {}  # last state seen per job, in submission order
         for path in paths:
             try:
-                ctx.queue.submit(path, options, owner=session_of(request), group=group)
+                jid = ctx.queue.submit(path, options, owner=session_of(request), group=group)
             except InputError as exc:
                 refused.append({"file": Path(path).name, "error": exc.reason})
+                continue
+            latest[jid] = ctx.queue.get(jid)
         while True:
-            states = ctx.queue.jobs(group=group)
+            for jid, old in latest.items():
+                if not old.finished:
+                    latest[jid] = ctx.queue.get(jid) or old
+            states = list(latest.values())
             if all(s.finished for s in states):
                 break
             yield group, overall_html(states, refused), rows(states, refused), *[gr.skip()] * 3
@@ -726,7 +732,7 @@ def _system_tab(ctx: AppContext) -> dict:
             note = ctx.update(new)
         except (ValueError, OSError, RuntimeError) as exc:
             return f"**Not saved: {exc}**"
-        return f"✅ {note}"
+        return note
 
     def do_cleanup():
         result = api.deep_cleanup_json()
@@ -771,10 +777,7 @@ def _api_endpoint(ctx: AppContext) -> None:
             jid = ctx.queue.submit(path, options, owner=f"api:{session_of(request)}")
         except InputError as exc:
             raise gr.Error(f"Cannot transcribe {Path(path).name}: {exc.reason}") from None
-        try:
-            state = ctx.queue.wait(jid)
-        finally:
-            ctx.queue.cancel(jid)  # a client that goes away stops its job (no-op once finished)
+        state = ctx.queue.wait(jid)
         if state.status != DONE or state.transcript is None:
             raise gr.Error(state.error or f"job {state.status}")
         t = state.transcript
@@ -838,7 +841,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app, ctx = create_server(args.settings, args.history, auth)
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    print(f"Web UI on http://{shown}:{args.port}  (history: {ctx.history.path}; settings: {ctx.settings_path})",
+    print(f"Web UI on http://{shown}:{args.port}  (history: {ctx.history.path.resolve()}; "
+          f"settings: {Path(ctx.settings_path).resolve()})",
           flush=True)
     try:
         api.serve(app, args.host, args.port)

@@ -453,8 +453,12 @@ class JobQueue:
         return total
 
     def _prune_locked(self) -> None:
+        """Forget the oldest finished jobs beyond `keep_finished`, but never one of a group
+        (batch) that still has jobs to run: its summary needs them all."""
+        active = {j.group for j in self._jobs.values() if j.group and j.status not in FINAL}
         finished = [j for j in self._jobs.values() if j.status in FINAL]
-        for old in finished[: max(0, len(finished) - self._keep_finished)]:
+        excess = len(finished) - self._keep_finished
+        for old in [j for j in finished if j.group not in active][: max(0, excess)]:
             del self._jobs[old.id]
 
 

@@ -22,8 +22,8 @@ from .batching import iter_batches
 from .engines import get_engine
 from .engines.base import Engine, EngineOutput, EngineSettings, LocalText, LocalWord
 from .segment import AUTO, limits_for, plan_segments
-from .transcript import Segment, SegmentResult, TimedText, Transcript, join_texts
-from .vad import SpeechChunk, VadOptions, make_chunk
+from .transcript import Segment, SegmentResult, TimedText, Transcript, is_cjk, join_texts
+from .vad import SpeechChunk, VadOptions, make_chunk, pack
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,10 @@ class PipelineOptions:
     silence_min: float = 1.2                  # silencedetect minimum silence (s)
     vad: VadOptions = field(default_factory=VadOptions)
     itn: bool = True
-    window_seconds: float = 600.0             # audio decoded and sorted into batches at once
+    window_seconds: float = 300.0             # audio decoded and sorted into batches at once
     snap_seconds: float = 0.5                 # pull a text start onto a VAD speech onset this close
+    pack: bool = True                         # join neighbouring segments' speech up to the engine's maximum
+    retry_tail_seconds: float = 2.0           # re-run speech left untranscribed after an early end (0: off)
 
     def with_engine(self, **changes) -> "PipelineOptions":
         return replace(self, engine=replace(self.engine, **changes))
@@ -109,29 +111,38 @@ def transcribe(
 
     language = options.engine.language
     results: list[SegmentResult] = []
-    counts = {"batches": 0, "skipped": 0}
+    counts = {"batches": 0, "skipped": 0, "done": 0}
     decoded = audio_mod.stream_ranges(path, [(s.start, s.end) for s in segments])
     try:
-        for window in _windows(segments, options.window_seconds):
+        held: list[SpeechChunk] = []
+        windows = list(_windows(segments, options.window_seconds))
+        for n, window in enumerate(windows):
             if cancel is not None and cancel.is_set():
                 raise Cancelled(_assemble(info, engine, results, language, options, clock))
             with clock("vad"):
-                chunks = [make_chunk(seg, next(decoded), options.vad) for seg in window]
+                chunks = held + [make_chunk(seg, next(decoded), options.vad) for seg in window]
+                held = []
+                if options.pack:
+                    chunks = pack(chunks, engine.max_input_seconds, options.vad.keep_gap)
+                    if n + 1 < len(windows) and chunks and chunks[-1].spans:
+                        held = [chunks.pop()]  # a part-filled input waits for the next window's speech
             with clock("asr"):
-                outputs = _run_engine(engine, chunks, language, counts, cancel)
+                outputs = _run_engine(engine, chunks, language, counts, cancel, options.retry_tail_seconds)
             for chunk, output in zip(chunks, outputs):
+                counts["done"] += chunk.covers
                 if not chunk.spans:
-                    counts["skipped"] += 1
+                    counts["skipped"] += chunk.covers
                     continue
                 if output is None:  # cancelled before this batch ran
                     continue
                 if language in ("", "auto"):
                     language = output.language or language
                 results.append(_to_result(chunk, output, options.snap_seconds))
-                yield SegmentDone(results[-1], len(results) + counts["skipped"], len(segments))
+                yield SegmentDone(results[-1], counts["done"], len(segments))
             if cancel is not None and cancel.is_set():
                 raise Cancelled(_assemble(info, engine, results, language, options, clock))
-            yield Progress("transcribe", window[-1].end, info.duration)
+            # Held speech is not transcribed yet: progress stops where it starts.
+            yield Progress("transcribe", held[0].segment.start if held else window[-1].end, info.duration)
     finally:
         decoded.close()
 
@@ -157,15 +168,70 @@ def _windows(segments: Sequence[Segment], seconds: float) -> Iterator[list[Segme
 
 
 def _run_engine(engine: Engine, chunks: list[SpeechChunk], language: str, counts: dict,
-                cancel: threading.Event | None) -> list[EngineOutput | None]:
+                cancel: threading.Event | None, retry_tail: float = 0.0) -> list[EngineOutput | None]:
     """Batch the chunks that hold speech; silent ones never reach the model (no invented text).
-    Returns one output per chunk, None where the chunk is silent or a cancel came first."""
+    Returns one output per chunk, None where the chunk is silent or a cancel came first.
+
+    With `retry_tail`, an output whose text stops more than that many seconds before its
+    input's speech ends is given a second pass over the rest: batched decoders have no
+    "seek and continue" and otherwise silently drop what follows an early end-of-text."""
     speech = [i for i, c in enumerate(chunks) if c.spans]
     outputs: list[EngineOutput | None] = [None] * len(chunks)
-    for batch in iter_batches([chunks[i].seconds for i in speech], engine.batch_limit):
+    language = _run_batches(engine, [chunks[i] for i in speech], language, counts, cancel,
+                            lambda k, out: outputs.__setitem__(speech[k], out))
+    if retry_tail <= 0:
+        return outputs
+    redo = _second_pass_plan(chunks, outputs, speech, retry_tail)
+    counts["retried"] = counts.get("retried", 0) + len(redo)
+    parts = [chunks[i].slice(lo, hi) for i, lo, hi, _ in redo]
+    cleared = {i for i, _, _, replace_all in redo if replace_all}
+    for i in cleared:
+        outputs[i] = replace(outputs[i], pieces=())
+
+    def merge(k: int, out: EngineOutput) -> None:
+        i, lo, _, _ = redo[k]
+        pieces = outputs[i].pieces + tuple(_shifted(p, lo) for p in out.pieces)
+        outputs[i] = replace(outputs[i], pieces=tuple(sorted(pieces, key=lambda p: p.start)))
+
+    _run_batches(engine, parts, language, counts, cancel, merge)
+    return outputs
+
+
+def _second_pass_plan(chunks, outputs, speech, retry_tail: float):
+    """Inputs whose text cannot cover their speech get a second pass (bounded: once each).
+
+    - The text stops early: the rest is run again from the next speech onset.
+    - The text is far too sparse for the speech (a batched decoder sometimes skips whole
+      utterances): every utterance is run on its own and replaces the first answer.
+    Returns (chunk index, local start, local end, replaces the first answer).
+    """
+    plan = []
+    for i in speech:
+        out, chunk = outputs[i], chunks[i]
+        if out is None or chunk.speech_seconds < 4.0:
+            continue
+        if _text_units(out) < MIN_UNITS_PER_SECOND * chunk.speech_seconds:
+            plan.extend((i, lo, hi, True) for lo, hi in chunk.utterances(UTTERANCE_PAUSE))
+        elif (end := _text_end(out)) is not None and chunk.seconds - end > retry_tail:
+            plan.append((i, _resume_point(chunk, end), chunk.seconds, False))
+    return plan
+
+
+MIN_UNITS_PER_SECOND = 0.6   # words (or CJK characters) per second of speech; people say 2–5
+UTTERANCE_PAUSE = 0.8        # seconds of silence that separate two utterances
+
+
+def _text_units(output: EngineOutput) -> int:
+    text = " ".join(p.text for p in output.pieces)
+    return sum(1 for ch in text if is_cjk(ch)) + len([w for w in text.split() if not is_cjk(w[0])])
+
+
+def _run_batches(engine: Engine, chunks: list[SpeechChunk], language: str, counts: dict,
+                 cancel: threading.Event | None, store) -> str:
+    for batch in iter_batches([c.seconds for c in chunks], engine.batch_limit):
         if cancel is not None and cancel.is_set():
             break
-        audios = [chunks[speech[k]].audio for k in batch]
+        audios = [chunks[k].audio for k in batch]
         try:
             batch_out = engine.transcribe_batch(audios, language)
         finally:
@@ -174,11 +240,32 @@ def _run_engine(engine: Engine, chunks: list[SpeechChunk], language: str, counts
         if len(batch_out) != len(batch):
             raise RuntimeError(f"engine returned {len(batch_out)} outputs for {len(batch)} inputs")
         for k, out in zip(batch, batch_out):
-            outputs[speech[k]] = out
+            store(k, out)
         counts["batches"] += 1
         if language in ("", "auto") and batch_out and batch_out[0].language:
             language = batch_out[0].language  # detect once, then keep it for the recording
-    return outputs
+    return language
+
+
+def _text_end(output: EngineOutput | None) -> float | None:
+    """Where the recognised text stops (local seconds); None when there is nothing to judge."""
+    if output is None or not output.pieces:
+        return None
+    last = output.pieces[-1]
+    return last.words[-1].end if last.words else last.end
+
+
+def _resume_point(chunk: SpeechChunk, text_end: float) -> float:
+    """Resume at the next speech onset after the text's end, or right there if mid-span."""
+    for offset in chunk.offsets:
+        if offset >= text_end - 0.05:
+            return offset
+    return text_end
+
+
+def _shifted(piece: LocalText, shift: float) -> LocalText:
+    words = tuple(replace(w, start=w.start + shift, end=w.end + shift) for w in piece.words)
+    return replace(piece, start=piece.start + shift, end=piece.end + shift, words=words)
 
 
 def _to_result(chunk: SpeechChunk, output: EngineOutput, snap: float) -> SegmentResult:
@@ -198,9 +285,14 @@ def _to_result(chunk: SpeechChunk, output: EngineOutput, snap: float) -> Segment
                          output.language, output.itn_applied)
 
 
-def split_at_pauses(piece: LocalText, chunk: SpeechChunk, min_pause: float = 0.8) -> list[LocalText]:
-    """Split a model's text where VAD found a real pause, using word times when the model has
-    them: one subtitle line per stretch of speech, each starting at its own onset."""
+SENTENCE_END = (".", "?", "!", "。", "？", "！", "…")
+
+
+def split_at_pauses(piece: LocalText, chunk: SpeechChunk, min_pause: float = UTTERANCE_PAUSE,
+                    max_line: float = 7.0) -> list[LocalText]:
+    """Split a model's text into subtitle lines using its word times: at every pause VAD found
+    (each line then starts at its own speech onset), and at sentence ends once a line is
+    longer than `max_line` seconds (twice that at any word)."""
     if len(piece.words) < 2:
         return [piece]
     utterance = chunk.utterance_ids(min_pause)
@@ -208,13 +300,29 @@ def split_at_pauses(piece: LocalText, chunk: SpeechChunk, min_pause: float = 0.8
     last = None
     for word in piece.words:
         current = utterance[chunk.span_index((word.start + word.end) / 2)]
-        if current != last:
+        line = groups[-1] if groups else []
+        too_long = bool(line) and (
+            (word.start - line[0].start > max_line and line[-1].text.strip().endswith(SENTENCE_END))
+            or word.start - line[0].start > 2 * max_line
+        )
+        if current != last or too_long:
             groups.append([])
             last = current
         groups[-1].append(word)
     if len(groups) == 1:
         return [piece]
-    return [LocalText(g[0].start, g[-1].end, "".join(w.text for w in g).strip(), tuple(g)) for g in groups]
+    return [_line(g, chunk) for g in groups]
+
+
+def _line(words: list[LocalWord], chunk: SpeechChunk) -> LocalText:
+    """A line of words, its times kept inside the speech spans its words belong to (word
+    alignment smears short words across pauses)."""
+    first = chunk.span_index((words[0].start + words[0].end) / 2)
+    last = chunk.span_index((words[-1].start + words[-1].end) / 2)
+    span_end = chunk.offsets[last] + chunk.spans[last].end - chunk.spans[last].start
+    start = max(words[0].start, chunk.offsets[first])
+    end = max(start, min(words[-1].end, span_end))
+    return LocalText(start, end, "".join(w.text for w in words).strip(), tuple(words))
 
 
 def _assemble(info, engine, results, language, options, clock) -> Transcript:

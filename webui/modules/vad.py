@@ -7,7 +7,7 @@ turns any time in that shortened audio back into recording time.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import librosa
 import numpy as np
@@ -16,15 +16,23 @@ from .audio import SAMPLE_RATE
 from .transcript import Segment
 
 
+VAD_BACKENDS = ("librosa", "fsmn-vad", "silero-vad")
+
+
 @dataclass(frozen=True)
 class VadOptions:
+    backend: str = "librosa"      # librosa (fast, CPU) | fsmn-vad | silero-vad (model VADs)
     top_db: float = 25.0
     frame_length: int = 2048
     hop_length: int = 512
     min_speech: float = 0.25      # shorter bursts are clicks and breaths, not words
-    keep_gap: float = 1.0         # longer pauses are shortened to this (room for the model's timing)
+    keep_gap: float = 0.6         # longer pauses are shortened to this (room for the model timing)
     pad: float = 0.1              # context kept around each speech span
     floor_db: float = -55.0       # a segment quieter than this (dBFS peak) has no speech
+    # top_db is relative to the segment's loudest frame, so a segment of pure room noise would
+    # count as all speech; the reference never drops below this (frame RMS, dBFS), so frames
+    # quieter than ref_floor_db - top_db (-60 dBFS) are always silence.
+    ref_floor_db: float = -35.0
 
 
 @dataclass(frozen=True)
@@ -37,10 +45,11 @@ class SpeechSpan:
 class SpeechChunk:
     """The engine input for one segment plus the piecewise map back to absolute time."""
 
-    segment: Segment
+    segment: Segment                  # the stretch of recording it covers
     audio: np.ndarray                 # speech with pauses shortened, 16 kHz float32
     spans: tuple[SpeechSpan, ...]     # absolute speech spans, in order
     offsets: tuple[float, ...]        # where each span starts inside `audio` (seconds)
+    covers: int = 1                   # how many planned segments were packed into it
 
     @property
     def seconds(self) -> float:
@@ -74,12 +83,44 @@ class SpeechChunk:
         """
         if not self.spans:
             return self.segment.start
-        i = self.span_index(local)
+        i = max(0, bisect.bisect_right(self.offsets, local) - 1)
         span = self.spans[i]
         inside = local - self.offsets[i]
         if inside > span.end - span.start and edge == "start" and i + 1 < len(self.spans):
             return self.spans[i + 1].start
         return min(span.start + max(0.0, inside), span.end)
+
+    def pieces(self) -> list["SpeechChunk"]:
+        """One chunk per speech span, each covering no planned segment yet (covers=0)."""
+        out = []
+        for span, offset in zip(self.spans, self.offsets):
+            lo = int(round(offset * SAMPLE_RATE))
+            hi = lo + int(round((span.end - span.start) * SAMPLE_RATE))
+            out.append(SpeechChunk(Segment(self.segment.index, span.start, span.end), self.audio[lo:hi], (span,), (0.0,), 0))
+        return out
+
+    def slice(self, lo: float, hi: float | None = None) -> "SpeechChunk":
+        """The part of this chunk between local times `lo` and `hi` (its time 0 is `lo` here)."""
+        hi = self.seconds if hi is None else hi
+        spans, offsets = [], []
+        for span, offset in zip(self.spans, self.offsets):
+            length = span.end - span.start
+            if offset + length <= lo or offset >= hi:
+                continue
+            skipped = max(0.0, lo - offset)
+            kept = min(length, hi - offset)
+            spans.append(SpeechSpan(round(span.start + skipped, 3), round(span.start + kept, 3)))
+            offsets.append(max(0.0, offset - lo))
+        audio = self.audio[int(round(lo * SAMPLE_RATE)):int(round(hi * SAMPLE_RATE))]
+        return SpeechChunk(self.segment, audio, tuple(spans), tuple(offsets), self.covers)
+
+    def utterances(self, min_pause: float) -> list[tuple[float, float]]:
+        """Local (start, end) of each stretch of speech between pauses of at least `min_pause`."""
+        bounds: dict[int, tuple[float, float]] = {}
+        for uid, span, offset in zip(self.utterance_ids(min_pause), self.spans, self.offsets):
+            end = offset + span.end - span.start
+            bounds[uid] = (bounds[uid][0], end) if uid in bounds else (offset, end)
+        return [bounds[k] for k in sorted(bounds)]
 
     def span_starts(self) -> tuple[float, ...]:
         return tuple(s.start for s in self.spans)
@@ -92,19 +133,37 @@ def speech_spans(audio: np.ndarray, offset: float, opts: VadOptions = VadOptions
     peak = float(np.max(np.abs(audio)))
     if peak <= 0 or 20 * np.log10(peak) < opts.floor_db:
         return []
-    intervals = librosa.effects.split(audio, top_db=opts.top_db, frame_length=opts.frame_length, hop_length=opts.hop_length)
+    intervals = _regions(audio, opts)
     total = audio.size / SAMPLE_RATE
     spans: list[SpeechSpan] = []
     for lo, hi in intervals:
-        start = max(0.0, lo / SAMPLE_RATE - opts.pad)
-        end = min(total, hi / SAMPLE_RATE + opts.pad)
-        if hi - lo < opts.min_speech * SAMPLE_RATE:
+        if hi - lo < opts.min_speech:
             continue
+        start = max(0.0, lo - opts.pad)
+        end = min(total, hi + opts.pad)
         if spans and start - (spans[-1].end - offset) <= opts.keep_gap:
             spans[-1] = SpeechSpan(spans[-1].start, round(offset + end, 3))
         else:
             spans.append(SpeechSpan(round(offset + start, 3), round(offset + end, 3)))
     return spans
+
+
+def _regions(audio: np.ndarray, opts: VadOptions) -> list[tuple[float, float]]:
+    """Speech regions in seconds from the chosen backend."""
+    if opts.backend == "librosa":
+        floor = 10 ** (opts.ref_floor_db / 20)
+        intervals = librosa.effects.split(
+            audio, top_db=opts.top_db, frame_length=opts.frame_length, hop_length=opts.hop_length,
+            ref=lambda rms: max(float(np.max(rms)), floor),
+        )
+        return [(lo / SAMPLE_RATE, hi / SAMPLE_RATE) for lo, hi in intervals]
+    from . import vad_models
+
+    if opts.backend == "fsmn-vad":
+        return vad_models.fsmn_vad_regions(audio)
+    if opts.backend == "silero-vad":
+        return vad_models.silero_vad_regions(audio)
+    raise ValueError(f"unknown VAD {opts.backend!r}; choose from {', '.join(VAD_BACKENDS)}")
 
 
 def make_chunk(segment: Segment, audio: np.ndarray, opts: VadOptions = VadOptions()) -> SpeechChunk:
@@ -126,3 +185,41 @@ def make_chunk(segment: Segment, audio: np.ndarray, opts: VadOptions = VadOption
         cursor += piece.size
     joined = np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, dtype=np.float32)
     return SpeechChunk(segment, joined, tuple(spans), tuple(offsets))
+
+
+def pack(chunks: list[SpeechChunk], max_seconds: float, gap_seconds: float) -> list[SpeechChunk]:
+    """Repack the speech of neighbouring segments into inputs of up to `max_seconds`, cutting
+    only between speech spans (at pauses).
+
+    Whisper pads every input to 30 s, so a segment holding 12 s of speech costs as much as a
+    full one; packing spans cuts the encoder passes by a third on conversational audio. The
+    time map keeps every span's absolute time. Silent chunks pass through alone (they are
+    skipped, never sent to a model); a chunk's `covers` goes with the input holding its end.
+    """
+    packed: list[SpeechChunk] = []
+    current: SpeechChunk | None = None
+    for chunk in chunks:
+        if not chunk.spans:
+            packed.append(chunk)
+            continue
+        for piece in chunk.pieces():
+            if current is not None and current.seconds + gap_seconds + piece.seconds > max_seconds:
+                packed.append(current)
+                current = None
+            current = piece if current is None else _join(current, piece, gap_seconds)
+        current = replace(current, covers=current.covers + chunk.covers)
+    if current is not None:
+        packed.append(current)
+    return packed
+
+
+def _join(a: SpeechChunk, b: SpeechChunk, gap_seconds: float) -> SpeechChunk:
+    gap = np.zeros(int(gap_seconds * SAMPLE_RATE), dtype=np.float32)
+    shift = (a.audio.size + gap.size) / SAMPLE_RATE
+    return SpeechChunk(
+        segment=Segment(a.segment.index, a.segment.start, max(a.segment.end, b.segment.end)),
+        audio=np.concatenate([a.audio, gap, b.audio]),
+        spans=a.spans + b.spans,
+        offsets=a.offsets + tuple(o + shift for o in b.offsets),
+        covers=a.covers + b.covers,
+    )

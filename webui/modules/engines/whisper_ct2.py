@@ -93,6 +93,10 @@ class WhisperEngine:
         # Word times let the pipeline split text at the pauses VAD found: subtitle starts
         # then come from speech onsets, not from Whisper's coarse segment timestamps.
         self.word_timestamps = word_timestamps
+        # Timestamp tokens only help a sequential decoder that can seek; in a batch, a
+        # segment left open at the end of the window is dropped, and with words the pipeline
+        # has better times anyway. Without word times we need them for any timing at all.
+        self.without_timestamps = word_timestamps
         try:
             self.model = WhisperModel(
                 str(model_dir), device=self.device, compute_type=self.compute_type,
@@ -135,7 +139,7 @@ class WhisperEngine:
             no_repeat_ngram_size=0, log_prob_threshold=-1.0, no_speech_threshold=0.6,
             compression_ratio_threshold=2.4, condition_on_previous_text=False, prompt_reset_on_temperature=0.5,
             temperatures=[0.0], initial_prompt=None, prefix=None, suppress_blank=True, suppress_tokens=[-1],
-            without_timestamps=False, max_initial_timestamp=0.0, word_timestamps=self.word_timestamps,
+            without_timestamps=self.without_timestamps, max_initial_timestamp=0.0, word_timestamps=self.word_timestamps,
             prepend_punctuations="\"'“¿([{-", append_punctuations="\"'.。,，!！?？:：”)]}、",
             multilingual=False, max_new_tokens=None, clip_timestamps=[],
             hallucination_silence_threshold=None, hotwords=self.settings.hotwords or None,
