@@ -14,6 +14,7 @@ from .modules import audio, itn  # noqa: E402
 from .modules.engines import EngineError, EngineSettings, get_engine  # noqa: E402
 from .modules.pipeline import Finished, PipelineOptions, Progress, SegmentDone, transcribe  # noqa: E402
 from .modules.transcript import FORMATS, write  # noqa: E402
+from .modules.vad import VAD_BACKENDS, VadOptions  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-segment", default="auto", help="auto (45/60/90 s by length) or seconds")
     t.add_argument("--silence-db", type=float, default=-30.0, help="silencedetect noise floor (dB)")
     t.add_argument("--silence-min", type=float, default=1.2, help="silencedetect minimum silence (s)")
+    t.add_argument("--vad", choices=VAD_BACKENDS, default="librosa", help="VAD inside segments (default librosa, fast)")
     t.add_argument("--no-itn", action="store_true", help="skip inverse text normalisation")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -40,7 +42,7 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
     return PipelineOptions(
         engine=EngineSettings(model=args.model, device=args.device, language=args.language, hotwords=args.hotwords),
         max_segment=max_segment, silence_noise_db=args.silence_db, silence_min=args.silence_min,
-        itn=not args.no_itn,
+        vad=VadOptions(backend=args.vad), itn=not args.no_itn,
     )
 
 
