@@ -7,7 +7,7 @@ import pytest
 
 from webui.modules.batching import iter_batches
 from webui.modules.engines.base import EngineOutput, LocalText
-from webui.modules.pipeline import _run_engine
+from webui.modules.pipeline import _Tally, _run_engine
 from webui.modules.transcript import Segment
 from webui.modules.vad import SpeechChunk, SpeechSpan
 
@@ -75,14 +75,14 @@ def test_pipeline_restores_time_order_and_skips_silence():
     sizes = [16000, 80000, 0, 48000, 32000, 160000]
     chunks = [chunk(i, n, speech=n > 0) for i, n in enumerate(sizes)]
     engine = EchoEngine(cap=2)
-    counts = {"batches": 0}
+    counts = _Tally()
     outputs = _run_engine(engine, chunks, "auto", counts, None)
     assert outputs[2] is None  # silent chunk never reached the model
     for n, out in zip(sizes, outputs):
         if n:
             assert out.pieces[0].text == f"len={n}"
     assert engine.batches == [[160000, 80000], [48000, 32000], [16000]]
-    assert counts["batches"] == 3 and engine.released == 3
+    assert counts.batches == 3 and engine.released == 3
 
 
 def test_cancel_between_batches_leaves_the_rest_undone():
@@ -96,7 +96,7 @@ def test_cancel_between_batches_leaves_the_rest_undone():
         return original(audios, language)
 
     engine.transcribe_batch = once_then_cancel
-    outputs = _run_engine(engine, chunks, "en", {"batches": 0}, cancel)
+    outputs = _run_engine(engine, chunks, "en", _Tally(), cancel)
     assert sum(o is not None for o in outputs) == 1 and outputs[3] is not None
 
 
@@ -133,7 +133,7 @@ def _two_utterances():
 def test_sparse_text_gets_each_utterance_run_again():
     chunk = _two_utterances()
     engine = ForgetfulEngine("sparse")
-    out = _run_engine(engine, [chunk], "en", {"batches": 0}, None, retry_tail=2.0)[0]
+    out = _run_engine(engine, [chunk], "en", _Tally(), None, retry_tail=2.0)[0]
     assert "hm" not in [p.text for p in out.pieces]
     assert len(out.pieces) == 2 and all(p.text.startswith("word") for p in out.pieces)
     assert out.pieces[1].start == pytest.approx(chunk.offsets[1], abs=0.01)  # in the chunk's own time
@@ -143,9 +143,9 @@ def test_sparse_text_gets_each_utterance_run_again():
 def test_text_that_stops_early_gets_the_rest_transcribed():
     chunk = _two_utterances()
     engine = ForgetfulEngine("early")
-    out = _run_engine(engine, [chunk], "en", {"batches": 0}, None, retry_tail=2.0)[0]
+    out = _run_engine(engine, [chunk], "en", _Tally(), None, retry_tail=2.0)[0]
     assert [p.text.split()[0] for p in out.pieces] == ["one", "word"]
     assert out.pieces[1].start == pytest.approx(chunk.offsets[1], abs=0.01)
     # Off switch: one pass only.
     engine = ForgetfulEngine("early")
-    assert len(_run_engine(engine, [chunk], "en", {"batches": 0}, None, retry_tail=0.0)[0].pieces) == 1
+    assert len(_run_engine(engine, [chunk], "en", _Tally(), None, retry_tail=0.0)[0].pieces) == 1

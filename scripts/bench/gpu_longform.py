@@ -57,7 +57,8 @@ def run_ours(path: Path, engine: Any) -> OursResult:
     from webui.modules.pipeline import Finished, PipelineOptions, transcribe
 
     # ITN off: funasr's path has none, and SenseVoice's own ITN is already in the model.
-    options = PipelineOptions(engine=engine.settings, itn=False)
+    # No second pass: random weights make text density meaningless, and it would only add work.
+    options = PipelineOptions(engine=engine.settings, itn=False, retry_tail_seconds=0.0)
     finished = None
     for event in transcribe(path, options, engine=engine):
         if isinstance(event, Finished):

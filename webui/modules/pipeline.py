@@ -36,7 +36,9 @@ class PipelineOptions:
     silence_min: float = 1.2                  # silencedetect minimum silence (s)
     vad: VadOptions = field(default_factory=VadOptions)
     itn: bool = True
-    window_seconds: float = 300.0             # audio decoded and sorted into batches at once
+    # Audio decoded and sorted into batches at once; None: 5 min on the CPU (batches are
+    # small), 20 min on a GPU (room for large batches). Either way a constant, not the length.
+    window_seconds: float | None = None
     snap_seconds: float = 0.5                 # pull a text start onto a VAD speech onset this close
     pack: bool = True                         # join neighbouring segments' speech up to the engine's maximum
     retry_tail_seconds: float = 2.0           # re-run speech left untranscribed after an early end (0: off)
@@ -65,6 +67,7 @@ class RunStats:
     segments: int = 0
     skipped_silent: int = 0
     batches: int = 0
+    second_passes: int = 0
     speech_seconds: float = 0.0
     max_segment_seconds: float = 0.0
     seconds_by_stage: dict = field(default_factory=dict)
@@ -111,11 +114,12 @@ def transcribe(
 
     language = options.engine.language
     results: list[SegmentResult] = []
-    counts = {"batches": 0, "skipped": 0, "done": 0}
+    counts = _Tally()
     decoded = audio_mod.stream_ranges(path, [(s.start, s.end) for s in segments])
     try:
         held: list[SpeechChunk] = []
-        windows = list(_windows(segments, options.window_seconds))
+        window_seconds = options.window_seconds or (1200.0 if engine.device == "cuda" else 300.0)
+        windows = list(_windows(segments, window_seconds))
         for n, window in enumerate(windows):
             if cancel is not None and cancel.is_set():
                 raise Cancelled(_assemble(info, engine, results, language, options, clock))
@@ -129,16 +133,16 @@ def transcribe(
             with clock("asr"):
                 outputs = _run_engine(engine, chunks, language, counts, cancel, options.retry_tail_seconds)
             for chunk, output in zip(chunks, outputs):
-                counts["done"] += chunk.covers
+                counts.done += chunk.covers
                 if not chunk.spans:
-                    counts["skipped"] += chunk.covers
+                    counts.skipped += chunk.covers
                     continue
                 if output is None:  # cancelled before this batch ran
                     continue
                 if language in ("", "auto"):
                     language = output.language or language
                 results.append(_to_result(chunk, output, options.snap_seconds))
-                yield SegmentDone(results[-1], counts["done"], len(segments))
+                yield SegmentDone(results[-1], counts.done, len(segments))
             if cancel is not None and cancel.is_set():
                 raise Cancelled(_assemble(info, engine, results, language, options, clock))
             # Held speech is not transcribed yet: progress stops where it starts.
@@ -149,7 +153,8 @@ def transcribe(
     yield Progress("itn", 0, 1)
     transcript = _assemble(info, engine, results, language, options, clock)
     stats = RunStats(
-        segments=len(segments), skipped_silent=counts["skipped"], batches=counts["batches"],
+        segments=len(segments), skipped_silent=counts.skipped, batches=counts.batches,
+        second_passes=counts.second_passes,
         speech_seconds=round(sum(r.speech_seconds for r in results), 3),
         max_segment_seconds=max_seconds, seconds_by_stage=clock.totals(),
     )
@@ -167,7 +172,7 @@ def _windows(segments: Sequence[Segment], seconds: float) -> Iterator[list[Segme
         yield window
 
 
-def _run_engine(engine: Engine, chunks: list[SpeechChunk], language: str, counts: dict,
+def _run_engine(engine: Engine, chunks: list[SpeechChunk], language: str, counts: "_Tally",
                 cancel: threading.Event | None, retry_tail: float = 0.0) -> list[EngineOutput | None]:
     """Batch the chunks that hold speech; silent ones never reach the model (no invented text).
     Returns one output per chunk, None where the chunk is silent or a cancel came first.
@@ -182,7 +187,7 @@ def _run_engine(engine: Engine, chunks: list[SpeechChunk], language: str, counts
     if retry_tail <= 0:
         return outputs
     redo = _second_pass_plan(chunks, outputs, speech, retry_tail)
-    counts["retried"] = counts.get("retried", 0) + len(redo)
+    counts.second_passes += len(redo)
     parts = [chunks[i].slice(lo, hi) for i, lo, hi, _ in redo]
     cleared = {i for i, _, _, replace_all in redo if replace_all}
     for i in cleared:
@@ -226,7 +231,7 @@ def _text_units(output: EngineOutput) -> int:
     return sum(1 for ch in text if is_cjk(ch)) + len([w for w in text.split() if not is_cjk(w[0])])
 
 
-def _run_batches(engine: Engine, chunks: list[SpeechChunk], language: str, counts: dict,
+def _run_batches(engine: Engine, chunks: list[SpeechChunk], language: str, counts: "_Tally",
                  cancel: threading.Event | None, store) -> str:
     for batch in iter_batches([c.seconds for c in chunks], engine.batch_limit):
         if cancel is not None and cancel.is_set():
@@ -241,7 +246,7 @@ def _run_batches(engine: Engine, chunks: list[SpeechChunk], language: str, count
             raise RuntimeError(f"engine returned {len(batch_out)} outputs for {len(batch)} inputs")
         for k, out in zip(batch, batch_out):
             store(k, out)
-        counts["batches"] += 1
+        counts.batches += 1
         if language in ("", "auto") and batch_out and batch_out[0].language:
             language = batch_out[0].language  # detect once, then keep it for the recording
     return language
@@ -340,6 +345,16 @@ def _assemble(info, engine, results, language, options, clock) -> Transcript:
         file=Path(info.path).name, duration=round(info.duration, 3), model=engine.name,
         language=language if language != "auto" else "", text=text, text_itn=text_itn, segments=pieces,
     )
+
+
+@dataclass
+class _Tally:
+    """Running counts for RunStats."""
+
+    batches: int = 0
+    skipped: int = 0        # planned segments without speech
+    done: int = 0           # planned segments finished
+    second_passes: int = 0  # inputs run again because their text could not cover their speech
 
 
 class _StageClock:
