@@ -7,7 +7,18 @@ import pytest
 
 from webui.modules.batching import iter_batches
 from webui.modules.engines.base import EngineOutput, LocalText
-from webui.modules.pipeline import _Tally, _run_engine
+from webui.modules.pipeline import _Tally
+from webui.modules.pipeline import _run_engine as _engine_steps
+
+
+def _run_engine(*args, **kwargs):
+    """Drive the pipeline's batch runner to the end; returns its outputs."""
+    steps = _engine_steps(*args, **kwargs)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
 from webui.modules.transcript import Segment
 from webui.modules.vad import SpeechChunk, SpeechSpan
 
@@ -149,3 +160,15 @@ def test_text_that_stops_early_gets_the_rest_transcribed():
     # Off switch: one pass only.
     engine = ForgetfulEngine("early")
     assert len(_run_engine(engine, [chunk], "en", _Tally(), None, retry_tail=0.0)[0].pieces) == 1
+
+
+def test_pipeline_reports_progress_after_every_batch():
+    from tests.conftest import DATA
+    from webui.modules.pipeline import Finished, PipelineOptions, Progress, transcribe
+
+    engine = EchoEngine(cap=1)
+    events = list(transcribe(DATA / "two_cities.wav", PipelineOptions(itn=False, retry_tail_seconds=0.0), engine=engine))
+    done = [e.done for e in events if isinstance(e, Progress) and e.stage == "transcribe"]
+    assert len(engine.batches) >= 2 and len(done) >= len(engine.batches)
+    assert done == sorted(done) and done[-1] == pytest.approx(events[-1].transcript.duration)
+    assert isinstance(events[-1], Finished) and events[-1].stats.batches == len(engine.batches)

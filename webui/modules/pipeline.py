@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, Sequence, Union
+from typing import Generator, Iterator, Sequence, Union
 
 from . import audio as audio_mod
 from . import itn
@@ -130,8 +130,11 @@ def transcribe(
                     chunks = pack(chunks, engine.max_input_seconds, options.vad.keep_gap)
                     if n + 1 < len(windows) and chunks and chunks[-1].spans:
                         held = [chunks.pop()]  # a part-filled input waits for the next window's speech
+            runner = _run_engine(engine, chunks, language, counts, cancel, options.retry_tail_seconds)
+            first = chunks[0].segment.start if chunks else window[0].start
+            last = held[0].segment.start if held else window[-1].end
             with clock("asr"):
-                outputs = _run_engine(engine, chunks, language, counts, cancel, options.retry_tail_seconds)
+                outputs = yield from _batch_progress(runner, first, last, chunks, info.duration)
             for chunk, output in zip(chunks, outputs):
                 counts.done += chunk.covers
                 if not chunk.spans:
@@ -161,6 +164,19 @@ def transcribe(
     yield Finished(transcript, stats)
 
 
+def _batch_progress(runner, first: float, last: float, chunks: list[SpeechChunk], total: float):
+    """Pass the batch runner through, turning each finished batch into a Progress event (the
+    window's stretch of the recording shared out by inputs done); returns its outputs."""
+    inputs = max(1, sum(1 for c in chunks if c.spans))
+    done = 0
+    while True:
+        try:
+            done += next(runner)
+        except StopIteration as finished:
+            return finished.value
+        yield Progress("transcribe", first + (last - first) * min(1.0, done / inputs), total)
+
+
 def _windows(segments: Sequence[Segment], seconds: float) -> Iterator[list[Segment]]:
     window: list[Segment] = []
     for seg in segments:
@@ -173,7 +189,7 @@ def _windows(segments: Sequence[Segment], seconds: float) -> Iterator[list[Segme
 
 
 def _run_engine(engine: Engine, chunks: list[SpeechChunk], language: str, counts: "_Tally",
-                cancel: threading.Event | None, retry_tail: float = 0.0) -> list[EngineOutput | None]:
+                cancel: threading.Event | None, retry_tail: float = 0.0) -> Generator[int, None, list[EngineOutput | None]]:
     """Batch the chunks that hold speech; silent ones never reach the model (no invented text).
     Returns one output per chunk, None where the chunk is silent or a cancel came first.
 
@@ -182,8 +198,8 @@ def _run_engine(engine: Engine, chunks: list[SpeechChunk], language: str, counts
     "seek and continue" and otherwise silently drop what follows an early end-of-text."""
     speech = [i for i, c in enumerate(chunks) if c.spans]
     outputs: list[EngineOutput | None] = [None] * len(chunks)
-    language = _run_batches(engine, [chunks[i] for i in speech], language, counts, cancel,
-                            lambda k, out: outputs.__setitem__(speech[k], out))
+    language = yield from _run_batches(engine, [chunks[i] for i in speech], language, counts, cancel,
+                                       lambda k, out: outputs.__setitem__(speech[k], out))
     if retry_tail <= 0:
         return outputs
     redo = _second_pass_plan(chunks, outputs, speech, retry_tail)
@@ -198,7 +214,7 @@ def _run_engine(engine: Engine, chunks: list[SpeechChunk], language: str, counts
         pieces = outputs[i].pieces + tuple(_shifted(p, lo) for p in out.pieces)
         outputs[i] = replace(outputs[i], pieces=tuple(sorted(pieces, key=lambda p: p.start)))
 
-    _run_batches(engine, parts, language, counts, cancel, merge)
+    yield from _run_batches(engine, parts, language, counts, cancel, merge)
     return outputs
 
 
@@ -232,7 +248,9 @@ def _text_units(output: EngineOutput) -> int:
 
 
 def _run_batches(engine: Engine, chunks: list[SpeechChunk], language: str, counts: "_Tally",
-                 cancel: threading.Event | None, store) -> str:
+                 cancel: threading.Event | None, store) -> Generator[int, None, str]:
+    """Run the chunks in batches, handing each output to `store`; yields how many inputs each
+    batch finished and returns the language (detected once, then kept)."""
     for batch in iter_batches([c.seconds for c in chunks], engine.batch_limit):
         if cancel is not None and cancel.is_set():
             break
@@ -249,6 +267,7 @@ def _run_batches(engine: Engine, chunks: list[SpeechChunk], language: str, count
         counts.batches += 1
         if language in ("", "auto") and batch_out and batch_out[0].language:
             language = batch_out[0].language  # detect once, then keep it for the recording
+        yield len(batch)
     return language
 
 
