@@ -17,8 +17,9 @@ import pytest
 from tests.conftest import DATA
 from webui.modules.engines.base import EngineError, EngineOutput, EngineSettings, LocalText
 from webui.modules.history import History
+from webui.modules.vad_view import engine_cap_for, inspect_vad
 from webui.modules.jobs import (
-    CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobQueue, engine_cap_for, inspect_vad, list_media,
+    CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobQueue, list_media,
     write_batch_outputs, write_transcript_files,
 )
 from webui.modules.audio import InputError

@@ -61,6 +61,7 @@ def test_transcript_timestamps_follow_the_speech(recordings, runs):
     assert all(s["end"] >= s["start"] for s in segments)
     assert segments[-1]["end"] <= transcript["duration"] + 0.01
     missed = [p for p in placed if not any(abs(s - p.start) <= 0.5 for s in starts)]
+    print(f"speech starts matched within ±0.5 s: {len(placed) - len(missed)} of {len(placed)}")
     assert not missed, f"{len(missed)} of {len(placed)} speech starts have no segment within ±0.5 s: {missed[:3]}"
     # Nothing is invented in the silences between clips.
     for seg in segments:
@@ -70,4 +71,5 @@ def test_transcript_timestamps_follow_the_speech(recordings, runs):
 
 def test_peak_memory_does_not_grow_with_length(runs):
     short, long = runs["short"]["peak_rss_mb"], runs["long"]["peak_rss_mb"]
+    print(f"peak RSS: 5 min {short:.0f} MB, 20 min {long:.0f} MB ({long / short - 1:+.1%})")
     assert long <= short * 1.10, f"peak RSS 5 min {short:.0f} MB vs 20 min {long:.0f} MB"

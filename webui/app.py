@@ -34,8 +34,9 @@ from .modules import settings as settings_mod  # noqa: E402
 from .modules.audio import InputError  # noqa: E402
 from .modules.engines import EngineError, loaded_engine  # noqa: E402
 from .modules.history import History  # noqa: E402
+from .modules.vad_view import VadInspection, engine_cap_for, inspect_vad
 from .modules.jobs import (  # noqa: E402
-    CANCELLED, DONE, QUEUED, RUNNING, JobQueue, JobState, VadInspection, engine_cap_for, inspect_vad,
+    CANCELLED, DONE, QUEUED, RUNNING, JobQueue, JobState,
     list_media, write_batch_outputs, write_transcript_files,
 )
 from .modules.settings import AppSettings  # noqa: E402
