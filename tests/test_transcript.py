@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from webui.modules.transcript import TimedText, Transcript, format_timestamp, join_texts, render
+from webui.modules.transcript import TimedText, Transcript, format_timestamp, join_texts, render, tidy_spaces
 
 
 @pytest.fixture
@@ -65,3 +65,9 @@ def test_join_texts_spaces_latin_not_cjk():
     assert join_texts(["Hello", " world ", ""]) == "Hello world"
     assert join_texts(["今天", "天气很好"]) == "今天天气很好"
     assert join_texts(["我们用", "GPU", "训练"]) == "我们用 GPU 训练"
+
+
+def test_tidy_spaces_only_between_cjk():
+    assert tidy_spaces("廣州市 佛地產  中間協會分析") == "廣州市佛地產中間協會分析"
+    assert tidy_spaces("我们用 GPU 训练，  好吗？ 好") == "我们用 GPU 训练，好吗？好"
+    assert tidy_spaces("  keep  latin   words ") == "keep latin words"

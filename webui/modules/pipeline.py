@@ -22,7 +22,7 @@ from .batching import iter_batches
 from .engines import get_engine
 from .engines.base import Engine, EngineOutput, EngineSettings, LocalText, LocalWord
 from .segment import AUTO, limits_for, plan_segments
-from .transcript import Segment, SegmentResult, TimedText, Transcript, is_cjk, join_texts
+from .transcript import Segment, SegmentResult, TimedText, Transcript, is_cjk, join_texts, tidy_spaces
 from .vad import SpeechChunk, VadOptions, make_chunk, pack
 
 
@@ -303,7 +303,7 @@ def _to_result(chunk: SpeechChunk, output: EngineOutput, snap: float) -> Segment
         if abs(nearest - start) <= snap:
             start = nearest  # VAD onsets are sharper than model timestamps
         start = max(start, previous_start)
-        pieces.append(TimedText(round(float(start), 3), round(float(max(end, start)), 3), piece.text))
+        pieces.append(TimedText(round(float(start), 3), round(float(max(end, start)), 3), tidy_spaces(piece.text)))
         previous_start = start
     return SegmentResult(chunk.segment, tuple(pieces), round(float(chunk.speech_seconds), 3),
                          output.language, output.itn_applied)

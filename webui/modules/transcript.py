@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -87,6 +88,16 @@ class Transcript:
 
 def is_cjk(text: str) -> bool:
     return any("\u3040" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af" for ch in text)
+
+
+_CJK = "\u3040-\u9fff\uac00-\ud7af\u3000-\u303f\uff00-\uffef"
+_SPACE_BETWEEN_CJK = re.compile(f"(?<=[{_CJK}])\\s+(?=[{_CJK}])")
+
+
+def tidy_spaces(text: str) -> str:
+    """Models put spaces between Chinese phrases (Whisper) or characters (Paraformer); written
+    Chinese has none. Latin words keep theirs."""
+    return _SPACE_BETWEEN_CJK.sub("", " ".join(text.split()))
 
 
 def join_texts(texts: list[str]) -> str:
