@@ -347,3 +347,16 @@ def test_two_processes_lose_nothing(tmp_path: Path) -> None:
         assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     finally:
         con.close()
+
+
+def test_cancelled_job_keeps_its_partial_transcript(tmp_path):
+    from webui.modules.transcript import TimedText, Transcript
+
+    h = History(tmp_path / "h.db")
+    job = h.create_job("talk.mp3", "/x/talk.mp3", "whisper-base", {})
+    partial = Transcript("talk.mp3", 3600.0, "whisper-base", "en", "first half", "", [TimedText(0.0, 2.0, "first half")])
+    assert h.finish_job(job, partial, status="cancelled", error="cancelled by the user")
+    record = h.get(job)
+    assert record.status == "cancelled" and record.text == "first half" and len(record.segments) == 1
+    with pytest.raises(ValueError):
+        h.finish_job(job, partial, status="queued")

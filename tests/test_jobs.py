@@ -212,6 +212,7 @@ def test_cancel_a_waiting_job_removes_it_and_a_running_one_keeps_its_partial_tex
         assert state.transcript is not None and state.transcript.segments  # the finished part is kept
         record = history.get(state.history_id)
         assert record.status == "cancelled" and "cancel" in record.error
+        assert record.text == state.transcript.text and record.segments  # History keeps it too
         assert queue.wait(after, timeout=30).status == DONE  # the queue goes on
         assert not queue.cancel(after)  # finished jobs cannot be cancelled
         assert not queue.cancel("no-such-job")

@@ -190,12 +190,15 @@ class History:
         return self._update("UPDATE jobs SET status = 'running', started_at = ? WHERE id = ?",
                             (_iso(), job_id)) > 0
 
-    def finish_job(self, job_id: int, transcript: Transcript) -> bool:
+    def finish_job(self, job_id: int, transcript: Transcript, status: str = "done", error: str = "") -> bool:
+        """Store the transcript; a cancelled job keeps the part it finished (status 'cancelled')."""
+        if status not in ("done", "cancelled"):
+            raise ValueError(f"finish_job status must be 'done' or 'cancelled', not {status!r}")
         data = transcript.to_dict()
         return self._update(
-            "UPDATE jobs SET status = 'done', error = '', finished_at = ?, duration = ?, text = ?,"
+            "UPDATE jobs SET status = ?, error = ?, finished_at = ?, duration = ?, text = ?,"
             " text_itn = ?, language = ?, segments = ? WHERE id = ?",
-            (_iso(), transcript.duration, transcript.text, transcript.text_itn, transcript.language,
+            (status, error, _iso(), transcript.duration, transcript.text, transcript.text_itn, transcript.language,
              json.dumps(data["segments"], ensure_ascii=False), job_id),
         ) > 0
 

@@ -401,6 +401,9 @@ class JobQueue:
         try:
             if status == DONE and transcript is not None:
                 self.history.finish_job(job.history_id, transcript)
+            elif status == CANCELLED and transcript is not None and transcript.segments:
+                # What was finished before the cancel is kept, not thrown away.
+                self.history.finish_job(job.history_id, transcript, status=CANCELLED, error=error)
             elif status in (FAILED, CANCELLED):
                 self.history.fail_job(job.history_id, error, status=status)
         except Exception:
