@@ -128,3 +128,12 @@ def test_batch_folders_must_lie_under_an_allowed_root(tmp_path: Path) -> None:
 def test_batch_roots_accept_text_with_one_folder_per_line() -> None:
     s = AppSettings(batch_roots="/a\n\n  /b  \n")  # type: ignore[arg-type]
     assert s.batch_roots == ("/a", "/b")
+
+
+def test_vad_backend_setting_reaches_the_pipeline_and_is_checked(tmp_path):
+    from webui.modules.settings import AppSettings
+
+    assert AppSettings(vad="fsmn-vad").to_pipeline_options().vad.backend == "fsmn-vad"
+    assert AppSettings().to_pipeline_options().vad.backend == "librosa"
+    with pytest.raises(ValueError, match="VAD"):
+        AppSettings(vad="webrtc")

@@ -34,6 +34,7 @@ from .modules import settings as settings_mod  # noqa: E402
 from .modules.audio import InputError  # noqa: E402
 from .modules.engines import EngineError, loaded_engine  # noqa: E402
 from .modules.history import History  # noqa: E402
+from .modules.vad import VAD_BACKENDS
 from .modules.vad_view import VadInspection, engine_cap_for, inspect_vad
 from .modules.jobs import (  # noqa: E402
     CANCELLED, DONE, QUEUED, RUNNING, JobQueue, JobState,
@@ -677,6 +678,8 @@ def _system_tab(ctx: AppContext) -> dict:
                     max_segment = gr.Dropdown(MAX_SEGMENT_CHOICES, allow_custom_value=True,
                                               label="VAD maximum segment length (auto = 45/60/90 s by length)",
                                               elem_id="sys-max-segment")
+                    vad = gr.Dropdown(list(VAD_BACKENDS), label="VAD inside segments (librosa: fast CPU)",
+                                      elem_id="sys-vad")
                 with gr.Row():
                     language = gr.Dropdown(LANGUAGES, allow_custom_value=True, label="Default language",
                                            elem_id="sys-language")
@@ -695,13 +698,13 @@ def _system_tab(ctx: AppContext) -> dict:
                 unload = gr.Button("Unload model", variant="stop", elem_id="sys-unload")
                 action = gr.Markdown(elem_id="sys-action")
 
-    fields = [device, precision, compile_box, model, margin, max_segment, language, itn_box, hotwords,
+    fields = [device, precision, compile_box, model, margin, max_segment, vad, language, itn_box, hotwords,
               history_path, roots]
 
     def values():
         s = ctx.settings
         return (s.device, s.precision, s.compile, s.model, s.memory_margin, str(s.max_segment).removesuffix(".0"),
-                s.language, s.itn, s.hotwords, s.history_path, "\n".join(s.batch_roots))
+                s.vad, s.language, s.itn, s.hotwords, s.history_path, "\n".join(s.batch_roots))
 
     def memory_md() -> str:
         from .modules import gpu
@@ -722,11 +725,12 @@ def _system_tab(ctx: AppContext) -> dict:
             table += "\n\nNo CUDA GPU: figures are zero."
         return table
 
-    def do_save(dev, prec, comp, mdl, marg, maxseg, lang, itn_on, hot, hist, root_text):
+    def do_save(dev, prec, comp, mdl, marg, maxseg, vad_name, lang, itn_on, hot, hist, root_text):
         try:
             new = ctx.settings.with_changes(
                 device=dev or "auto", precision=prec or "auto", compile=bool(comp), model=mdl or "",
                 memory_margin=float(marg if marg is not None else 0.15), max_segment=maxseg or "auto",
+                vad=vad_name or "librosa",
                 language=lang or "auto", itn=bool(itn_on), hotwords=hot or "", history_path=hist or "history.db",
                 batch_roots=tuple((root_text or "").splitlines()),
             )

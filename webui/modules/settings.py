@@ -19,6 +19,7 @@ from typing import Any, Union
 from .engines.base import EngineSettings
 from .pipeline import PipelineOptions
 from .segment import AUTO
+from .vad import VAD_BACKENDS, VadOptions
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class AppSettings:
     compile: bool = False                     # torch.compile (engines that support it)
     memory_margin: float = 0.15               # fraction of free GPU memory kept free when batching
     max_segment: Union[str, float] = AUTO     # "auto" (45/60/90 s by length) or fixed seconds
+    vad: str = "librosa"                      # librosa (fast CPU) | fsmn-vad | silero-vad
     itn: bool = True                          # inverse text normalisation
     language: str = "auto"
     hotwords: str = ""
@@ -60,6 +62,8 @@ class AppSettings:
         if isinstance(roots, str):
             roots = [line for line in roots.splitlines()]
         object.__setattr__(self, "batch_roots", tuple(str(r).strip() for r in roots if str(r).strip()))
+        if self.vad not in VAD_BACKENDS:
+            raise ValueError(f"VAD must be one of {', '.join(VAD_BACKENDS)}, not {self.vad!r}")
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
         if self.precision not in PRECISIONS:
@@ -90,7 +94,8 @@ class AppSettings:
         (e.g. the quick options of the Transcribe tab), `itn=` overrides the ITN switch."""
         itn = engine_changes.pop("itn", self.itn)
         engine = replace(self.engine_settings(), **engine_changes)
-        return PipelineOptions(engine=engine, max_segment=self.max_segment, itn=bool(itn))
+        return PipelineOptions(engine=engine, max_segment=self.max_segment, vad=VadOptions(backend=self.vad),
+                               itn=bool(itn))
 
     def allowed_roots(self) -> list[Path]:
         """Folders a server-side batch may read: the configured roots plus the upload folder."""
