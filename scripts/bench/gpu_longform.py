@@ -240,13 +240,13 @@ def bench_funasr(args: argparse.Namespace, model_dir: Path, recordings: list, na
     for minutes, (path, seconds) in zip(args.minute_list, recordings):
         counts["sizes"].clear()
 
-        def run() -> dict:
+        def run(path: Path = path) -> dict:
             am.generate(input=str(path), batch_size_s=args.bs, **generate_kwargs)
             return {"segments": sum(counts["sizes"]), "batches": len(counts["sizes"]),
                     "max_batch": max(counts["sizes"], default=0)}
 
         rows.append(measure((name, f"funasr_vad_bs{args.bs}", precision), minutes, seconds, run))
-    del am
+    am = None  # release funasr's model before the next path loads its own
     return rows
 
 
@@ -272,7 +272,7 @@ def bench_ours(args: argparse.Namespace, model_dir: Path, recordings: list, name
         sizes.clear()
         result: list[OursResult] = []
 
-        def run() -> dict:
+        def run(path: Path = path, result: list[OursResult] = result) -> dict:
             result.append(run_ours(path, engine))
             return {"segments": result[0].segments, "batches": result[0].batches, "max_batch": max(sizes, default=0),
                     "stages_s": result[0].seconds_by_stage}

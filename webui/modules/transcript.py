@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 FORMATS = ("txt", "srt", "vtt", "json")
@@ -161,5 +161,5 @@ def write(t: Transcript, fmt: str, out_dir: Path, stem: str) -> Path:
 
 __all__ = [
     "FORMATS", "Segment", "TimedText", "SegmentResult", "Transcript",
-    "join_texts", "format_timestamp", "render", "write", "asdict",
+    "is_cjk", "join_texts", "tidy_spaces", "format_timestamp", "render", "write",
 ]
