@@ -21,6 +21,8 @@ class Placed:
     start: float        # where the clip's speech begins in the recording (s)
     end: float          # where it ends
     text: str
+    name: str = ""      # which clip (its file name), where known
+    offset: float = 0.0  # where the clip's audio (leading silence included) begins (s)
 
 
 def load_clips(data: Path = DATA) -> list[tuple[np.ndarray, str]]:
@@ -78,6 +80,6 @@ def build(path: Path, minutes: float, seed: int = 0, gap=(3.0, 12.0), noise_db: 
             lo, hi = speech_bounds(clip)
             noisy = clip + (rng.standard_normal(clip.size) * 10 ** (noise_db / 20)).astype(np.float32)
             out.write(np.clip(noisy, -1, 1))
-            placed.append(Placed(round(cursor / SR + lo, 3), round(cursor / SR + hi, 3), text))
+            placed.append(Placed(round(cursor / SR + lo, 3), round(cursor / SR + hi, 3), text, offset=cursor / SR))
             cursor += clip.size
     return placed

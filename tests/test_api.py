@@ -101,6 +101,7 @@ def test_health_reports_model_device_memory_and_queue(server: Server) -> None:
     assert health["device"] == "cpu"  # from the settings file
     assert isinstance(health["model_loaded"], bool)
     assert health["queue_length"] == 0 and health["running"] is False
+    assert health["oom_backoffs"] == 0  # no GPU, nothing ever halved
     assert {"allocated", "reserved", "peak", "free", "total"} <= set(health["memory"])
 
 
@@ -165,7 +166,7 @@ def test_api_routes_take_the_auth_credentials() -> None:
 
 
 def test_cli_documents_host_port_and_auth() -> None:
-    from webui.app import build_parser, parse_auth
+    from webui.server import build_parser, parse_auth
 
     parser = build_parser()
     text = parser.format_help()
@@ -207,7 +208,7 @@ def test_starting_the_app_reaches_nothing_off_this_machine(tmp_path: Path, monke
     settings_path.write_text(json.dumps({"upload_dir": str(tmp_path / "uploads"),
                                          "results_dir": str(tmp_path / "results")}))
 
-    from webui.app import create_server
+    from webui.server import create_server
 
     app, ctx = create_server(settings_path, history_path=str(tmp_path / "h.db"))
     try:
@@ -220,3 +221,43 @@ def test_starting_the_app_reaches_nothing_off_this_machine(tmp_path: Path, monke
         ctx.queue.shutdown()
     assert attempts == []
     assert ctx.history.path == tmp_path / "h.db"  # --history overrides the settings file
+
+
+@pytest.mark.slow
+def test_a_server_killed_mid_job_resumes_it_on_restart(tmp_path: Path) -> None:
+    """kill -9 while a job runs; the next start finishes it from its checkpoint, keeping the
+    windows already done (their text is the start of the final transcript)."""
+    from gradio_client import Client, handle_file
+
+    from tests.recordings import build, load_clips
+
+    recording = tmp_path / "meeting.flac"
+    build(recording, 4, seed=3, clips=load_clips())
+    workdir = tmp_path / "srv"
+    server = start_server(workdir)
+    history = History(server.history_path)
+    try:
+        Client(server.url, verbose=False).submit(handle_file(str(recording)), "", "en", "", False,
+                                                 api_name="/transcribe")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (history.count() and history.checkpoint(1)[1]):
+            time.sleep(0.1)
+        head, windows = history.checkpoint(1)
+        assert windows, "no window was checkpointed"
+    finally:
+        server.process.kill()  # SIGKILL: no shutdown code runs
+        server.process.wait(10)
+    assert history.get(1).status == "running"
+    first_text = " ".join(p[2] for r in windows[0]["results"] for p in r["pieces"])
+    server = start_server(workdir)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and history.get(1).status != "done":
+            time.sleep(0.2)
+        record = history.get(1)
+        assert record.status == "done", server.log()
+        assert "resuming 1 unfinished job" in server.log()
+        assert first_text and record.text.startswith(first_text.split(".")[0])
+        assert history.checkpoint(1) == (None, [])
+    finally:
+        server.stop()

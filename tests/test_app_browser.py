@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +30,11 @@ OFF_SERVER: list[str] = []  # requests the page made to anything but our server
 JFK = DATA / "jfk.flac"
 LONG = DATA / "two_cities.wav"
 BATCH = [DATA / "english.wav", DATA / "goforward.wav", DATA / "1089-134691-0000.flac"]
+MEETING_MINUTES = 8  # long enough to still run after a reload and a second browser on 2 CPU cores
+# Records every text the Transcribe status block shows, to catch a state that lasts a moment.
+WATCH_STATUS = """() => { window.statusSeen = []; const el = document.querySelector('#tx-progress');
+    new MutationObserver(() => window.statusSeen.push(el.innerText))
+        .observe(el, {subtree: true, childList: true, characterData: true}); }"""
 
 
 @pytest.fixture(scope="module")
@@ -42,29 +45,50 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def page(server: Server):
+def meeting(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.recordings import build, load_clips
+
+    path = tmp_path_factory.mktemp("meeting") / "meeting.wav"
+    build(path, MEETING_MINUTES, seed=11, clips=load_clips())
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser():
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     SHOTS.mkdir(parents=True, exist_ok=True)
-    profile = tempfile.mkdtemp(prefix="chromium-profile-")
     with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000}, accept_downloads=True,
-        )
-        context.set_default_timeout(30_000)
-        pg = context.new_page()
-        errors: list[str] = []
-        pg.on("pageerror", lambda exc: errors.append(str(exc)))
-        context.on("request", lambda r: None if r.url.startswith((server.url, "data:", "blob:"))
-                   else OFF_SERVER.append(r.url))
-        pg.goto(server.url)
-        pg.wait_for_selector("#tx-start")
-        yield pg
-        context.close()
-    shutil.rmtree(profile, ignore_errors=True)
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def new_context(browser, server: Server, errors: list[str]):
+    """A browser context of its own (cookies, storage: another browser as far as the server knows)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    context.set_default_timeout(30_000)
+    context.on("page", lambda pg: pg.on("pageerror", lambda exc: errors.append(str(exc))))
+    context.on("request", lambda r: None if r.url.startswith((server.url, "data:", "blob:"))
+               else OFF_SERVER.append(r.url))
+    return context
+
+
+def open_page(context, server: Server):
+    pg = context.new_page()
+    pg.goto(server.url)
+    pg.wait_for_selector("#tx-start")
+    return pg
+
+
+@pytest.fixture(scope="module")
+def page(browser, server: Server):
+    errors: list[str] = []
+    context = new_context(browser, server, errors)
+    yield open_page(context, server)
+    context.close()
     assert not errors, f"JavaScript errors in the page: {errors}"
 
 
@@ -97,6 +121,25 @@ def table_rows(page, selector: str) -> list[list[str]]:
 def spoken(timestamped: str) -> str:
     """The words of a '[start --> end] text' listing, lines joined (lines split at pauses)."""
     return " ".join(re.sub(r"^\[[^\]]*\]\s*", "", line) for line in timestamped.splitlines()).lower()
+
+
+def text_of(page) -> str:
+    return page.locator("#tx-text textarea").input_value()
+
+
+def wait_for_text(page, timeout: float = 120_000) -> None:
+    page.wait_for_function("document.querySelector('#tx-text textarea').value.length > 0", timeout=timeout)
+
+
+def test_a_new_page_is_idle(page) -> None:
+    from playwright.sync_api import expect
+
+    assert "Choose a recording and press Start." in page.locator("#tx-progress").inner_text()
+    expect(page.locator("#tx-cancel")).to_be_disabled()  # no job of this page
+    assert text_of(page) == ""
+    open_tab(page, "History")
+    assert page.locator("#hist-id input, #hist-id textarea").first.input_value() == ""  # not 0
+    open_tab(page, "Transcribe")
 
 
 def test_transcribe_a_speech_clip_and_download_srt(page, server: Server) -> None:
@@ -210,6 +253,84 @@ def test_history_search_finds_the_job(page, server: Server) -> None:
     page.locator("#hist-msg").get_by_text("0 job(s) found.").wait_for()  # archived jobs leave the search
     page.click("#hist-vacuum")
     page.locator("#hist-house-msg").get_by_text("VACUUM done").wait_for()
+
+
+def test_a_running_job_survives_a_reload_and_shows_in_a_second_browser(page, browser, server: Server,
+                                                                      meeting: Path) -> None:
+    from playwright.sync_api import expect
+
+    open_tab(page, "Transcribe")
+    upload(page, "#tx-upload", [meeting])
+    status = page.locator("#tx-progress")
+    status.get_by_text("Ready · meeting.wav").wait_for()
+    page.evaluate(WATCH_STATUS)
+    page.click("#tx-start")
+    running = status.locator(".job-status.running")
+    running.wait_for(timeout=60_000)
+    assert any("Starting" in seen for seen in page.evaluate("window.statusSeen"))  # shown before the server answered
+    expect(page.locator("#tx-cancel")).to_be_enabled()
+    wait_for_text(page)  # the first window's text, with an ETA, long before the end
+    running.get_by_text(re.compile(r"ETA \d+:\d\d")).wait_for()
+    assert "queue:" not in status.inner_text() and "processing |" not in status.inner_text()  # no Gradio overlay
+
+    page.reload()
+    page.wait_for_selector("#tx-start")
+    running.get_by_text("meeting.wav").wait_for()  # the same job, followed again
+    wait_for_text(page)
+    assert re.search(r"\d+%", running.inner_text())
+    expect(page.locator("#tx-cancel")).to_be_enabled()
+    shot(page, "6-reloaded-while-running")
+    open_tab(page, "History")  # History says how far the running job is, not just "running"
+    rows = table_rows(page, "#hist-table")
+    assert any(r[2] == "meeting.wav" and re.match(r"running \d+%", r[5]) for r in rows), rows
+    open_tab(page, "Batch")  # the batch finished within the hour is still there, with its downloads
+    page.locator("#batch-status").get_by_text("3 of 3 finished").wait_for()
+    expect(page.locator("#batch-dl-csv")).to_be_enabled()
+    open_tab(page, "Transcribe")
+
+    errors: list[str] = []
+    context = new_context(browser, server, errors)
+    try:
+        other = open_page(context, server)
+        other.locator("#tx-progress .job-status").get_by_text("meeting.wav").wait_for()
+        # A new upload clears the screen but not the job: it waits in the list, one click away.
+        upload(other, "#tx-upload", [JFK])
+        other.locator("#tx-progress").get_by_text("Ready · jfk.flac · 1.15 MB · 0:11").wait_for()
+        assert text_of(other) == ""
+        choice = other.locator("#tx-others").get_by_text("meeting.wav")
+        choice.wait_for()
+        other.screenshot(path=str(SHOTS / "6b-second-browser-other-jobs.png"), full_page=True)
+        choice.click()
+        other.locator("#tx-progress .job-status").get_by_text("meeting.wav").wait_for()
+        wait_for_text(other)
+    finally:
+        context.close()
+    assert not errors, f"JavaScript errors in the second browser: {errors}"
+
+    status.locator(".job-status.done").wait_for(timeout=400_000)
+    expect(page.locator("#tx-cancel")).to_be_disabled()
+    with page.expect_download() as info:
+        page.click("#tx-dl-txt")
+    assert info.value.suggested_filename == "meeting.txt"
+    txt = Path(info.value.path()).read_text(encoding="utf-8")
+    assert txt.strip() == text_of(page).strip() and txt.count("\n") > 20
+    shot(page, "7-reloaded-job-done")
+
+
+def test_a_new_upload_clears_the_previous_result(page) -> None:
+    from playwright.sync_api import expect
+
+    open_tab(page, "Transcribe")
+    expect(page.locator("#tx-dl-txt")).to_be_enabled()  # the finished job is on screen
+    upload(page, "#tx-upload", [JFK])
+    page.locator("#tx-progress").get_by_text("Ready · jfk.flac · 1.15 MB").wait_for()  # decimal MB
+    expect(page.locator("#tx-text textarea")).to_have_value("")
+    for fmt in ("txt", "srt", "vtt", "json"):
+        expect(page.locator(f"#tx-dl-{fmt}")).to_be_disabled()
+    expect(page.locator("#tx-cancel")).to_be_disabled()
+    expect(page.locator("#tx-player audio")).to_have_count(0)
+    assert "MB" not in page.locator("#tx-upload .file-preview").inner_text()  # Gradio's 1024-based "MB" is hidden
+    shot(page, "8-new-upload")
 
 
 def test_vad_inspection_shows_segments(page, server: Server) -> None:

@@ -5,22 +5,12 @@ import threading
 import numpy as np
 import pytest
 
+from tests.fakes import EchoEngine, drive as _run_engine
+from webui.modules.batching import Tally as _Tally
 from webui.modules.batching import iter_batches
-from webui.modules.engines.base import EngineOutput, LocalText
-from webui.modules.pipeline import _Tally
-from webui.modules.pipeline import _run_engine as _engine_steps
-
-
-def _run_engine(*args, **kwargs):
-    """Drive the pipeline's batch runner to the end; returns its outputs."""
-    steps = _engine_steps(*args, **kwargs)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
+from webui.modules.chunks import SpeechChunk
 from webui.modules.transcript import Segment
-from webui.modules.vad import SpeechChunk, SpeechSpan
+from webui.modules.vads import SpeechSpan
 
 
 def test_every_index_once_longest_first():
@@ -50,30 +40,6 @@ def test_limit_is_asked_lazily_for_each_batch_with_its_padded_length():
 
 def test_zero_limit_still_makes_progress():
     assert list(iter_batches([1.0, 2.0], lambda p: 0)) == [[1], [0]]
-
-
-class EchoEngine:
-    """Answers each input with its own length, so misplaced results are visible."""
-
-    name = "echo"
-    device = "cpu"
-    max_input_seconds = 30.0
-
-    def __init__(self, cap=2):
-        self.cap, self.batches, self.released = cap, [], 0
-
-    def batch_limit(self, padded_seconds):
-        return self.cap
-
-    def transcribe_batch(self, audios, language="auto"):
-        self.batches.append([a.size for a in audios])
-        return [EngineOutput((LocalText(0.0, a.size / 16000, f"len={a.size}"),), "en") for a in audios]
-
-    def release(self):
-        self.released += 1
-
-    def unload(self):
-        pass
 
 
 def chunk(i, samples, speech=True):
@@ -111,60 +77,11 @@ def test_cancel_between_batches_leaves_the_rest_undone():
     assert sum(o is not None for o in outputs) == 1 and outputs[3] is not None
 
 
-class ForgetfulEngine(EchoEngine):
-    """Skips most of a long input's speech, or stops early, the way batched decoders do."""
-
-    def __init__(self, mode):
-        super().__init__(cap=4)
-        self.mode = mode
-
-    def transcribe_batch(self, audios, language="auto"):
-        self.batches.append([a.size for a in audios])
-        outs = []
-        for a in audios:
-            seconds = a.size / 16000
-            if seconds > 10 and self.mode == "sparse":
-                outs.append(EngineOutput((LocalText(0.0, seconds, "hm"),), "en"))
-            elif seconds > 10 and self.mode == "early":
-                outs.append(EngineOutput((LocalText(0.0, 4.0, "one two three four five six seven eight nine ten"),), "en"))
-            else:
-                text = " ".join(["word"] * max(1, int(seconds * 2)))
-                outs.append(EngineOutput((LocalText(0.0, seconds, text),), "en"))
-        return outs
-
-
-def _two_utterances():
-    from tests.conftest import quiet, tone
-    from webui.modules.vad import make_chunk
-
-    audio = np.concatenate([tone(6.0), quiet(3.0), tone(6.0)])
-    return make_chunk(Segment(0, 100.0, 115.0), audio)
-
-
-def test_sparse_text_gets_each_utterance_run_again():
-    chunk = _two_utterances()
-    engine = ForgetfulEngine("sparse")
-    out = _run_engine(engine, [chunk], "en", _Tally(), None, retry_tail=2.0)[0]
-    assert "hm" not in [p.text for p in out.pieces]
-    assert len(out.pieces) == 2 and all(p.text.startswith("word") for p in out.pieces)
-    assert out.pieces[1].start == pytest.approx(chunk.offsets[1], abs=0.01)  # in the chunk's own time
-    assert len(engine.batches) == 2 and len(engine.batches[1]) == 2
-
-
-def test_text_that_stops_early_gets_the_rest_transcribed():
-    chunk = _two_utterances()
-    engine = ForgetfulEngine("early")
-    out = _run_engine(engine, [chunk], "en", _Tally(), None, retry_tail=2.0)[0]
-    assert [p.text.split()[0] for p in out.pieces] == ["one", "word"]
-    assert out.pieces[1].start == pytest.approx(chunk.offsets[1], abs=0.01)
-    # Off switch: one pass only.
-    engine = ForgetfulEngine("early")
-    assert len(_run_engine(engine, [chunk], "en", _Tally(), None, retry_tail=0.0)[0].pieces) == 1
-
-
 def test_pipeline_reports_progress_after_every_batch():
     from tests.conftest import DATA
-    from webui.modules.pipeline import Finished, PipelineOptions, Progress, transcribe
+    from webui.modules.events import Finished, Progress
+    from webui.modules.options import PipelineOptions
+    from webui.modules.pipeline import transcribe
 
     engine = EchoEngine(cap=1)
     events = list(transcribe(DATA / "two_cities.wav", PipelineOptions(itn=False, retry_tail_seconds=0.0), engine=engine))

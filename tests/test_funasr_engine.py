@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from pathlib import Path
@@ -12,12 +13,9 @@ import torch
 
 from tiny_models import break_checkpoint, build_tiny_paraformer, build_tiny_sensevoice, speech_like
 from webui.modules.engines.base import Engine, EngineError, EngineSettings, LocalText, LocalWord
-from webui.modules.engines.funasr_engine import (
-    FunASREngine,
-    checkpoint_problems,
-    paraformer_pieces,
-    split_sensevoice_tags,
-)
+from webui.modules.engines.funasr import FunASREngine
+from webui.modules.engines.funasr.checkpoint import checkpoint_problems
+from webui.modules.engines.funasr.outputs import paraformer_pieces, split_sensevoice_tags
 
 LENGTHS = [1.0, 3.5, 2.0, 0.05, 2.6, 1.4]  # 0.05 s is below what holds a word
 
@@ -61,14 +59,34 @@ def test_sensevoice_batch_equals_one_by_one(sensevoice):
     sensevoice.release()
 
 
+@contextlib.contextmanager
+def ctc_emits(engine: FunASREngine, piece: str):
+    """Bias the tiny model's CTC output layer so every frame decodes to `piece` ('<blank>':
+    no text at all), whatever the seeded weights would say."""
+    layer = engine._model.ctc.ctc_lo
+    token = 0 if piece == "<blank>" else engine._kwargs["tokenizer"].sp.piece_to_id(piece)
+    saved = layer.bias.detach().clone()
+    with torch.no_grad():
+        layer.bias[token] += 1e4
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            layer.bias.copy_(saved)
+
+
 def test_sensevoice_language_comes_from_its_tag_else_from_the_request(sensevoice):
-    # Seeded junk: this input makes the tiny model emit a <|yue|> tag, the other one no tag.
-    tagged, plain = speech_like(1.5, seed=5), speech_like(1.5, seed=0)
-    out = sensevoice.transcribe_batch([tagged, plain], language="auto")
-    assert [o.language for o in out] == ["yue", ""]
-    assert "<|" not in out[0].pieces[0].text
-    assert sensevoice.transcribe_batch([plain], language="en")[0].language == "en"
-    assert sensevoice.transcribe_batch([plain], language="fr")[0].language == ""  # unsupported: detect
+    x = speech_like(1.5, seed=0)
+    for tag, language in (("<|yue|>", "yue"), ("<|en|>", "en"), ("<|ja|>", "ja")):
+        with ctc_emits(sensevoice, tag):
+            out = sensevoice.transcribe_batch([x], language="auto")[0]
+        assert out.language == language and out.pieces == ()  # the tag is read, never shown as text
+    with ctc_emits(sensevoice, "<|yue|>"):  # the model's own tag wins over the request
+        assert sensevoice.transcribe_batch([x], language="en")[0].language == "yue"
+    with ctc_emits(sensevoice, "<blank>"):  # no tag: the request, or nothing when detecting
+        assert sensevoice.transcribe_batch([x], language="auto")[0].language == ""
+        assert sensevoice.transcribe_batch([x], language="en")[0].language == "en"
+        assert sensevoice.transcribe_batch([x], language="fr")[0].language == ""  # unsupported: detect
 
 
 def test_paraformer_batch_equals_one_by_one_and_uses_timestamps(paraformer):

@@ -1,64 +1,12 @@
-"""gpu.py without a GPU: batch sizing from an injected probe, OOM backoff, CPU cleanup."""
+"""gpu.py without a GPU: OOM backoff, memory figures, CPU cleanup, device choice."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import pytest
 import torch
 
 from webui.modules import gpu
 from webui.modules.engines.base import EngineError
-
-GIB = 2**30
-
-
-@dataclass
-class FakeProbe:
-    free: int
-    total: int = 80 * GIB
-
-    def free_bytes(self) -> int:
-        return self.free
-
-    def total_bytes(self) -> int:
-        return self.total
-
-
-def plan_batches(durations: list[float], probe: gpu.MemoryProbe, per_second: float, fixed: float,
-                 margin: float) -> list[list[float]]:
-    """How the pipeline uses batch_size_for: longest first, the batch padded to its first item."""
-    queue = sorted(durations, reverse=True)
-    batches = []
-    while queue:
-        n = gpu.batch_size_for(queue[0], per_second, fixed, probe.free_bytes(), margin)
-        batches.append(queue[:n])
-        queue = queue[n:]
-    return batches
-
-
-@pytest.mark.parametrize("free_gib", [0.5, 3, 20, 70])
-def test_every_planned_batch_fits_the_budget(free_gib):
-    probe = FakeProbe(free=int(free_gib * GIB))
-    per_second, fixed, margin = 6e6, 40e6, 0.15
-    durations = [1.0 + (i * 7.3) % 89 for i in range(400)]
-    batches = plan_batches(durations, probe, per_second, fixed, margin)
-    budget = probe.free * (1 - margin)
-    assert sorted(d for b in batches for d in b) == sorted(durations)  # nothing lost or doubled
-    for i, batch in enumerate(batches):
-        per_item = batch[0] * per_second + fixed
-        assert len(batch) * per_item <= budget or len(batch) == 1
-        if i < len(batches) - 1:  # and as large as allowed: one more item would not have fitted
-            assert (len(batch) + 1) * per_item > budget
-
-
-def test_batch_size_is_at_least_one_and_validates_input():
-    assert gpu.batch_size_for(90, 1e9, 1e9, free_bytes=10, margin=0.1) == 1
-    assert gpu.batch_size_for(10, 1e6, 0, free_bytes=100 * 10**6, margin=0.0) == 10
-    with pytest.raises(ValueError):
-        gpu.batch_size_for(10, 1e6, 0, free_bytes=10**9, margin=1.0)
-    with pytest.raises(ValueError):
-        gpu.batch_size_for(0, 1e6, 0, free_bytes=10**9, margin=0.1)
 
 
 def oom_above(limit: int, calls: list[int], error: type[BaseException] = torch.cuda.OutOfMemoryError):

@@ -133,7 +133,6 @@ def test_fail_and_cancel(history: History) -> None:
     lambda h: h.search(status="bogus"),
     lambda h: h.search(date_from="yesterday"),
     lambda h: h.search(date_from="2024-02-01", date_to="2024-01-01"),
-    lambda h: h.export(1, "docx"),
 ])
 def test_bad_arguments_raise_value_error(history: History, call) -> None:
     history.create_job("a.wav", "", "m", {})
@@ -152,16 +151,16 @@ def test_delete(history: History) -> None:
     assert history.count() == 1
 
 
-def test_export_every_format(history: History) -> None:
+def test_a_stored_transcript_renders_as_the_original_in_every_format(history: History) -> None:
     job = history.create_job("a.wav", "", "sensevoice", {})
     transcript = make_transcript()
     history.finish_job(job, transcript)
+    stored = history.get(job).to_transcript()
     for fmt in ("txt", "srt", "vtt", "json"):
-        assert history.export(job, fmt) == render(transcript, fmt)
-    assert "今天天气很好。" in history.export(job, "srt")
-    assert json.loads(history.export(job, "json"))["segments"][1]["text"] == 'say "hi"'
-    with pytest.raises(KeyError):
-        history.export(12345, "txt")
+        assert render(stored, fmt) == render(transcript, fmt)
+    assert "今天天气很好。" in render(stored, "srt")
+    assert json.loads(render(stored, "json"))["segments"][1]["text"] == 'say "hi"'
+    assert history.get(12345) is None
 
 
 # --- search ------------------------------------------------------------------

@@ -19,11 +19,11 @@ from webui.modules.engines.base import EngineError, EngineOutput, EngineSettings
 from webui.modules.history import History
 from webui.modules.vad_view import engine_cap_for, inspect_vad
 from webui.modules.jobs import (
-    CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobQueue, list_media,
-    write_batch_outputs, write_transcript_files,
+    CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobQueue,
 )
-from webui.modules.audio import InputError
-from webui.modules.pipeline import PipelineOptions
+from webui.modules.audio import InputError, list_media
+from webui.modules.exports import write_batch_outputs, write_transcript_files
+from webui.modules.options import PipelineOptions
 
 JFK = DATA / "jfk.flac"
 SHORT = DATA / "english.wav"          # 2.7 s

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from webui.modules import settings as settings_mod
-from webui.modules.pipeline import PipelineOptions
+from webui.modules.options import PipelineOptions
 from webui.modules.settings import AppSettings, load, parse_max_segment, save
 
 

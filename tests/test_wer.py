@@ -6,7 +6,9 @@ import jiwer
 import pytest
 
 from tests.conftest import DATA
-from webui.modules.pipeline import Finished, PipelineOptions, transcribe
+from webui.modules.events import Finished
+from webui.modules.options import PipelineOptions
+from webui.modules.pipeline import transcribe
 
 
 def normalise(text: str) -> str:

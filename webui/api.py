@@ -52,6 +52,7 @@ def health_json(queue: JobQueue, requested_device: str = "auto") -> dict:
         "model": engine.name if engine is not None else None,
         "device": device,
         "memory": memory_dict(gpu.memory_stats()),
+        "oom_backoffs": gpu.oom_event_count(),  # batches halved after running out of GPU memory
         "queue_length": queue.queue_length(),
         "running": queue.busy(),
         "waiting": queue.waiting(),

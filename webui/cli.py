@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -10,11 +11,13 @@ from .offline import enforce_offline
 
 enforce_offline()
 
-from .modules import audio, itn  # noqa: E402
+from .modules import audio, checkpoint  # noqa: E402
 from .modules.engines import EngineError, EngineSettings, get_engine  # noqa: E402
-from .modules.pipeline import Finished, PipelineOptions, Progress, SegmentDone, transcribe  # noqa: E402
-from .modules.transcript import FORMATS, write  # noqa: E402
-from .modules.vad import VAD_BACKENDS, VadOptions  # noqa: E402
+from .modules.events import Finished, Progress, SegmentDone  # noqa: E402
+from .modules.options import PipelineOptions  # noqa: E402
+from .modules.pipeline import transcribe  # noqa: E402
+from .modules.transcript import FORMATS, Transcript, render, write  # noqa: E402
+from .modules.vads import VAD_BACKENDS, VadOptions  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--silence-min", type=float, default=1.2, help="silencedetect minimum silence (s)")
     t.add_argument("--vad", choices=VAD_BACKENDS, default="librosa", help="VAD inside segments (default librosa, fast)")
     t.add_argument("--no-itn", action="store_true", help="skip inverse text normalisation")
+    t.add_argument("--window", type=float, default=None, metavar="SECONDS",
+                   help="audio decoded, batched and checkpointed at once (default 300 on the CPU, 1200 on a GPU)")
+    t.add_argument("--no-resume", action="store_true",
+                   help="start afresh even when OUT holds a checkpoint of an interrupted run of the same file "
+                        "and options (by default that run is resumed at its first unfinished window)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -42,17 +50,32 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
     return PipelineOptions(
         engine=EngineSettings(model=args.model, device=args.device, language=args.language, hotwords=args.hotwords),
         max_segment=max_segment, silence_noise_db=args.silence_db, silence_min=args.silence_min,
-        vad=VadOptions(backend=args.vad), itn=not args.no_itn,
+        vad=VadOptions(backend=args.vad), itn=not args.no_itn, window_seconds=args.window,
     )
 
 
-def run_one(path: str, options: PipelineOptions, formats: tuple[str, ...], out_dir: Path, quiet: bool) -> list[Path]:
+def run_one(path: str, options: PipelineOptions, formats: tuple[str, ...], out_dir: Path, quiet: bool,
+            resume: bool = True) -> list[Path]:
+    """Transcribe one file, checkpointing every finished window beside the output; the
+    checkpoint goes once the outputs are written, and stays (for a resume) if anything fails."""
     from tqdm import tqdm
 
+    stem = Path(path).stem or "transcript"
+    sidecar = _GuardedSidecar(checkpoint.Sidecar(out_dir / f"{stem}.checkpoint.jsonl"), path)
+    audio.probe(path)  # a bad file fails here with one clear line, before any checkpoint work
+    previous = checkpoint.resume_from(path, options, *sidecar.load()) if resume else None
+    if previous is not None:
+        print(f"resuming {path}: {len(previous.done)} of {len(previous.plan.windows)} windows done "
+              f"(checkpoint {sidecar.path}; --no-resume starts afresh)", file=sys.stderr)
+    elif sidecar.path.exists():
+        print(f"{sidecar.path} is not resumed ({'--no-resume' if not resume else 'another file or other options'});"
+              " starting afresh", file=sys.stderr)
     bar = None
     written: list[Path] = []
+    events = checkpoint.persist(transcribe(path, options, resume=previous), sidecar, path, options,
+                                resuming=previous is not None)
     try:
-        for event in transcribe(path, options):
+        for event in events:
             if isinstance(event, Progress) and event.stage == "scan" and event.done == 1 and not quiet:
                 bar = tqdm(total=0, unit="seg", desc=Path(path).name[:40], file=sys.stderr)
             elif isinstance(event, SegmentDone) and bar is not None:
@@ -60,12 +83,98 @@ def run_one(path: str, options: PipelineOptions, formats: tuple[str, ...], out_d
                 bar.n = event.done
                 bar.refresh()
             elif isinstance(event, Finished):
-                stem = Path(path).stem or "transcript"
-                written = [write(event.transcript, fmt, out_dir, stem) for fmt in formats]
+                if event.stats.itn_fallbacks:
+                    print(f"warning: {path}: ITN left {event.stats.itn_fallbacks} piece(s) as spoken "
+                          "(wetext could not normalise them)", file=sys.stderr)
+                try:
+                    written = [write(event.transcript, fmt, out_dir, stem) for fmt in formats]
+                except OSError as exc:
+                    raise _rescue(event.transcript, formats, stem, out_dir, exc, sidecar) from exc
     finally:
         if bar is not None:
             bar.close()
+    try:
+        sidecar.remove()
+    except OSError as exc:
+        print(f"warning: {path}: could not remove the checkpoint {sidecar.path} ({exc.strerror or exc})",
+              file=sys.stderr)
     return written
+
+
+class _GuardedSidecar:
+    """The checkpoint sidecar, except that a folder which cannot take it (full, read-only) costs one
+    warning line and the resume point, never the run nor a traceback per window."""
+
+    def __init__(self, sidecar: checkpoint.Sidecar, source: str) -> None:
+        self._sidecar, self._source = sidecar, source
+        self.path = sidecar.path
+        self.failed = False
+
+    def load(self):
+        return self._sidecar.load()
+
+    def remove(self) -> None:
+        self._sidecar.remove()
+
+    def begin(self, head: dict) -> None:
+        self._try(self._sidecar.begin, head)
+        if self.failed:  # a header cut short is no checkpoint; an empty file would only confuse a rerun
+            try:
+                self._sidecar.remove()
+            except OSError:
+                pass
+
+    def add(self, window: dict) -> None:
+        if not self.failed:
+            self._try(self._sidecar.add, window)
+
+    def _try(self, store, record: dict) -> None:
+        try:
+            store(record)
+        except OSError as exc:
+            if not self.failed:
+                print(f"warning: {self._source}: cannot write the checkpoint {self.path} ({exc.strerror or exc}); "
+                      "going on without a resume point", file=sys.stderr)
+            self.failed = True
+
+
+def rescue_dir() -> Path:
+    """Where the CLI puts outputs its --out folder would not take: WEBUI_CACHE_DIR (as the model
+    cache), else $XDG_CACHE_HOME/longform-asr, else ~/.cache/longform-asr; then rescued/."""
+    base = os.environ.get("WEBUI_CACHE_DIR")
+    if base:
+        return Path(base) / "rescued"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "longform-asr" / "rescued"
+
+
+class NotWritten(OSError):
+    """The outputs did not reach --out; str() is the one line the CLI prints."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _rescue(transcript: Transcript, formats: tuple[str, ...], stem: str, out_dir: Path, exc: OSError,
+            sidecar: _GuardedSidecar) -> NotWritten:
+    """Outputs --out would not take: written to the rescue folder instead (under a stem no earlier
+    rescue uses), or, if that fails too, the TXT printed on stdout. Returns the error to raise."""
+    reason = exc.strerror or str(exc)
+    kept = (f"; the checkpoint {sidecar.path} is kept: once {out_dir} has room, run the same command again to "
+            "write the outputs there without transcribing again") if not sidecar.failed and sidecar.path.exists() else ""
+    folder = rescue_dir()
+    try:
+        unique, n = stem, 2
+        while any((folder / f"{unique}.{fmt}").exists() for fmt in formats):
+            unique, n = f"{stem}-{n}", n + 1
+        saved = [write(transcript, fmt, folder, unique) for fmt in formats]
+    except OSError as second:
+        sys.stdout.write(render(transcript, "txt"))
+        sys.stdout.flush()
+        return NotWritten(f"could not write the transcript to {out_dir} ({reason}) nor to {folder} "
+                          f"({second.strerror or second}); its TXT is printed on stdout above{kept}")
+    names = ", ".join(str(p) if i == 0 else p.name for i, p in enumerate(saved))
+    return NotWritten(f"could not write the transcript to {out_dir} ({reason}); saved it to {names} instead{kept}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +184,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print(f"error: --max-segment must be 'auto' or a number of seconds, not {args.max_segment!r}", file=sys.stderr)
         return 2
-    itn.set_enabled(options.itn)
     formats = FORMATS if args.format == "all" else (args.format,)
     try:
         get_engine(options.engine)
@@ -85,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     for path in args.files:
         try:
-            for written in run_one(path, options, formats, args.out, args.quiet):
+            for written in run_one(path, options, formats, args.out, args.quiet, resume=not args.no_resume):
                 print(written)
         except audio.InputError as exc:
             failures += 1
@@ -94,8 +202,13 @@ def main(argv: list[str] | None = None) -> int:
             failures += 1
             print(f"error: {path}: {exc}", file=sys.stderr)
         except KeyboardInterrupt:
-            print(f"error: {path}: interrupted", file=sys.stderr)
+            print(f"error: {path}: interrupted; finished windows are kept, run the same command to resume",
+                  file=sys.stderr)
             return 130
+        except Exception as exc:  # a bug must still leave one line and the checkpoint, not a traceback
+            failures += 1
+            print(f"error: {path}: unexpected {type(exc).__name__}: {exc} (finished windows are kept; "
+                  "run the same command to resume)", file=sys.stderr)
     return 1 if failures else 0
 
 

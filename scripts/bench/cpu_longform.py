@@ -30,7 +30,9 @@ def normalise(text: str) -> str:
 
 def run_ours(path: str, batch: int) -> str:
     from webui.modules.engines.base import EngineSettings
-    from webui.modules.pipeline import Finished, PipelineOptions, transcribe
+    from webui.modules.events import Finished
+    from webui.modules.options import PipelineOptions
+    from webui.modules.pipeline import transcribe
 
     options = PipelineOptions(engine=EngineSettings(device="cpu", cpu_batch_cap=batch), itn=False)
     for event in transcribe(path, options):

@@ -54,7 +54,9 @@ class OursResult:
 
 def run_ours(path: Path, engine: Any) -> OursResult:
     """This project's pipeline on one recording: the one place to adapt if its API moves."""
-    from webui.modules.pipeline import Finished, PipelineOptions, transcribe
+    from webui.modules.events import Finished
+    from webui.modules.options import PipelineOptions
+    from webui.modules.pipeline import transcribe
 
     # ITN off: funasr's path has none, and SenseVoice's own ITN is already in the model.
     # No second pass: random weights make text density meaningless, and it would only add work.
@@ -253,7 +255,7 @@ def bench_funasr(args: argparse.Namespace, model_dir: Path, recordings: list, na
 def bench_ours(args: argparse.Namespace, model_dir: Path, recordings: list, name: str, precision: str,
                inference_options: dict) -> list[Row]:
     from webui.modules.engines.base import EngineSettings
-    from webui.modules.engines.funasr_engine import FunASREngine
+    from webui.modules.engines.funasr import FunASREngine
 
     settings = EngineSettings(model=str(model_dir), device=args.device, precision=precision, compile=args.compile)
     engine = FunASREngine(settings, allow_random_weights=True, inference_options=inference_options)

@@ -77,7 +77,7 @@ def probe(path: str | Path) -> AudioInfo:
     argv = [
         _require("ffprobe"), "-v", "error", "-print_format", "json",
         "-show_entries", "format=duration:stream=codec_type,codec_name,sample_rate,channels,duration",
-        "-select_streams", "a", str(p),
+        "-select_streams", "a", media_arg(p),
     ]
     proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=120)
     if proc.returncode != 0:
@@ -103,6 +103,12 @@ def probe(path: str | Path) -> AudioInfo:
     )
 
 
+def media_arg(path: Path) -> str:
+    """The path as ffmpeg must see it: absolute, so a name starting with '-' is never read as
+    an option and one like 'concat:x' or 'http:x' is never read as a protocol."""
+    return str(path.absolute())
+
+
 def _float(value) -> float | None:
     try:
         return float(value)
@@ -112,7 +118,7 @@ def _float(value) -> float | None:
 
 def _short(message: str, path: Path) -> str:
     # ffmpeg repeats the path in its messages; the caller already names the file.
-    return message.replace(str(path), "").strip(" :") or "unknown error"
+    return message.replace(media_arg(path), "").replace(str(path), "").strip(" :") or "unknown error"
 
 
 def _measure_duration(path: Path) -> float:
@@ -126,7 +132,7 @@ def _measure_duration(path: Path) -> float:
 def _decode_argv(path: Path, extra_filters: str = "") -> list[str]:
     filters = "aresample=16000" + (f",{extra_filters}" if extra_filters else "")
     return [
-        _require("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", "-i", str(path),
+        _require("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", "-i", media_arg(path),
         "-map", "0:a:0", "-vn", "-sn", "-dn", "-af", filters,
         "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1",
     ]
@@ -250,3 +256,14 @@ def decode(path: str | Path, start: float = 0.0, end: float | None = None) -> np
     """Decode one range whole (tests and short clips; long files go through stream_ranges)."""
     stop = end if end is not None else probe(path).duration
     return next(stream_ranges(path, [(start, stop)]))
+
+
+MEDIA_EXTENSIONS = frozenset(
+    ".wav .flac .mp3 .m4a .aac .ogg .oga .opus .wma .aif .aiff .amr .webm .mp4 .m4v .mkv .mov .avi .mpg .mpeg .ts".split()
+)
+
+
+def list_media(folder: Path) -> list[Path]:
+    """Audio and video files directly inside `folder`, by name."""
+    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS),
+                  key=lambda p: p.name.lower())

@@ -1,4 +1,4 @@
-"""The one module that touches torch.cuda: device choice, memory figures, cleanup, OOM backoff.
+"""The one module that touches torch.cuda and NVML: device choice, memory figures, cleanup, OOM backoff.
 
 Everything here works without a GPU: figures are zeros on the CPU, cleanup is a gc pass, and
 batch sizing / OOM backoff take injected probes and callables so tests can drive them.
@@ -6,7 +6,6 @@ batch sizing / OOM backoff take injected probes and callables so tests can drive
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import logging
 import threading
@@ -51,8 +50,6 @@ class MemoryProbe(Protocol):
 
     def free_bytes(self) -> int: ...
 
-    def total_bytes(self) -> int: ...
-
 
 @dataclass(frozen=True)
 class CudaMemoryProbe:
@@ -66,9 +63,6 @@ class CudaMemoryProbe:
         # ...up to the per-process cap, when one is set (set_per_process_memory_fraction).
         cap = torch.cuda.get_per_process_memory_fraction(self.device) * total
         return int(max(0, min(available, cap - allocated)))
-
-    def total_bytes(self) -> int:
-        return int(torch.cuda.mem_get_info(self.device)[1])
 
 
 @dataclass(frozen=True)
@@ -135,27 +129,6 @@ def cleanup_after_batch() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
-    trim_host_heap()
-
-
-def trim_host_heap() -> None:
-    """Hand freed heap pages back to the OS. Without it glibc keeps each batch's large,
-    short-lived buffers (Whisper's encoder attention: ~0.7 GB at batch 8) fragmented and
-    the peak RSS creeps up with the number of batches, i.e. with the recording's length."""
-    if _libc is not None:
-        _libc.malloc_trim(0)
-
-
-def _load_libc():
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim  # noqa: B018 - glibc only; musl and macOS lack it
-        return libc
-    except (OSError, AttributeError):
-        return None
-
-
-_libc = _load_libc()
 
 
 def deep_cleanup() -> CleanupReport:
@@ -190,29 +163,6 @@ def peak_allocated_during(fn: Callable[[], T]) -> tuple[T, int]:
     result = fn()
     torch.cuda.synchronize()
     return result, max(0, torch.cuda.max_memory_allocated() - start)
-
-
-def batch_size_for(
-    padded_seconds: float,
-    bytes_per_second: float,
-    fixed_bytes_per_item: float,
-    free_bytes: int,
-    margin: float,
-) -> int:
-    """Items of `padded_seconds` that fit in (1 - margin) of free memory; never below 1.
-
-    1 even when one item looks too big: the estimate is conservative and the OOM backoff
-    turns a real failure into a clear error.
-    """
-    if padded_seconds < 0 or bytes_per_second < 0 or fixed_bytes_per_item < 0:
-        raise ValueError("batch cost figures must not be negative")
-    if not 0.0 <= margin < 1.0:
-        raise ValueError(f"margin must be in [0, 1), got {margin}")
-    per_item = padded_seconds * bytes_per_second + fixed_bytes_per_item
-    if per_item <= 0:
-        raise ValueError("the cost model gives zero bytes per item")
-    budget = max(0.0, free_bytes * (1.0 - margin))
-    return max(1, int(budget // per_item))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from webui.modules.transcript import FORMATS, Transcript, render
+from .transcript import Transcript
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 BUSY_TIMEOUT_MS = 10_000
@@ -47,6 +47,18 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX jobs_created_at ON jobs (created_at)",
         "CREATE INDEX jobs_status ON jobs (status)",
+    ],
+    [  # checkpoints: a running job's plan and finished windows, dropped once it ends
+        """CREATE TABLE checkpoints (
+            job_id INTEGER PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
+            header TEXT NOT NULL
+        )""",
+        """CREATE TABLE checkpoint_windows (
+            job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+            idx INTEGER NOT NULL,
+            data TEXT NOT NULL,
+            PRIMARY KEY (job_id, idx)
+        )""",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -191,9 +203,9 @@ class History:
                             (_iso(), job_id)) > 0
 
     def finish_job(self, job_id: int, transcript: Transcript, status: str = "done", error: str = "") -> bool:
-        """Store the transcript; a cancelled job keeps the part it finished (status 'cancelled')."""
-        if status not in ("done", "cancelled"):
-            raise ValueError(f"finish_job status must be 'done' or 'cancelled', not {status!r}")
+        """Store the transcript; a cancelled or failed job keeps the part it finished."""
+        if status not in ("done", "cancelled", "failed"):
+            raise ValueError(f"finish_job status must be 'done', 'cancelled' or 'failed', not {status!r}")
         data = transcript.to_dict()
         return self._update(
             "UPDATE jobs SET status = ?, error = ?, finished_at = ?, duration = ?, text = ?,"
@@ -207,6 +219,42 @@ class History:
             raise ValueError(f"fail_job status must be 'failed' or 'cancelled', not {status!r}")
         return self._update("UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
                             (status, error, _iso(), job_id)) > 0
+
+    # --- checkpoints (see checkpoint.py for what the JSON holds) ----------------
+
+    def begin_checkpoint(self, job_id: int, header: dict) -> None:
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("DELETE FROM checkpoint_windows WHERE job_id = ?", (job_id,))
+            con.execute("INSERT OR REPLACE INTO checkpoints (job_id, header) VALUES (?, ?)",
+                        (job_id, json.dumps(header, ensure_ascii=False)))
+            con.execute("COMMIT")
+
+    def add_checkpoint_window(self, job_id: int, window: dict) -> None:
+        self._update("INSERT OR REPLACE INTO checkpoint_windows (job_id, idx, data) VALUES (?, ?, ?)",
+                     (job_id, int(window["index"]), json.dumps(window, ensure_ascii=False)))
+
+    def checkpoint(self, job_id: int) -> tuple[dict | None, list[dict]]:
+        """(header, windows) stored for the job; (None, []) when there is none."""
+        with self._connect() as con:
+            head = con.execute("SELECT header FROM checkpoints WHERE job_id = ?", (job_id,)).fetchone()
+            rows = con.execute("SELECT data FROM checkpoint_windows WHERE job_id = ? ORDER BY idx",
+                               (job_id,)).fetchall()
+        return (json.loads(head[0]) if head else None), [json.loads(r[0]) for r in rows]
+
+    def drop_checkpoint(self, job_id: int) -> None:
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("DELETE FROM checkpoint_windows WHERE job_id = ?", (job_id,))
+            con.execute("DELETE FROM checkpoints WHERE job_id = ?", (job_id,))
+            con.execute("COMMIT")
+
+    def unfinished(self) -> list[JobRecord]:
+        """Jobs left queued or running by a process that stopped, oldest first."""
+        with self._connect() as con:
+            rows = con.execute("SELECT * FROM jobs WHERE status IN ('queued', 'running') AND archived = 0"
+                               " ORDER BY created_at, id").fetchall()
+        return [JobRecord.from_row(row) for row in rows]
 
     # --- queries -------------------------------------------------------------
 
@@ -263,14 +311,6 @@ class History:
         sql = "SELECT COUNT(*) FROM jobs" + ("" if include_archived else " WHERE archived = 0")
         with self._connect() as con:
             return con.execute(sql).fetchone()[0]
-
-    def export(self, job_id: int, fmt: str) -> str:
-        if fmt not in FORMATS:
-            raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-        record = self.get(job_id)
-        if record is None:
-            raise KeyError(f"no job with id {job_id}")
-        return render(record.to_transcript(), fmt)
 
     # --- housekeeping --------------------------------------------------------
 

@@ -7,129 +7,34 @@ thread; `cancel()` removes a waiting job or stops a running one at its next batc
 Every accepted job is recorded in History: created on submit, then running, then done,
 failed or cancelled. A file that cannot be read is refused at submit (InputError) and never
 reaches History. The worker survives any exception a job raises.
-
-Also here, because both the UI and tests need them without Gradio: the batch summary writers
-(CSV, JSON, zip).
 """
 
 from __future__ import annotations
 
-import csv
 import itertools
-import json
 import logging
 import threading
 import time
-import zipfile
 from collections import deque
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
-
+from typing import Callable, Iterator
 
 from . import audio as audio_mod
-from . import pipeline
+from . import checkpoint, pipeline
 from .audio import InputError
 from .engines import EngineError, get_engine
-from .engines.whisper_ct2 import BUNDLED_NAME as BUNDLED_MODEL
 from .engines.base import Engine, EngineSettings
+from .events import Cancelled, Event
 from .history import History
-from .pipeline import Cancelled, Finished, PipelineOptions, Progress, RunStats, SegmentDone
-from .transcript import FORMATS, TimedText, Transcript, render
+from .job_state import (CANCELLED, DONE, FAILED, FINAL, QUEUED, RUNNING, Job, JobState, model_label,
+                        options_record, partial_transcript)
+from .options import PipelineOptions, options_from_record
+from .transcript import Transcript
 
 log = logging.getLogger(__name__)
 
-QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
-FINAL = (DONE, FAILED, CANCELLED)
-
-# Share of the progress bar given to each stage; transcription takes the rest.
-_LOAD_SHARE, _SCAN_SHARE, _ITN_SHARE = 0.02, 0.05, 0.03
-
-MEDIA_EXTENSIONS = frozenset(
-    ".wav .flac .mp3 .m4a .aac .ogg .oga .opus .wma .aif .aiff .amr .webm .mp4 .m4v .mkv .mov .avi .mpg .mpeg .ts".split()
-)
-
-
-@dataclass(frozen=True)
-class JobState:
-    """A snapshot of one job; safe to keep and read from any thread."""
-
-    id: str
-    file_name: str
-    path: str
-    owner: str
-    group: str
-    status: str                      # queued | running | done | failed | cancelled
-    position: int                    # 1-based place among waiting jobs; 0 once it runs
-    ahead: int                       # jobs that run before this one (the running one included)
-    stage: str                       # queued | loading | scan | transcribe | itn | done | failed | cancelled
-    percent: float                   # 0..100 over the whole job
-    eta_seconds: float | None        # running: from the progress rate; waiting: from past jobs' speed
-    message: str
-    duration: float                  # of the recording, seconds
-    segments: tuple[TimedText, ...]  # text finished so far, in time order
-    segments_done: int
-    segments_total: int
-    transcript: Transcript | None    # final (done) or partial (cancelled)
-    error: str
-    history_id: int | None
-    model: str
-    created_at: float
-    started_at: float | None
-    finished_at: float | None
-    stats: RunStats | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINAL
-
-    @property
-    def elapsed(self) -> float:
-        if self.started_at is None:
-            return 0.0
-        return (self.finished_at or time.time()) - self.started_at
-
-
-@dataclass
-class _Job:
-    id: str
-    path: str
-    file_name: str
-    options: PipelineOptions
-    owner: str
-    group: str
-    duration: float
-    model: str
-    created_at: float = field(default_factory=time.time)
-    status: str = QUEUED
-    stage: str = QUEUED
-    fraction: float = 0.0
-    message: str = ""
-    segments: list[TimedText] = field(default_factory=list)
-    segments_done: int = 0
-    segments_total: int = 0
-    transcript: Transcript | None = None
-    error: str = ""
-    history_id: int | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    transcribe_started: float | None = None  # when the model started on the audio
-    transcribed_seconds: float = 0.0
-    stats: RunStats | None = None
-    cancel: threading.Event = field(default_factory=threading.Event)
-
-
 EngineFactory = Callable[[EngineSettings], Engine]
-TranscribeFn = Callable[..., Iterator[pipeline.Event]]
-
-
-def model_label(options: PipelineOptions) -> str:
-    return options.engine.model or BUNDLED_MODEL
-
-
-def options_record(options: PipelineOptions) -> dict:
-    """The settings stored with a job in History (JSON-safe)."""
-    return json.loads(json.dumps(asdict(options), default=str))
+TranscribeFn = Callable[..., Iterator[Event]]
 
 
 class JobQueue:
@@ -148,12 +53,13 @@ class JobQueue:
         self._keep_finished = keep_finished
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
-        self._pending: deque[_Job] = deque()
-        self._jobs: dict[str, _Job] = {}
-        self._running: _Job | None = None
+        self._pending: deque[Job] = deque()
+        self._jobs: dict[str, Job] = {}
+        self._running: Job | None = None
         self._ids = itertools.count(1)
         self._worker: threading.Thread | None = None
         self._stopping = False
+        self._suspending = False  # stopping for a restart: unfinished jobs stay unfinished in History
         # Held while a job runs; unload_model takes it so it never pulls a model from under a job.
         self.gpu_lock = threading.Lock()
         self._seconds_per_audio_second: float | None = None  # measured speed, for waiting ETAs
@@ -161,17 +67,18 @@ class JobQueue:
     # --- submitting and reading ------------------------------------------------------
 
     def submit(self, path: str | Path, options: PipelineOptions = PipelineOptions(), owner: str = "",
-               group: str = "", name: str | None = None) -> str:
+               group: str = "", name: str | None = None, history_id: int | None = None) -> str:
         """Queue a file and return the job id. Raises InputError at once for a file that cannot
-        be read (nothing is queued or recorded then)."""
+        be read (nothing is queued or recorded then). `history_id`: a job History already holds
+        (resumed after a restart), so no new row is made."""
         info = audio_mod.probe(path)
         file_name = name or Path(path).name
-        job = _Job(
+        job = Job(
             id=f"{next(self._ids)}-{int(time.time() * 1000) % 100_000_000:08d}",
             path=str(path), file_name=file_name, options=options, owner=owner, group=group,
-            duration=float(info.duration), model=model_label(options),
+            duration=float(info.duration), model=model_label(options), history_id=history_id,
         )
-        if self.history is not None:
+        if self.history is not None and history_id is None:
             try:
                 job.history_id = self.history.create_job(file_name, str(path), job.model, options_record(options))
             except Exception:  # the job still runs; History trouble is logged, not fatal
@@ -259,15 +166,38 @@ class JobQueue:
             self.gpu_lock.release()
         return freed, "Model unloaded." if freed else "No model was loaded."
 
-    def shutdown(self, timeout: float = 5.0) -> None:
-        """Cancel everything and stop the worker (tests and server exit)."""
+    def resume_unfinished(self) -> int:
+        """Queue again the jobs a stopped process left queued or running (in History); each one
+        skips the windows its checkpoint holds. A file that is gone ends its job as failed,
+        keeping whatever text the checkpoint had. Returns how many were queued."""
+        if self.history is None:
+            return 0
+        queued = 0
+        for record in self.history.unfinished():
+            options = options_from_record(record.settings)
+            try:
+                self.submit(record.file_path, options, name=record.file_name, history_id=record.id)
+                queued += 1
+            except InputError as exc:
+                partial = partial_transcript(record.file_name, record.duration or 0.0, record.model,
+                                             checkpoint.stored_pieces(*self.history.checkpoint(record.id)))
+                self._store_end(record.id, FAILED, f"Cannot resume {record.file_name}: {exc.reason}", partial)
+        return queued
+
+    def shutdown(self, timeout: float = 5.0, keep_unfinished: bool = False) -> None:
+        """Stop the worker. Tests cancel everything; a server stopping keeps its unfinished jobs
+        as they are in History (`keep_unfinished`), so the next start resumes them."""
         with self._wakeup:
             self._stopping = True
+            self._suspending = keep_unfinished
             pending = list(self._pending)
             running = self._running
+            if keep_unfinished:
+                self._pending.clear()
             self._wakeup.notify_all()
-        for job in pending:
-            self.cancel(job.id)
+        if not keep_unfinished:
+            for job in pending:
+                self.cancel(job.id)
         if running is not None:
             running.cancel.set()
         if self._worker is not None:
@@ -304,7 +234,7 @@ class JobQueue:
                 with self._lock:
                     self._running = None
 
-    def _run(self, job: _Job) -> None:
+    def _run(self, job: Job) -> None:
         if self.history is not None and job.history_id is not None:
             try:
                 self.history.mark_running(job.history_id)
@@ -315,12 +245,15 @@ class JobQueue:
             if job.cancel.is_set():
                 raise Cancelled(Transcript(file=job.file_name, duration=job.duration, model=job.model))
             engine = self._engine_factory(job.options.engine)
-            for event in self._transcribe(job.path, job.options, engine=engine, cancel=job.cancel):
-                self._apply(job, event)
+            for event in self._events(job, engine):
+                with self._lock:
+                    job.apply(event)
             with self._lock:
                 if job.transcript is None:
                     raise RuntimeError("the pipeline ended without a result")
         except Cancelled as exc:
+            if self._suspending:
+                return  # stopped for a restart: History keeps the job unfinished, with its checkpoint
             self._finish(job, CANCELLED, "cancelled by user", exc.partial)
         except InputError as exc:
             self._finish(job, FAILED, f"Cannot transcribe {job.file_name}: {exc.reason}")
@@ -338,45 +271,30 @@ class JobQueue:
                 except Exception:
                     log.exception("engine.release failed after job %s", job.id)
 
-    def _apply(self, job: _Job, event: pipeline.Event) -> None:
-        now = time.time()
-        with self._lock:
-            if isinstance(event, Progress):
-                job.stage = event.stage
-                if event.stage == "scan":
-                    job.fraction = max(job.fraction, _LOAD_SHARE + _SCAN_SHARE * (event.done / (event.total or 1)))
-                    job.message = event.message or "finding silences"
-                    if event.done >= event.total:
-                        job.transcribe_started = now
-                        job.stage = "transcribe"
-                elif event.stage == "transcribe":
-                    job.transcribed_seconds = max(job.transcribed_seconds, float(event.done))
-                    job.fraction = max(job.fraction, self._transcribe_fraction(job))
-                elif event.stage == "itn":
-                    job.fraction = max(job.fraction, 1.0 - _ITN_SHARE)
-                    job.message = "normalising text"
-            elif isinstance(event, SegmentDone):
-                job.segments.extend(event.result.pieces)
-                job.segments_done, job.segments_total = event.done, event.total
-                job.transcribed_seconds = max(job.transcribed_seconds, event.result.segment.end)
-                job.fraction = max(job.fraction, self._transcribe_fraction(job))
-                job.stage = "transcribe"
-                job.message = f"segment {event.done} of {event.total}"
-            elif isinstance(event, Finished):
-                job.transcript = event.transcript
-                job.stats = event.stats
-                job.segments = list(event.transcript.segments)
+    def _events(self, job: Job, engine: Engine) -> Iterator[Event]:
+        """The pipeline's events for the job, resumed from and checkpointed to History."""
+        if self.history is None or job.history_id is None:
+            return self._transcribe(job.path, job.options, engine=engine, cancel=job.cancel)
+        resume = None
+        try:
+            resume = checkpoint.resume_from(job.path, job.options, *self.history.checkpoint(job.history_id))
+        except Exception:
+            log.exception("could not read the checkpoint of job %s; starting afresh", job.id)
+        extra = {"resume": resume} if resume is not None else {}
+        events = self._transcribe(job.path, job.options, engine=engine, cancel=job.cancel, **extra)
+        return checkpoint.persist(events, _HistoryCheckpoint(self.history, job.history_id), job.path, job.options,
+                                  resuming=resume is not None)
 
-    @staticmethod
-    def _transcribe_fraction(job: _Job) -> float:
-        share = 1.0 - _LOAD_SHARE - _SCAN_SHARE - _ITN_SHARE
-        done = min(1.0, job.transcribed_seconds / job.duration) if job.duration > 0 else 0.0
-        return _LOAD_SHARE + _SCAN_SHARE + share * done
-
-    def _finish(self, job: _Job, status: str, error: str, transcript: Transcript | None = None) -> None:
-        """History first, then the in-memory state: whoever sees the job finished finds it in History."""
+    def _finish(self, job: Job, status: str, error: str, transcript: Transcript | None = None) -> None:
+        """History first, then the in-memory state: whoever sees the job finished finds it in History.
+        A job that fails keeps the text it had finished, as a cancelled one does."""
         with self._lock:
             final = transcript if transcript is not None else job.transcript
+            if final is None and job.segments:
+                final = partial_transcript(job.file_name, job.duration, job.model, job.segments)
+            if status == DONE and job.stats is not None and job.stats.itn_fallbacks:
+                job.warnings.append(f"ITN left {job.stats.itn_fallbacks} piece(s) as spoken (wetext could not "
+                                    "normalise them); the raw text is complete.")
         self._record(job, status, error or ("" if status == DONE else status), final)
         with self._lock:
             job.status = job.stage = status
@@ -395,23 +313,31 @@ class JobQueue:
             if self._running is job:
                 self._running = None
 
-    def _record(self, job: _Job, status: str, error: str, transcript: Transcript | None) -> None:
+    def _record(self, job: Job, status: str, error: str, transcript: Transcript | None) -> None:
         if self.history is None or job.history_id is None:
             return
+        if not self._store_end(job.history_id, status, error, transcript):
+            with self._lock:
+                job.warnings.append("History could not be written (see the server log); the transcript "
+                                    "is only on this page: download it now.")
+
+    def _store_end(self, history_id: int, status: str, error: str, transcript: Transcript | None) -> bool:
+        """The job's end in History, with whatever text it has (a cancelled or failed job keeps
+        what it finished); its checkpoint goes once that is stored. False if History failed."""
         try:
-            if status == DONE and transcript is not None:
-                self.history.finish_job(job.history_id, transcript)
-            elif status == CANCELLED and transcript is not None and transcript.segments:
-                # What was finished before the cancel is kept, not thrown away.
-                self.history.finish_job(job.history_id, transcript, status=CANCELLED, error=error)
-            elif status in (FAILED, CANCELLED):
-                self.history.fail_job(job.history_id, error, status=status)
+            if transcript is not None and (status == DONE or transcript.segments):
+                self.history.finish_job(history_id, transcript, status=status, error=error)
+            else:
+                self.history.fail_job(history_id, error, status=FAILED if status == DONE else status)
+            self.history.drop_checkpoint(history_id)
+            return True
         except Exception:
-            log.exception("could not record the end of job %s in history", job.id)
+            log.exception("could not record the end of job %s in history", history_id)
+            return False
 
     # --- snapshots -------------------------------------------------------------------
 
-    def _snapshot_locked(self, job: _Job) -> JobState:
+    def _snapshot_locked(self, job: Job) -> JobState:
         position = ahead = 0
         eta: float | None = None
         message = job.message
@@ -421,7 +347,7 @@ class JobQueue:
             ahead = position - 1 + (1 if self._running else 0)
             message = "next in line" if ahead == 0 else f"{ahead} job{'s' if ahead != 1 else ''} ahead"
         elif job.status == RUNNING:
-            eta = self._running_eta(job)
+            eta = job.running_eta(self._seconds_per_audio_second)
         return JobState(
             id=job.id, file_name=job.file_name, path=job.path, owner=job.owner, group=job.group,
             status=job.status, position=position, ahead=ahead, stage=job.stage, percent=round(100.0 * job.fraction, 1),
@@ -429,25 +355,17 @@ class JobQueue:
             segments=tuple(job.segments), segments_done=job.segments_done, segments_total=job.segments_total,
             transcript=job.transcript, error=job.error, history_id=job.history_id, model=job.model,
             created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at, stats=job.stats,
+            warnings=tuple(job.warnings),
         )
 
-    def _running_eta(self, job: _Job) -> float | None:
-        """Remaining seconds from the rate audio has been transcribed so far."""
-        if job.transcribe_started is not None and job.transcribed_seconds > 0 and job.duration > 0:
-            rate = job.transcribed_seconds / max(1e-6, time.time() - job.transcribe_started)
-            return max(0.0, (job.duration - job.transcribed_seconds) / rate)
-        if self._seconds_per_audio_second is not None and job.started_at is not None:
-            return max(0.0, job.duration * self._seconds_per_audio_second - (time.time() - job.started_at))
-        return None
-
-    def _wait_estimate_locked(self, job: _Job) -> float | None:
+    def _wait_estimate_locked(self, job: Job) -> float | None:
         """Seconds until this waiting job is done, from the speed of earlier jobs (None before any)."""
         speed = self._seconds_per_audio_second
         if speed is None:
             return None
         total = 0.0
         if self._running is not None:
-            total += self._running_eta(self._running) or 0.0
+            total += self._running.running_eta(self._seconds_per_audio_second) or 0.0
         for other in self._pending:
             total += other.duration * speed
             if other is job:
@@ -464,82 +382,19 @@ class JobQueue:
             del self._jobs[old.id]
 
 
-# --- outputs -----------------------------------------------------------------------------
+class _HistoryCheckpoint:
+    """checkpoint.Store over a History row."""
 
+    def __init__(self, history: History, job_id: int) -> None:
+        self.history, self.job_id = history, job_id
 
-def safe_stem(name: str) -> str:
-    stem = Path(name).stem or "transcript"
-    cleaned = "".join(ch if ch.isalnum() or ch in "-_. " else "_" for ch in stem).strip(" .")
-    return cleaned or "transcript"
+    def begin(self, head: dict) -> None:
+        self.history.begin_checkpoint(self.job_id, head)
 
-
-def write_transcript_files(transcript: Transcript, out_dir: Path, stem: str,
-                           formats: Sequence[str] = FORMATS) -> dict[str, Path]:
-    """The transcript in each format as `<out_dir>/<stem>.<fmt>`."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
-    for fmt in formats:
-        path = out_dir / f"{safe_stem(stem)}.{fmt}"
-        path.write_text(render(transcript, fmt), encoding="utf-8")
-        paths[fmt] = path
-    return paths
-
-
-SUMMARY_FIELDS = ("file", "status", "duration_s", "processing_s", "model", "language", "characters",
-                  "history_id", "error")
-
-
-def summary_rows(states: Iterable[JobState]) -> list[dict]:
-    rows = []
-    for s in states:
-        t = s.transcript if s.status == DONE else None
-        rows.append({
-            "file": s.file_name, "status": s.status, "duration_s": round(s.duration, 2),
-            "processing_s": round(s.elapsed, 2) if s.started_at else None,
-            "model": (t.model if t else s.model), "language": (t.language if t else ""),
-            "characters": len((t.text_itn or t.text) if t else ""),
-            "history_id": s.history_id, "error": s.error,
-        })
-    return rows
-
-
-def write_batch_outputs(states: Sequence[JobState], out_dir: Path, extra_rows: Sequence[dict] = ()) -> dict[str, Path]:
-    """summary.csv, summary.json and transcripts.zip (every finished transcript in every format).
-    `extra_rows` are files refused before queueing (name, error), so the summary lists them too."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows = summary_rows(states) + [{**{k: None for k in SUMMARY_FIELDS}, "status": FAILED, **r} for r in extra_rows]
-    csv_path = out_dir / "summary.csv"
-    with open(csv_path, "w", newline="", encoding="utf-8") as out:
-        writer = csv.DictWriter(out, fieldnames=SUMMARY_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    json_path = out_dir / "summary.json"
-    json_path.write_text(json.dumps(rows, ensure_ascii=False, indent=2), encoding="utf-8")
-    zip_path = out_dir / "transcripts.zip"
-    used: set[str] = set()
-    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for s in states:
-            if s.status != DONE or s.transcript is None:
-                continue
-            stem = safe_stem(s.file_name)
-            unique, n = stem, 2
-            while unique in used:
-                unique, n = f"{stem}_{n}", n + 1
-            used.add(unique)
-            for fmt in FORMATS:
-                archive.writestr(f"{unique}.{fmt}", render(s.transcript, fmt))
-        archive.writestr("summary.csv", csv_path.read_text(encoding="utf-8"))
-    return {"csv": csv_path, "json": json_path, "zip": zip_path}
-
-
-def list_media(folder: Path) -> list[Path]:
-    """Audio and video files directly inside `folder`, by name."""
-    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS),
-                  key=lambda p: p.name.lower())
+    def add(self, window: dict) -> None:
+        self.history.add_checkpoint_window(self.job_id, window)
 
 
 __all__ = [
-    "JobQueue", "JobState", "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED", "FINAL", "InputError",
-    "EngineError", "write_transcript_files", "write_batch_outputs", "summary_rows", "list_media",
-    "safe_stem",
+    "JobQueue", "JobState", "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED", "FINAL", "InputError", "EngineError",
 ]

@@ -126,3 +126,16 @@ def _merge_short(cuts: list[float], silences: Sequence[Silence], envelope_db: np
                     changed = cuts[i + 1] - cuts[i] >= limits.merge_below
                     break
     return cuts
+
+
+def plan_windows(segments: Sequence[Segment], first_seconds: float, seconds: float) -> tuple[tuple[int, int], ...]:
+    """Consecutive runs of segments, each closed once it spans `seconds` (the first one
+    `first_seconds`, so the first text comes quickly)."""
+    windows, first = [], 0
+    for i, seg in enumerate(segments):
+        if seg.end - segments[first].start >= (seconds if windows else first_seconds):
+            windows.append((first, i + 1))
+            first = i + 1
+    if first < len(segments):
+        windows.append((first, len(segments)))
+    return tuple(windows)

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Union
 
 from .engines.base import EngineSettings
-from .pipeline import PipelineOptions
+from .options import PipelineOptions
 from .segment import AUTO
-from .vad import VAD_BACKENDS, VadOptions
+from .vads import VAD_BACKENDS, VadOptions
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class AppSettings:
     memory_margin: float = 0.15               # fraction of free GPU memory kept free when batching
     max_segment: Union[str, float] = AUTO     # "auto" (45/60/90 s by length) or fixed seconds
     vad: str = "librosa"                      # librosa (fast CPU) | fsmn-vad | silero-vad
-    itn: bool = True                          # inverse text normalisation
+    itn: bool = True                          # default of each job's ITN switch
     language: str = "auto"
     hotwords: str = ""
     history_path: str = "history.db"
@@ -92,8 +92,9 @@ class AppSettings:
     def to_pipeline_options(self, **engine_changes: Any) -> PipelineOptions:
         """The pipeline options for these settings; `engine_changes` override per job
         (e.g. the quick options of the Transcribe tab), `itn=` overrides the ITN switch."""
-        itn = engine_changes.pop("itn", self.itn)
-        engine = replace(self.engine_settings(), **engine_changes)
+        itn = bool(engine_changes.pop("itn", self.itn))
+        # One ITN switch per job: the model's own ITN (SenseVoice, Nano) follows it too.
+        engine = replace(self.engine_settings(), use_model_itn=itn, **engine_changes)
         return PipelineOptions(engine=engine, max_segment=self.max_segment, vad=VadOptions(backend=self.vad),
                                itn=bool(itn))
 

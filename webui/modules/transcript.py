@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,9 +154,24 @@ def render(t: Transcript, fmt: str) -> str:
 
 
 def write(t: Transcript, fmt: str, out_dir: Path, stem: str) -> Path:
+    """Write atomically (a temporary file, flushed to disk, renamed into place): a full disk or
+    a kill leaves the previous file or none, never a truncated one. A full disk may only show at
+    the flush or the fsync, so both come before the rename."""
+    text = render(t, fmt)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{stem}.{fmt}"
-    path.write_text(render(t, fmt), encoding="utf-8")
+    partial = path.with_name(f".{path.name}.part")
+    try:
+        with open(partial, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(partial, path)
+    finally:
+        try:
+            partial.unlink(missing_ok=True)
+        except OSError:
+            pass  # e.g. a read-only folder: there is no partial file, and the first error is the one to tell
     return path
 
 

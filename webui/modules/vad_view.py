@@ -11,7 +11,7 @@ from . import audio as audio_mod
 from . import pipeline
 from .engines.whisper_ct2 import BUNDLED_NAME as BUNDLED_MODEL
 from .engines.base import EngineSettings
-from .pipeline import PipelineOptions
+from .options import PipelineOptions
 from .transcript import Segment
 
 
@@ -60,9 +60,10 @@ def engine_cap_for(settings: EngineSettings) -> float | None:
 def inspect_vad(path: str | Path, options: PipelineOptions, engine_cap: float | None,
                 buckets: int = 1200) -> VadInspection:
     """Segmentation and VAD only (no model): segments, speech spans and a waveform outline."""
-    from .vad import make_chunk
+    from .chunks import make_chunk
 
-    info, segments, max_seconds = pipeline.plan(path, options, engine_cap)
+    planned = pipeline.plan(path, options, engine_cap)
+    info, segments, max_seconds = planned.info, planned.segments, planned.max_seconds
     bucket_seconds = max(info.duration / buckets, 1.0 / audio_mod.SAMPLE_RATE)
     peaks = np.zeros(int(np.ceil(info.duration / bucket_seconds)) + 1, dtype=np.float32)
     views: list[SegmentView] = []

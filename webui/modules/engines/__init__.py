@@ -27,7 +27,7 @@ def load_engine(settings: EngineSettings) -> Engine:
         from .whisper_ct2 import WhisperEngine
 
         return WhisperEngine(settings)
-    from .funasr_engine import FunASREngine
+    from .funasr import FunASREngine
 
     return FunASREngine(settings)
 

@@ -1,23 +1,14 @@
-"""Fast VAD: speech spans keep absolute times, and the shortened audio maps back correctly."""
+"""SpeechChunk (chunks.py): pauses shortened, packing across segments, and the time map back
+to the recording."""
 
 import numpy as np
 import pytest
 
-from tests.conftest import SR, quiet, tone
+from tests.conftest import SR, quiet
+from tests.test_vads import layout
+from webui.modules.chunks import make_chunk, pack
 from webui.modules.transcript import Segment
-from webui.modules.vad import VadOptions, make_chunk, pack, speech_spans
-
-
-def layout(*parts):
-    return np.concatenate([tone(s, 300 + 50 * i) if kind == "s" else quiet(s) for i, (kind, s) in enumerate(parts)])
-
-
-def test_spans_are_absolute():
-    audio = layout(("q", 2.0), ("s", 3.0), ("q", 4.0), ("s", 2.0), ("q", 1.0))
-    spans = speech_spans(audio, offset=100.0)
-    assert len(spans) == 2
-    assert spans[0].start == pytest.approx(102.0, abs=0.3) and spans[0].end == pytest.approx(105.0, abs=0.3)
-    assert spans[1].start == pytest.approx(109.0, abs=0.3) and spans[1].end == pytest.approx(111.0, abs=0.3)
+from webui.modules.vads import VadOptions
 
 
 def test_chunk_shortens_pauses_but_maps_back_to_recording_time():
@@ -38,53 +29,6 @@ def test_chunk_shortens_pauses_but_maps_back_to_recording_time():
     lo = int((chunk.spans[1].start - seg.start) * SR)
     k = int(second * SR)
     np.testing.assert_array_equal(chunk.audio[k:k + 1000], audio[lo:lo + 1000])
-
-
-def test_silent_segment_has_no_speech():
-    chunk = make_chunk(Segment(0, 0.0, 10.0), quiet(10.0, -80.0))
-    assert chunk.spans == () and chunk.seconds == 0
-
-
-def test_digital_silence_and_empty_input():
-    assert speech_spans(np.zeros(SR * 5, dtype=np.float32), 0.0) == []
-    assert speech_spans(np.zeros(0, dtype=np.float32), 0.0) == []
-
-
-def test_short_gaps_do_not_split_speech():
-    audio = layout(("s", 1.0), ("q", 0.2), ("s", 1.0))
-    assert len(speech_spans(audio, 0.0)) == 1
-
-
-def test_top_db_is_settable():
-    audio = np.concatenate([tone(2.0, amp=0.5), tone(2.0, amp=0.5 * 10 ** (-30 / 20))])
-    loose = speech_spans(audio, 0.0, VadOptions(top_db=40))
-    strict = speech_spans(audio, 0.0, VadOptions(top_db=20))
-    assert loose[-1].end == pytest.approx(4.0, abs=0.3)
-    assert strict[-1].end == pytest.approx(2.0, abs=0.3)
-
-
-def test_model_vad_backends_feed_the_same_spans(clips):
-    """fsmn-vad (real weights) through the same span logic: onsets agree with librosa's."""
-    from tests.conftest import DATA
-    from webui.modules.audio import decode
-
-    speech = decode(DATA / "jfk.flac")
-    audio = np.concatenate([quiet(2.0), speech, quiet(3.0), speech, quiet(2.0)])
-    librosa_spans = speech_spans(audio, 10.0)
-    fsmn_spans = speech_spans(audio, 10.0, VadOptions(backend="fsmn-vad"))
-    second_onset = 10.0 + 2.0 + speech.size / SR + 3.0
-    for spans in (librosa_spans, fsmn_spans):
-        assert any(abs(s.start - second_onset - 0.3) <= 0.4 for s in spans), spans
-        assert all(10.0 <= s.start < s.end <= 10.0 + audio.size / SR for s in spans)
-    with pytest.raises(ValueError, match="unknown VAD"):
-        speech_spans(audio, 0.0, VadOptions(backend="webrtc"))
-
-
-def test_room_noise_alone_is_not_speech_but_quiet_speech_is():
-    assert speech_spans(quiet(20.0, -65.0), 0.0) == []
-    soft = np.concatenate([quiet(2.0, -65.0), tone(2.0, amp=10 ** (-42 / 20)), quiet(2.0, -65.0)])
-    spans = speech_spans(soft, 0.0)
-    assert len(spans) == 1 and spans[0].start == pytest.approx(2.0, abs=0.3)
 
 
 def _chunk_with_spans(seg_start, speech_parts):
@@ -124,3 +68,8 @@ def test_slice_and_utterances_map_back_exactly():
     assert part.seconds == pytest.approx(chunk.spans[1].end - chunk.spans[1].start, abs=1e-3)
     tail = chunk.slice(2.0)
     assert tail.spans[0].start == pytest.approx(chunk.spans[0].start + 2.0, abs=1e-3)
+
+
+def test_silent_segment_has_no_speech():
+    chunk = make_chunk(Segment(0, 0.0, 10.0), quiet(10.0, -80.0))
+    assert chunk.spans == () and chunk.seconds == 0

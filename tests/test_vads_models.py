@@ -8,7 +8,7 @@ import librosa
 import numpy as np
 import pytest
 
-from webui.modules.vad_models import fsmn_vad_regions, silero_vad_regions
+from webui.modules.vads.models import fsmn_vad_regions, silero_vad_regions
 
 SR = 16_000
 JFK = Path(__file__).resolve().parent / "data" / "jfk.flac"

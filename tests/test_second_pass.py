@@ -1,0 +1,71 @@
+"""Second pass (second_pass.py through the batch runner): speech an input's text did not cover
+is run again, and the new text lands at the right time."""
+
+import numpy as np
+import pytest
+
+from tests.fakes import EchoEngine, drive as _run_engine
+from webui.modules import second_pass
+from webui.modules.batching import Tally as _Tally
+from webui.modules.engines.base import EngineOutput, LocalText
+from webui.modules.transcript import Segment
+
+
+class ForgetfulEngine(EchoEngine):
+    """Skips most of a long input's speech, or stops early, the way batched decoders do."""
+
+    def __init__(self, mode):
+        super().__init__(cap=4)
+        self.mode = mode
+
+    def transcribe_batch(self, audios, language="auto"):
+        self.batches.append([a.size for a in audios])
+        outs = []
+        for a in audios:
+            seconds = a.size / 16000
+            if seconds > 10 and self.mode == "sparse":
+                outs.append(EngineOutput((LocalText(0.0, seconds, "hm"),), "en"))
+            elif seconds > 10 and self.mode == "early":
+                outs.append(EngineOutput((LocalText(0.0, 4.0, "one two three four five six seven eight nine ten"),), "en"))
+            else:
+                text = " ".join(["word"] * max(1, int(seconds * 2)))
+                outs.append(EngineOutput((LocalText(0.0, seconds, text),), "en"))
+        return outs
+
+
+def _two_utterances():
+    from tests.conftest import quiet, tone
+    from webui.modules.chunks import make_chunk
+
+    audio = np.concatenate([tone(6.0), quiet(3.0), tone(6.0)])
+    return make_chunk(Segment(0, 100.0, 115.0), audio)
+
+
+def test_sparse_text_gets_each_utterance_run_again():
+    chunk = _two_utterances()
+    engine = ForgetfulEngine("sparse")
+    out = _run_engine(engine, [chunk], "en", _Tally(), None, retry_tail=2.0)[0]
+    assert "hm" not in [p.text for p in out.pieces]
+    assert len(out.pieces) == 2 and all(p.text.startswith("word") for p in out.pieces)
+    assert out.pieces[1].start == pytest.approx(chunk.offsets[1], abs=0.01)  # in the chunk's own time
+    assert len(engine.batches) == 2 and len(engine.batches[1]) == 2
+
+
+def test_text_that_stops_early_gets_the_rest_transcribed():
+    chunk = _two_utterances()
+    engine = ForgetfulEngine("early")
+    out = _run_engine(engine, [chunk], "en", _Tally(), None, retry_tail=2.0)[0]
+    assert [p.text.split()[0] for p in out.pieces] == ["one", "word"]
+    assert out.pieces[1].start == pytest.approx(chunk.offsets[1], abs=0.01)
+    # Off switch: one pass only.
+    engine = ForgetfulEngine("early")
+    assert len(_run_engine(engine, [chunk], "en", _Tally(), None, retry_tail=0.0)[0].pieces) == 1
+
+
+def test_plan_leaves_short_silent_and_well_covered_inputs_alone():
+    chunk = _two_utterances()
+    full = EngineOutput((LocalText(0.0, chunk.seconds, " ".join(["word"] * 30)),), "en")
+    assert second_pass.plan([chunk], [full], retry_tail=2.0) == []
+    assert second_pass.plan([chunk], [None], retry_tail=2.0) == []  # cancelled: nothing to judge
+    sparse = EngineOutput((LocalText(0.0, chunk.seconds, "hm"),), "en")
+    assert [r.replaces for r in second_pass.plan([chunk], [sparse], retry_tail=2.0)] == [True, True]

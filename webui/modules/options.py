@@ -1,0 +1,40 @@
+"""PipelineOptions: every pipeline setting, with its default, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Union
+
+from .engines.base import EngineSettings
+from .segment import AUTO
+from .vads import VadOptions
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    max_segment: Union[float, str] = AUTO     # "auto" (45/60/90 s by length) or seconds
+    silence_noise_db: float = -30.0           # silencedetect noise floor
+    silence_min: float = 1.2                  # silencedetect minimum silence (s)
+    vad: VadOptions = field(default_factory=VadOptions)
+    itn: bool = True                          # this job's ITN switch (the only one)
+    # Audio decoded, batched and checkpointed at once; None: 5 min on the CPU (batches are
+    # small), 20 min on a GPU (room for large batches). Either way a constant, not the length.
+    # Windows are independent (nothing carried across), so a resumed run redoes at most one.
+    window_seconds: float | None = None
+    first_window_seconds: float = 30.0        # a short first window: first text within seconds
+    snap_seconds: float = 0.5                 # pull a text start onto a VAD speech onset this close
+    pack: bool = True                         # join neighbouring segments' speech up to the engine's maximum
+    retry_tail_seconds: float = 2.0           # re-run speech left untranscribed after an early end (0: off)
+
+
+def options_from_record(data: dict) -> PipelineOptions:
+    """PipelineOptions from the JSON stored with a job (`asdict`); unknown keys are ignored,
+    so a record written by an older or newer version still loads."""
+    def build(cls, values: Any):
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (values or {}).items() if k in known})
+
+    top = {k: v for k, v in data.items() if k not in ("engine", "vad")}
+    return replace(build(PipelineOptions, top), engine=build(EngineSettings, data.get("engine")),
+                          vad=build(VadOptions, data.get("vad")))

@@ -1,0 +1,42 @@
+"""What every VAD backend shares: its options, its output types and the `VadBackend` protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+Region = tuple[float, float]  # (start, end) seconds inside the audio given to the backend
+
+
+@dataclass(frozen=True)
+class VadOptions:
+    backend: str = "librosa"      # librosa (fast, CPU) | fsmn-vad | silero-vad (model VADs)
+    top_db: float = 25.0
+    frame_length: int = 2048
+    hop_length: int = 512
+    min_speech: float = 0.25      # shorter bursts are clicks and breaths, not words
+    keep_gap: float = 0.6         # longer pauses are shortened to this (room for the model timing)
+    pad: float = 0.1              # context kept around each speech span
+    floor_db: float = -55.0       # a segment quieter than this (dBFS peak) has no speech
+    # top_db is relative to the segment's loudest frame, so a segment of pure room noise would
+    # count as all speech; the reference never drops below this (frame RMS, dBFS), so frames
+    # quieter than ref_floor_db - top_db (-60 dBFS) are always silence.
+    ref_floor_db: float = -35.0
+
+
+@dataclass(frozen=True)
+class SpeechSpan:
+    start: float  # absolute seconds
+    end: float
+
+
+class VadBackend(Protocol):
+    def __call__(self, audio: np.ndarray, opts: VadOptions) -> list[Region]:
+        """Speech regions (seconds) of a 16 kHz mono float32 array."""
+
+
+def mono(audio: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)

@@ -1,0 +1,195 @@
+"""The Batch tab: many uploads or a server folder, queued one job each, with a summary to download."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import time
+import uuid
+from pathlib import Path
+
+import gradio as gr
+
+from ..context import AppContext
+from ..modules.audio import InputError, list_media
+from ..modules.exports import write_batch_outputs
+from ..modules.jobs import DONE, QUEUED, RUNNING, JobState
+from .common import (
+    POLL_SECONDS, QUIET, OnLoad, Screens, fmt_seconds, fmt_size, no_downloads, note_html, ordinal, paths, progress_html,
+    status_html, user_jobs, user_of,
+)
+
+BATCH_HEADERS = ["#", "File", "Status", "Progress", "Queue", "Length", "Text or message"]
+SUMMARY_KINDS = ("csv", "json", "zip")
+NO_BATCH = "No batch yet."
+RECENT_SECONDS = 3600  # a finished batch is shown again on a new page for this long
+STARTING_JS = f"() => {json.dumps(note_html('<b>Starting the batch…</b> checking the files'))}"
+
+
+def build(ctx: AppContext, demo: gr.Blocks) -> OnLoad:
+    with gr.Tab("Batch", id="batch", elem_id="tab-batch"):
+        gr.Markdown("Many files, processed one at a time with the settings from the System tab. "
+                    "Every file is also recorded in History.")
+        with gr.Row():
+            with gr.Column(scale=2, min_width=320):
+                files = gr.File(label="Recordings", file_count="multiple", type="filepath", elem_id="batch-files")
+                files_note = gr.Markdown(elem_id="batch-files-note", elem_classes=["muted"])
+                folder = gr.Textbox(label="…or a folder on the server", elem_id="batch-folder",
+                                    placeholder="a folder under one of the allowed folders below")
+                roots = gr.Markdown(elem_id="batch-roots")
+                with gr.Row():
+                    start = gr.Button("Start batch", variant="primary", elem_id="batch-start")
+                    cancel = gr.Button("Cancel batch", variant="stop", interactive=False, elem_id="batch-cancel")
+            with gr.Column(scale=3, min_width=420):
+                overall = gr.HTML(note_html(NO_BATCH), elem_id="batch-status", elem_classes=["live-output"])
+                table = gr.Dataframe(headers=BATCH_HEADERS, value=[], interactive=False, wrap=True,
+                                     column_widths=["5%", "24%", "11%", "12%", "9%", "10%", "29%"],
+                                     elem_id="batch-table", elem_classes=["live-output"])
+                with gr.Row():
+                    dl_csv = gr.DownloadButton("Summary CSV", interactive=False, size="sm", elem_id="batch-dl-csv")
+                    dl_json = gr.DownloadButton("Summary JSON", interactive=False, size="sm", elem_id="batch-dl-json")
+                    dl_zip = gr.DownloadButton("All transcripts (zip)", interactive=False, size="sm",
+                                               elem_id="batch-dl-zip")
+        group_state = gr.State("")
+        refused_state = gr.State([])  # files refused at submit: rows of the summary, never jobs
+
+    def roots_text() -> tuple[str]:
+        listed = "\n".join(f"- `{p}`" for p in ctx.settings.allowed_roots())
+        return (f"Allowed server folders:\n{listed}",)
+
+    def cancel_batch(group: str):
+        if group:
+            n = ctx.queue.cancel_group(group)
+            if n:
+                gr.Info(f"Cancelling {n} job(s)…")
+
+    b = _Batch(ctx)
+    view = [group_state, refused_state, overall, table, dl_csv, dl_json, dl_zip, cancel]
+    live = [overall, table, dl_csv, dl_json, dl_zip, cancel]
+    start.click(None, js=STARTING_JS, outputs=[overall], **QUIET)
+    started = start.click(b.submit, inputs=[files, folder], outputs=view, **QUIET)
+    picked = demo.load(b.pick, outputs=view, **QUIET)
+    for event in (started, picked):
+        event.then(b.follow, inputs=[group_state, refused_state], outputs=live, **QUIET)
+    cancel.click(cancel_batch, inputs=[group_state], outputs=None, **QUIET)
+    files.change(_files_note, inputs=[files], outputs=[files_note], **QUIET)
+    return OnLoad([roots], roots_text)
+
+
+class _Batch:
+    """The tab's handlers: submit a batch, find the user's latest one, follow one to its summary."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.screens = Screens()  # the batch each page shows: a new one stops following the old
+
+    def submit(self, uploaded, folder_text, request: gr.Request):
+        """Gather the files and queue one job each, all in one new group."""
+        self.screens.show(request, "")
+        try:
+            chosen = _gather(self.ctx, uploaded, folder_text)
+        except ValueError as exc:
+            return "", [], status_html(None, str(exc)), [], *no_downloads(len(SUMMARY_KINDS)), \
+                gr.Button(interactive=False)
+        group = uuid.uuid4().hex[:12]
+        options = self.ctx.settings.to_pipeline_options()
+        refused: list[dict] = []
+        for path in chosen:
+            try:
+                self.ctx.queue.submit(path, options, owner=user_of(request), group=group)
+            except InputError as exc:
+                refused.append({"file": Path(path).name, "error": exc.reason})
+        states = self.ctx.queue.jobs(group=group)
+        self.screens.show(request, group)
+        return group, refused, _overall_html(states, refused), _rows(states, refused), \
+            *no_downloads(len(SUMMARY_KINDS)), gr.Button(interactive=any(not s.finished for s in states))
+
+    def pick(self, request: gr.Request):
+        """A page opens: show the user's newest batch that runs or finished within the hour."""
+        groups: dict[str, list[JobState]] = {}
+        for s in user_jobs(self.ctx.queue, user_of(request)):
+            if s.group:
+                groups.setdefault(s.group, []).append(s)
+        recent = [g for g, states in groups.items() if _recent(states)]
+        if not recent:
+            return [gr.skip()] * 8
+        group = max(recent, key=lambda g: max(s.created_at for s in groups[g]))
+        states = groups[group]
+        self.screens.show(request, group)
+        return group, [], _overall_html(states, []), _rows(states, []), *no_downloads(len(SUMMARY_KINDS)), \
+            gr.Button(interactive=any(not s.finished for s in states))
+
+    async def follow(self, group: str, refused: list[dict], request: gr.Request):
+        """Poll the batch's jobs; the summary downloads once all have finished."""
+        if not self.screens.shows(request, group):
+            yield [gr.skip()] * 6
+            return
+        while self.screens.shows(request, group):
+            states = self.ctx.queue.jobs(group=group)
+            if states and not all(s.finished for s in states):
+                yield _overall_html(states, refused), _rows(states, refused), *[gr.skip()] * 4
+                await asyncio.sleep(POLL_SECONDS)
+                continue
+            out = await asyncio.to_thread(write_batch_outputs, states, self.ctx.results_dir / f"batch-{group}",
+                                          extra_rows=refused)
+            buttons = [gr.DownloadButton(value=str(out[k]), interactive=True) for k in SUMMARY_KINDS]
+            yield _overall_html(states, refused), _rows(states, refused), *buttons, gr.Button(interactive=False)
+            return
+
+
+def _recent(states: list[JobState]) -> bool:
+    """Unfinished, or finished within the last hour."""
+    if not all(s.finished for s in states):
+        return True
+    return max(s.finished_at or 0.0 for s in states) >= time.time() - RECENT_SECONDS
+
+
+def _files_note(values) -> str:
+    chosen = [Path(p) for p in paths(values)]
+    if not chosen:
+        return ""
+    total = sum(p.stat().st_size for p in chosen if p.exists())
+    return f"{len(chosen)} file(s), {fmt_size(total)} in all."
+
+
+def _gather(ctx: AppContext, uploaded, folder_text: str | None) -> list[str]:
+    """The uploads plus the media in the server folder; ValueError says why there is nothing to run."""
+    chosen = paths(uploaded)
+    if folder_text and folder_text.strip():
+        found = list_media(ctx.settings.check_batch_folder(folder_text))
+        if not found:
+            raise ValueError(f"No audio or video files in {folder_text.strip()}.")
+        chosen += [str(p) for p in found]
+    if not chosen:
+        raise ValueError("Add files or enter a server folder first.")
+    return chosen
+
+
+def _rows(states: list[JobState], refused: list[dict]) -> list[list]:
+    out = []
+    for i, s in enumerate(states, 1):
+        queue = ordinal(s.ahead + 1) if s.status == QUEUED else ("now" if s.status == RUNNING else "")
+        if s.status == DONE and s.transcript is not None:
+            body = s.transcript.text_itn or s.transcript.text
+            message = body[:80] + ("…" if len(body) > 80 else "")
+        elif s.status == RUNNING and s.eta_seconds is not None:
+            message = f"ETA {fmt_seconds(s.eta_seconds)}"
+        else:
+            message = s.error or s.message
+        out.append([i, s.file_name, s.status, f"{s.percent:.0f}%", queue, fmt_seconds(s.duration), message])
+    for j, r in enumerate(refused, len(states) + 1):
+        out.append([j, r["file"], "refused", "", "", "", r["error"]])
+    return out
+
+
+def _overall_html(states: list[JobState], refused: list[dict]) -> str:
+    total = len(states) + len(refused)
+    finished = sum(s.finished for s in states) + len(refused)
+    done = sum(s.status == DONE for s in states)
+    percent = (sum(s.percent for s in states) + 100.0 * len(refused)) / total if total else 0.0
+    running = next((s for s in states if s.status == RUNNING), None)
+    line = f"<b>{finished} of {total} finished</b> · {done} transcribed · {percent:.0f}%"
+    if running is not None:
+        line += f" · now: {html.escape(running.file_name)} ({running.percent:.0f}%)"
+    return progress_html("done" if finished == total else "running", line, percent)

@@ -1,0 +1,47 @@
+"""The hidden `/transcribe` endpoint for gradio_client: a file in; text, SRT and JSON out, through the same queue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from ..context import AppContext
+from ..modules.audio import InputError
+from ..modules.jobs import DONE
+from ..modules.transcript import render
+from .common import file_path, user_of
+
+
+def build(ctx: AppContext) -> None:
+    # Invisible components: they exist only to give the endpoint its inputs and outputs.
+    with gr.Column(visible=False):
+        a_file = gr.File(label="audio", type="filepath")
+        a_model = gr.Textbox(label="model", value="")
+        a_language = gr.Textbox(label="language", value="auto")
+        a_hotwords = gr.Textbox(label="hotwords", value="")
+        a_itn = gr.Checkbox(label="itn", value=True)
+        a_text = gr.Textbox(label="text")
+        a_srt = gr.Textbox(label="srt")
+        a_json = gr.JSON(label="transcript")
+        a_button = gr.Button("transcribe")
+
+    def transcribe(path, model_name, language, hotwords, itn_on, request: gr.Request):
+        path = file_path(path)
+        if not path:
+            raise gr.Error("No audio file given.")
+        options = ctx.settings.to_pipeline_options(model=(model_name or "").strip(), language=language or "auto",
+                                                   hotwords=hotwords or "", itn=bool(itn_on))
+        try:
+            jid = ctx.queue.submit(path, options, owner=user_of(request))
+        except InputError as exc:
+            raise gr.Error(f"Cannot transcribe {Path(path).name}: {exc.reason}") from None
+        state = ctx.queue.wait(jid)
+        if state.status != DONE or state.transcript is None:
+            raise gr.Error(state.error or f"job {state.status}")
+        t = state.transcript
+        return t.text_itn or t.text, render(t, "srt"), t.to_dict()
+
+    a_button.click(transcribe, inputs=[a_file, a_model, a_language, a_hotwords, a_itn],
+                   outputs=[a_text, a_srt, a_json], api_name="transcribe", concurrency_limit=None,
+                   api_description="Transcribe one recording; returns (text, SRT, transcript JSON).")

@@ -1,0 +1,176 @@
+"""The History tab: search past jobs, view and re-download one, delete, archive and VACUUM (via ctx.history)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from ..context import AppContext
+from ..modules.exports import write_transcript_files
+from ..modules.transcript import FORMATS, render
+from .common import PRIVATE, OnLoad, fmt_seconds, fmt_size, no_downloads, status_word
+
+HISTORY_HEADERS = ["ID", "Created (UTC)", "File", "Duration", "Model", "Status", "Text"]
+
+
+def build(ctx: AppContext) -> OnLoad:
+    with gr.Tab("History", id="history", elem_id="tab-history"):
+        with gr.Row():
+            q_text = gr.Textbox(label="Text", placeholder="words in the transcript or file name", elem_id="hist-text",
+                                scale=3)
+            q_name = gr.Textbox(label="File name", elem_id="hist-name", scale=2)
+            q_from = gr.Textbox(label="From (YYYY-MM-DD)", elem_id="hist-from", scale=1)
+            q_to = gr.Textbox(label="To (YYYY-MM-DD)", elem_id="hist-to", scale=1)
+            q_archived = gr.Checkbox(label="Include archived", scale=1)
+        with gr.Row():
+            search = gr.Button("Search", variant="primary", elem_id="hist-search")
+            search_msg = gr.Markdown(elem_id="hist-msg")
+        table = gr.Dataframe(headers=HISTORY_HEADERS, value=[], interactive=False, wrap=True, max_height=360,
+                             column_widths=["6%", "15%", "17%", "8%", "12%", "9%", "33%"], elem_id="hist-table")
+        with gr.Row():
+            job = gr.Textbox(value="", label="Job ID (or click a row)", placeholder="e.g. 12", elem_id="hist-id",
+                             scale=1)
+            view = gr.Button("View", elem_id="hist-view", scale=1)
+            delete = gr.Button("Delete", variant="stop", elem_id="hist-delete", scale=1)
+        details = gr.Markdown(elem_id="hist-details")
+        with gr.Row():
+            downloads = [gr.DownloadButton(fmt.upper(), interactive=False, size="sm", elem_id=f"hist-dl-{fmt}")
+                         for fmt in FORMATS]
+        job_text = gr.Textbox(label="Transcript", lines=8, max_lines=20, interactive=False, elem_id="hist-job-text")
+        with gr.Accordion("All job settings (as stored)", open=False):
+            job_settings = gr.JSON(show_label=False, elem_id="hist-settings")
+        with gr.Accordion("Housekeeping", open=False):
+            gr.Markdown(f"Database: `{ctx.history.path}` (WAL mode). Archived jobs are hidden from searches "
+                        "unless 'Include archived' is ticked.")
+            with gr.Row():
+                days = gr.Number(value=30, precision=0, minimum=0, label="Archive jobs older than (days)",
+                                 elem_id="hist-days")
+                archive = gr.Button("Archive", elem_id="hist-archive")
+                vacuum = gr.Button("VACUUM", elem_id="hist-vacuum")
+            house_msg = gr.Markdown(elem_id="hist-house-msg")
+
+    h = _Handlers(ctx)
+    query = [q_text, q_name, q_from, q_to, q_archived]
+    search.click(h.search, inputs=query, outputs=[table, search_msg], **PRIVATE)
+    q_text.submit(h.search, inputs=query, outputs=[table, search_msg], **PRIVATE)
+    view_outputs = [details, *downloads, job_text, job_settings]
+    view.click(h.show, inputs=[job], outputs=view_outputs, **PRIVATE)
+    table.select(_pick, outputs=[job], **PRIVATE).then(h.show, inputs=[job], outputs=view_outputs, **PRIVATE)
+    delete.click(h.remove, inputs=[job, *query], outputs=[details, table], **PRIVATE)
+    archive.click(h.archive, inputs=[days], outputs=[house_msg], **PRIVATE).then(
+        h.search, inputs=query, outputs=[table, search_msg], **PRIVATE)
+    vacuum.click(h.vacuum, outputs=[house_msg], **PRIVATE)
+    return OnLoad([table], lambda: (h.rows(),))
+
+
+def _pick(evt: gr.SelectData):
+    """A click on a table row puts its job ID in the ID box."""
+    row = evt.row_value or []
+    return str(row[0]) if row else gr.skip()
+
+
+def _job_number(text) -> int | None:
+    """The job ID typed or picked (None when empty or not a number)."""
+    text = str(text or "").strip()
+    return int(text) if text.isdigit() else None
+
+
+class _Handlers:
+    """The tab's event handlers, over one context."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def rows(self, text="", name="", date_from="", date_to="", archived=False) -> list[list]:
+        found = self.ctx.history.search(text=text or "", name=name or "",
+                                        date_from=(date_from or "").strip() or None,
+                                        date_to=(date_to or "").strip() or None, include_archived=bool(archived))
+        live = {s.history_id: s for s in self.ctx.queue.jobs() if not s.finished}
+        out = []
+        for r in found:
+            body = r.text_itn or r.text or r.error
+            status = status_word(live[r.id]) if r.id in live else r.status
+            out.append([r.id, r.created_at[:19].replace("T", " "), r.file_name, fmt_seconds(r.duration),
+                        r.model, status + (" (archived)" if r.archived else ""),
+                        body[:120] + ("…" if len(body) > 120 else "")])
+        return out
+
+    def search(self, text, name, date_from, date_to, archived):
+        try:
+            found = self.rows(text, name, date_from, date_to, archived)
+        except ValueError as exc:
+            return gr.skip(), f"**{exc}**"
+        return found, f"{len(found)} job(s) found."
+
+    def show(self, job_text):
+        none = no_downloads(len(FORMATS))
+        job_id = _job_number(job_text)
+        if job_id is None:
+            return "Enter a job ID or click a row.", *none, "", None
+        record = self.ctx.history.get(job_id)
+        if record is None:
+            return f"No job {job_id} in History.", *none, "", None
+        live = next((s for s in self.ctx.queue.jobs() if s.history_id == job_id and not s.finished), None)
+        lines = [
+            f"**Job {record.id}: {record.file_name}** · {status_word(live) if live else record.status}"
+            + (" (archived)" if record.archived else ""),
+            f"Duration {fmt_seconds(record.duration)} · model `{record.model}` · language {record.language or '–'}",
+            _settings_line(record.settings),
+            f"Created {record.created_at[:19]} · started {(record.started_at or '–')[:19]} · "
+            f"finished {(record.finished_at or '–')[:19]} (UTC)",
+        ]
+        if record.error:
+            lines.append(f"Error: {record.error}")
+        buttons = none
+        body = ""
+        if record.segments:
+            transcript = record.to_transcript()
+            files = write_transcript_files(transcript, self.ctx.results_dir / f"history-{record.id}",
+                                           record.file_name)
+            buttons = [gr.DownloadButton(value=str(files[f]), interactive=True) for f in FORMATS]
+            body = render(transcript, "txt")
+        if record.text_itn and record.text and record.text_itn != record.text:
+            lines.append(f"Raw text (before ITN): {record.text}")
+        return "  \n".join(lines), *buttons, body, record.settings
+
+    def remove(self, job_text, text, name, date_from, date_to, archived):
+        job_id = _job_number(job_text)
+        if job_id is None:
+            return "Enter a job ID or click a row.", gr.skip()
+        ok = self.ctx.history.delete(job_id)
+        message = f"Deleted job {job_id}." if ok else f"No job {job_id} in History."
+        try:
+            return message, self.rows(text, name, date_from, date_to, archived)
+        except ValueError:
+            return message, gr.skip()
+
+    def archive(self, n):
+        try:
+            count = self.ctx.history.archive_older_than(int(n if n is not None else -1))
+        except ValueError as exc:
+            return f"**{exc}**"
+        return f"Archived {count} job(s) older than {int(n)} day(s)."
+
+    def vacuum(self):
+        before = _db_size(self.ctx.history.path)
+        self.ctx.history.vacuum()
+        after = _db_size(self.ctx.history.path)
+        return f"VACUUM done: {fmt_size(before)} → {fmt_size(after)}."
+
+
+def _settings_line(settings: dict | None) -> str:
+    """The settings a person chose, in words; the stored record is in the accordion below."""
+    if not settings:
+        return "Settings: not recorded"
+    engine = settings.get("engine") or {}
+    vad = settings.get("vad") or {}
+    itn = "on" if settings.get("itn", True) else "off (raw text)"
+    return (f"Settings: device {engine.get('device', '–')} · precision {engine.get('precision', '–')} · "
+            f"ITN {itn} · hotwords {engine.get('hotwords') or '–'} · maximum segment "
+            f"{settings.get('max_segment', '–')} · VAD {vad.get('backend', '–')}")
+
+
+def _db_size(path: Path) -> int:
+    """Bytes on disk of the database and its write-ahead log."""
+    return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())

@@ -1,0 +1,208 @@
+"""The Transcribe tab: one recording through the shared job queue, with live progress and downloads.
+
+The job on screen is the page's `job_id`; the live view follows it (status, text so far, the
+downloads at the end) whichever way it got there: Start, a page opened while the user's job
+runs, or a click in the list of the user's other jobs. Jobs belong to the user, not the page,
+so closing or reloading the page costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import gradio as gr
+
+from ..context import AppContext
+from ..modules.audio import InputError, probe
+from ..modules.exports import write_transcript_files
+from ..modules.jobs import DONE, JobState
+from ..modules.transcript import FORMATS
+from .common import (
+    LANGUAGES, POLL_SECONDS, QUIET, OnLoad, Screens, file_path, fmt_seconds, fmt_size, has_partial, note_html, segments_text,
+    status_html, status_word, user_jobs, user_of,
+)
+
+OTHERS_SECONDS = 2.0  # how often the list of the user's other jobs is refreshed
+STARTING_JS = f"() => {json.dumps(note_html('<b>Starting…</b> sending the recording to the queue'))}"
+
+
+def build(ctx: AppContext, demo: gr.Blocks) -> OnLoad:
+    with gr.Tab("Transcribe", id="transcribe", elem_id="tab-transcribe"):
+        with gr.Row():
+            with gr.Column(scale=2, min_width=320):
+                upload = gr.File(label="Recording (audio or video)", file_count="single", type="filepath",
+                                 elem_id="tx-upload")
+                mic = gr.Audio(sources=["microphone"], type="filepath", format="wav",
+                               label="…or record from the microphone", elem_id="tx-mic")
+                with gr.Accordion("Quick options", open=True):
+                    model = gr.Textbox(label="Model", elem_id="tx-model",
+                                       placeholder="whisper-base (bundled); or a FunASR model id / folder")
+                    with gr.Row():
+                        language = gr.Dropdown(LANGUAGES, value="auto", allow_custom_value=True, label="Language",
+                                               elem_id="tx-language")
+                        itn_box = gr.Checkbox(value=True, label="ITN (numbers as digits)", elem_id="tx-itn")
+                    hotwords = gr.Textbox(label="Hotwords", placeholder="comma-separated names and terms",
+                                          elem_id="tx-hotwords")
+                with gr.Row():
+                    start = gr.Button("Start", variant="primary", elem_id="tx-start")
+                    cancel = gr.Button("Cancel", variant="stop", interactive=False, elem_id="tx-cancel")
+            with gr.Column(scale=3, min_width=420):
+                progress = gr.HTML(status_html(None), elem_id="tx-progress", elem_classes=["live-output"])
+                others = gr.Radio([], value=None, visible=False, elem_id="tx-others",
+                                  label="Your other jobs (click one to show it here)")
+                text = gr.Textbox(label="Transcript", lines=14, max_lines=30, interactive=False,
+                                  buttons=["copy"], elem_id="tx-text", elem_classes=["live-output"])
+                player = gr.Audio(label="Audio", interactive=False, type="filepath", elem_id="tx-player")
+                with gr.Row():
+                    downloads = [gr.DownloadButton(f"{fmt.upper()}", value=None, interactive=False, size="sm",
+                                                   elem_id=f"tx-dl-{fmt}") for fmt in FORMATS]
+        job_id = gr.State("")
+        timer = gr.Timer(OTHERS_SECONDS)
+
+    v = _View(ctx)
+    view = [job_id, progress, text, player, *downloads, cancel]  # a job put on screen
+    live = [job_id, progress, text, *downloads, cancel]          # what following it updates
+    start.click(None, js=STARTING_JS, outputs=[progress], **QUIET)  # at once, before the server answers
+    started = start.click(v.submit, inputs=[upload, mic, model, language, hotwords, itn_box], outputs=view,
+                          **QUIET)
+    picked = demo.load(v.pick, outputs=view, **QUIET)
+    chosen = others.input(v.show, inputs=[others], outputs=view, **QUIET)
+    for event in (started, picked, chosen):
+        event.then(v.follow, inputs=[job_id], outputs=live, **QUIET)
+    gr.on([upload.change, mic.change], v.reset, inputs=[upload, mic], outputs=view, **QUIET)
+    cancel.click(v.cancel, inputs=[job_id], outputs=None, **QUIET)
+    timer.tick(v.others, inputs=[job_id], outputs=[others], **QUIET)
+    picked.then(v.others, inputs=[job_id], outputs=[others], **QUIET)
+
+    def defaults():
+        # The System tab's settings are each new page's defaults; the job's own boxes decide for that job.
+        s = ctx.settings
+        return s.model, s.language, s.hotwords, s.itn
+
+    return OnLoad([model, language, hotwords, itn_box], defaults)
+
+
+class _View:
+    """The tab's handlers, over one context. Each returns the `view` or `live` outputs in order.
+    Whatever puts a job on screen (or clears it) tells `screens`, so the loop following the job
+    shown before stops; the job itself runs on."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.screens = Screens()
+
+    def submit(self, upload_path, mic_path, model_name, lang, hot, itn_on, request: gr.Request):
+        """Start: queue the upload (or the microphone recording) and put the job on screen."""
+        path = file_path(upload_path) or file_path(mic_path)
+        if not path:
+            return self._message(request, "Choose a recording first: upload a file or record from the microphone.")
+        try:
+            options = self.ctx.settings.to_pipeline_options(model=(model_name or "").strip(), language=lang or "auto",
+                                                            hotwords=hot or "", itn=bool(itn_on))
+            jid = self.ctx.queue.submit(path, options, owner=user_of(request))
+        except InputError as exc:
+            message = f"Cannot transcribe {Path(path).name}: {exc.reason}."
+            gr.Warning(message)
+            return self._message(request, message)
+        except ValueError as exc:
+            return self._message(request, str(exc))
+        return self._on_screen(request, self.ctx.queue.get(jid))
+
+    def pick(self, request: gr.Request):
+        """A page opens: show the user's newest unfinished single-file job, if there is one."""
+        waiting = [s for s in user_jobs(self.ctx.queue, user_of(request)) if not s.finished and not s.group]
+        if not waiting:
+            return [gr.skip()] * (5 + len(FORMATS))
+        return self._on_screen(request, waiting[-1])
+
+    def show(self, jid: str | None, request: gr.Request):
+        state = self.ctx.queue.get(jid) if jid else None
+        return self._on_screen(request, state) if state else [gr.skip()] * (5 + len(FORMATS))
+
+    def reset(self, upload_path, mic_path, request: gr.Request):
+        """A new recording clears the screen (the job shown before keeps running, in the list)."""
+        self.screens.show(request, "")
+        path = file_path(upload_path) or file_path(mic_path)
+        if not path:
+            return "", status_html(None), "", None, *_downloads(), gr.Button(interactive=False)
+        try:
+            info = probe(path)
+            line = (f"<b>Ready</b> · {Path(path).name} · {fmt_size(Path(path).stat().st_size)} · "
+                    f"{fmt_seconds(info.duration)} of audio. Press Start.")
+            block = note_html(line)
+        except InputError as exc:
+            block = status_html(None, f"Cannot transcribe {Path(path).name}: {exc.reason}.")
+        import sys; print("RESET", request.session_hash, repr(self.screens.current(request)), file=sys.stderr, flush=True)
+        if self.screens.current(request):  # Start came right after the upload: its job stays on screen
+            return [gr.skip()] * (5 + len(FORMATS))
+        return "", block, "", None, *_downloads(), gr.Button(interactive=False)
+
+    async def follow(self, jid: str, request: gr.Request):
+        """Poll the job on screen: the text only when lines were added, the downloads at the end.
+        The first update also re-asserts the job and its Cancel, should a late reset have cleared them."""
+        skip, first, last_count = gr.skip(), True, None
+        if not self.screens.shows(request, jid):
+            yield [skip] * (4 + len(FORMATS))
+            return
+        while self.screens.shows(request, jid):
+            state = self.ctx.queue.get(jid)
+            if state is None:
+                yield jid, status_html(None, "This job is no longer known to the server."), skip, *_downloads(), \
+                    gr.Button(interactive=False)
+                return
+            count = (len(state.segments), state.status)
+            text = segments_text(state) if count != last_count else skip
+            last_count = count
+            if state.finished:
+                buttons = await asyncio.to_thread(self._finished_downloads, state)
+                yield jid, status_html(state), text, *buttons, gr.Button(interactive=False)
+                return
+            yield (jid if first else skip), status_html(state), text, *[skip] * len(FORMATS), \
+                (gr.Button(interactive=True) if first else skip)
+            first = False
+            await asyncio.sleep(POLL_SECONDS)
+
+    def cancel(self, jid: str):
+        if jid and self.ctx.queue.cancel(jid):
+            gr.Info("Cancelling…")
+
+    def others(self, jid: str, request: gr.Request):
+        """The user's other queued and running jobs, as choices that put one on screen."""
+        choices = [(_job_label(s), s.id) for s in user_jobs(self.ctx.queue, user_of(request))
+                   if not s.finished and s.id != jid]
+        return gr.Radio(choices=choices, value=None, visible=bool(choices))
+
+    def _on_screen(self, request: gr.Request, state: JobState) -> list:
+        import sys, traceback; print("ONSCREEN", request.session_hash, state.id, file=sys.stderr, flush=True)
+        self.screens.show(request, state.id)
+        running = not state.finished
+        return [state.id, status_html(state), segments_text(state), self._playable(state.path), *_downloads(),
+                gr.Button(interactive=running)]
+
+    def _message(self, request: gr.Request, message: str) -> list:
+        self.screens.show(request, "")
+        return ["", status_html(None, message), gr.skip(), gr.skip(), *_downloads(), gr.Button(interactive=False)]
+
+    def _playable(self, path: str) -> str | None:
+        """The recording for the player, if it is an upload (served from the upload folder)."""
+        uploads = Path(self.ctx.settings.upload_dir).resolve()
+        return path if Path(path).resolve().is_relative_to(uploads) else None
+
+    def _finished_downloads(self, state: JobState) -> list:
+        if state.transcript is None or not state.segments or not (state.status == DONE or has_partial(state)):
+            return _downloads()
+        files = write_transcript_files(state.transcript, self.ctx.results_dir / state.id, state.file_name)
+        return _downloads({f: str(files[f]) for f in FORMATS}, partial=state.status != DONE)
+
+
+def _downloads(files: dict[str, str] | None = None, partial: bool = False) -> list:
+    """The download buttons: empty and off, or one file each (labelled partial when the job stopped early)."""
+    suffix = " (partial)" if partial else ""
+    return [gr.DownloadButton(f"{fmt.upper()}{suffix}", value=(files or {}).get(fmt), interactive=bool(files))
+            for fmt in FORMATS]
+
+
+def _job_label(state: JobState) -> str:
+    return f"{state.file_name} · {status_word(state)}" + (" · batch" if state.group else "")
