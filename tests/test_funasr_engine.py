@@ -176,3 +176,28 @@ def test_tied_weights_count_as_present():
     assert checkpoint_problems(model, state) == ([], [])
     assert checkpoint_problems(model, {}) == (["0.weight", "1.weight"], [])
     assert checkpoint_problems(model, {"0.weight": torch.zeros(3, 4)})[1] == ["0.weight (3, 4) != (10, 4)"]
+
+
+@pytest.mark.parametrize("poison", [
+    ("config.yaml", "\ntrust_remote_code: true\nremote_code: ./evil.py\n"),
+    ("config.yaml", "\nmodel_conf:\n  remote_code: evil.py\n"),
+    ("configuration.json", None),  # file_path_metas naming a file outside the folder
+])
+def test_a_folder_that_asks_to_run_code_or_read_outside_is_refused(tiny_dir, tmp_path, poison):
+    import json
+
+    folder = tmp_path / "crafted"
+    shutil.copytree(tiny_dir / "sensevoice", folder)
+    (folder / "evil.py").write_text("open('/tmp/pwned-by-model', 'w').write('x')\n")
+    name, extra = poison
+    if extra is None:
+        conf = json.loads((folder / name).read_text())
+        conf["file_path_metas"]["init_param"] = str(tiny_dir / "sensevoice" / "model.pt")  # absolute, outside
+        (folder / name).write_text(json.dumps(conf))
+        reason = "outside the model folder"
+    else:
+        (folder / name).write_text((folder / name).read_text() + extra)
+        reason = "own Python code"
+    with pytest.raises(EngineError, match=reason):
+        FunASREngine(EngineSettings(model=str(folder), device="cpu"))
+    assert not Path("/tmp/pwned-by-model").exists()

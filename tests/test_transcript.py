@@ -71,3 +71,17 @@ def test_tidy_spaces_only_between_cjk():
     assert tidy_spaces("廣州市 佛地產  中間協會分析") == "廣州市佛地產中間協會分析"
     assert tidy_spaces("我们用 GPU 训练，  好吗？ 好") == "我们用 GPU 训练，好吗？好"
     assert tidy_spaces("  keep  latin   words ") == "keep latin words"
+
+
+def test_cue_text_cannot_break_the_subtitle_formats():
+    evil = Transcript(file="x", duration=3.0, model="m", segments=[
+        TimedText(0.0, 1.0, "Tom & Jerry <b>bold</b> --> 00:00:09.000"),
+        TimedText(1.0, 2.0, "two\n\nlines"),
+    ])
+    vtt = render(evil, "vtt")
+    assert "Tom &amp; Jerry &lt;b&gt;bold&lt;/b&gt; --&gt; 00:00:09.000" in vtt
+    assert vtt.count("-->") == 2  # only the two timing lines
+    cues = [block for block in vtt.split("\n\n")[1:] if block.strip()]
+    assert len(cues) == 2 and "two lines" in cues[1]
+    srt = render(evil, "srt")
+    assert len([b for b in srt.split("\n\n") if b.strip()]) == 2 and "two lines" in srt

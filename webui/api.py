@@ -80,7 +80,8 @@ def _basic_auth(credentials: Credentials | None):
 
 def create_app(blocks, queue: JobQueue, *, device: Callable[[], str] = lambda: "auto",
                auth: Credentials | None = None, allowed_paths: Sequence[str] = (),
-               css: str | None = None, theme=None, head: str | None = None) -> FastAPI:
+               css: str | None = None, theme=None, head: str | None = None, show_error: bool = False,
+               max_file_size: int | None = None) -> FastAPI:
     """The FastAPI app: the API routes first, then the Gradio page mounted at '/'."""
     import gradio as gr
 
@@ -97,7 +98,8 @@ def create_app(blocks, queue: JobQueue, *, device: Callable[[], str] = lambda: "
 
     return gr.mount_gradio_app(
         app, blocks, path="/", auth=list(auth) if auth else None, allowed_paths=list(allowed_paths),
-        ssr_mode=False, mcp_server=False, show_error=True, css=css, theme=theme, head=head,
+        ssr_mode=False, mcp_server=False, show_error=show_error, css=css, theme=theme, head=head,
+        max_file_size=max_file_size,
     )
 
 

@@ -1,6 +1,7 @@
 """Builds the Gradio page from the tab modules in ui/; `python -m webui.app` starts it (see server.py).
 
-Layout only: each tab wires its own events; this module puts the tabs in order and fills the
+Layout only: each tab wires its own events (Transcribe and Batch also pick up, when a page
+opens, the user's job or batch still running); this module puts the tabs in order and fills the
 page from the saved settings whenever a browser opens it.
 """
 

@@ -1,15 +1,31 @@
-"""The application state that the tabs, the gradio_client endpoint and the server share."""
+"""The application state that the tabs, the HTTP routes and the server share, and who may do
+what with it: the visitor (login name, admin or not), the models offered, the per-job options."""
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .modules import housekeeping
 from .modules import settings as settings_mod
 from .modules.history import History
-from .modules.jobs import JobQueue
+from .modules.jobs import JobQueue, Limits
+from .modules.models import ModelChoice, offered_models, pick
+from .modules.options import PipelineOptions
 from .modules.settings import AppSettings
+
+log = logging.getLogger(__name__)
+
+LOCAL = "local"  # the one user of a server without logins
+
+
+@dataclass(frozen=True)
+class Visitor:
+    name: str       # the login name; LOCAL without logins
+    is_admin: bool  # may change the server's settings and sees every user's History
 
 
 @dataclass
@@ -20,31 +36,90 @@ class AppContext:
     settings_path: Path
     history: History
     queue: JobQueue
+    logins: bool = False                      # the server asks for a login (--auth)
+    admins: frozenset[str] = frozenset()      # login names that are admins (--admin)
+    local_admin: bool = True                  # without logins: the local user is the admin (loopback only)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def create(cls, settings_path: Path, history_path: str | None = None) -> "AppContext":
+    def create(cls, settings_path: Path, history_path: str | None = None, **access) -> "AppContext":
         current = settings_mod.load(settings_path)
         if history_path:
             current = current.with_changes(history_path=history_path)
         history = History(current.history_path)
-        return cls(current, settings_path, history, JobQueue(history))
+        ctx = cls(current, settings_path, history, JobQueue(history), **access)
+        ctx._apply_limits()
+        return ctx
 
     @property
     def results_dir(self) -> Path:
         return Path(self.settings.results_dir).resolve()
 
-    def update(self, new: AppSettings) -> str:
-        """Save and apply new settings; returns a note on what changed."""
+    # --- who is asking -----------------------------------------------------------------
+
+    def visitor(self, request) -> Visitor:
+        """The visitor behind a Gradio or FastAPI request (None: a local call)."""
+        if not self.logins:
+            return Visitor(LOCAL, self.local_admin)
+        name = getattr(request, "username", None) or ""
+        return Visitor(name, name in self.admins)
+
+    def history_owner(self, visitor: Visitor) -> str | None:
+        """Whose jobs the visitor sees in History: everyone's (None) for an admin or without logins."""
+        return None if visitor.is_admin or not self.logins else visitor.name
+
+    # --- what a visitor may ask for ----------------------------------------------------
+
+    def models(self) -> list[ModelChoice]:
+        s = self.settings
+        return offered_models(s.model, s.models_dir, s.hub_models)
+
+    def job_options(self, model: str = "", language: str = "", hotwords: str = "", itn: bool | None = None,
+                    ) -> PipelineOptions:
+        """A job's options from a visitor's choices; the model must be one of `models()` (ValueError)."""
+        s = self.settings
+        return s.to_pipeline_options(model=pick(model, self.models()), language=(language or s.language).strip(),
+                                     hotwords=hotwords or "", itn=s.itn if itn is None else bool(itn))
+
+    # --- changing settings -------------------------------------------------------------
+
+    def update(self, new: AppSettings, visitor: Visitor) -> str:
+        """Save and apply new settings (admins only: PermissionError); returns a note on what
+        changed. A History file that cannot be opened is a ValueError and the old one is kept."""
+        if not visitor.is_admin:
+            raise PermissionError("Only an administrator can change the server's settings.")
         with self._lock:
             old = self.settings
             if new.history_path != old.history_path:
-                self.history.path = new.history_path  # creates/migrates the new file first
+                try:
+                    self.history.path = new.history_path  # creates/migrates the new file first
+                except (OSError, sqlite3.Error, RuntimeError) as exc:
+                    raise ValueError(f"History database {new.history_path} cannot be used ({exc}); "
+                                     f"still using {old.history_path}.") from None
             settings_mod.save(new, self.settings_path)
             self.settings = new
+            self._apply_limits()
         notes = [f"Saved to {self.settings_path}."]
         if new.engine_settings() != old.engine_settings():
             notes.append("Model settings apply from the next job.")
         if new.upload_dir != old.upload_dir:
             notes.append("The upload folder changes after a restart.")
         return " ".join(notes)
+
+    def housekeeping(self, daily: bool) -> None:
+        """Uploads and results pruned to the retention and quota (never an unfinished job's
+        file); once a day old History archives deleted and the database VACUUMed."""
+        s = self.settings
+        keep = {Path(j.path).resolve() for j in self.queue.jobs() if not j.finished}
+        keep |= {Path(r.file_path).resolve() for r in self.history.unfinished() if r.file_path}
+        report = housekeeping.prune_files([Path(s.upload_dir).resolve(), self.results_dir],
+                                          s.retention_days * housekeeping.DAY, int(s.disk_quota_gb * 1e9), keep)
+        if report.deleted_files:
+            log.info("housekeeping: deleted %d file(s), %d bytes; %d bytes kept", report.deleted_files,
+                     report.deleted_bytes, report.kept_bytes)
+        if daily:
+            housekeeping.daily_database_care(self.history, s.retention_days)
+
+    def _apply_limits(self) -> None:
+        s = self.settings
+        self.queue.limits = Limits(max_audio_seconds=s.max_audio_hours * 3600, max_jobs_per_owner=s.max_jobs_per_user)

@@ -1,6 +1,10 @@
-"""Starting the app: the command line, auth, allowed paths, the FastAPI mount and the server itself.
+"""Starting the app: the command line, logins, admins, allowed paths, the FastAPI mount, the
+housekeeping timer and the server itself.
 
-    python -m webui.app [--host 127.0.0.1] [--port 7860] [--auth user:pass] [--settings FILE] [--history FILE]
+    python -m webui.app [--host 127.0.0.1] [--port 7860] [--auth-file FILE] [--admin USER] [--settings FILE]
+
+Logins come from a file (--auth-file, one `user:password` a line) or $WEBUI_AUTH
+(`user:password,user2:password2`), never from the command line by default: argv is visible in `ps`.
 """
 
 from __future__ import annotations
@@ -9,30 +13,46 @@ from .offline import enforce_offline
 
 enforce_offline()
 
-import os  # noqa: E402
-
-os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # no version check or telemetry at import/launch
-
 import argparse  # noqa: E402
+import ipaddress  # noqa: E402
 import logging  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from . import api  # noqa: E402
-from .app import build_ui  # noqa: E402
-from .context import AppContext  # noqa: E402
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # no version check or telemetry at import/launch
+
+from .context import AppContext  # noqa: E402  (imports no gradio: the upload folder is set first)
 from .modules import settings as settings_mod  # noqa: E402
-from .ui.common import CSS  # noqa: E402
+
+log = logging.getLogger(__name__)
+Logins = list[tuple[str, str]]
 
 
-def parse_auth(values: list[str] | None) -> list[tuple[str, str]]:
+def parse_auth(values: list[str] | None) -> Logins:
     pairs = []
     for value in values or []:
-        user, sep, password = value.partition(":")
+        user, sep, password = value.strip().partition(":")
         if not sep or not user or not password:
-            raise argparse.ArgumentTypeError(f"--auth wants user:password, not {value!r}")
+            raise argparse.ArgumentTypeError(f"a login must be user:password, not {value.strip()[:40]!r}")
         pairs.append((user, password))
     return pairs
+
+
+def read_logins(auth_file: Path | None, argv_auth: list[str] | None) -> Logins:
+    """Logins from --auth-file, else $WEBUI_AUTH, else (discouraged) --auth."""
+    if auth_file is not None:
+        try:
+            lines = auth_file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise argparse.ArgumentTypeError(f"cannot read --auth-file {auth_file}: {exc.strerror}") from None
+        return parse_auth([ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")])
+    if os.environ.get("WEBUI_AUTH", "").strip():
+        return parse_auth(os.environ["WEBUI_AUTH"].split(","))
+    if argv_auth:
+        print("warning: --auth puts passwords where `ps` shows them; use --auth-file or WEBUI_AUTH",
+              file=sys.stderr)
+    return parse_auth(argv_auth)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,48 +63,82 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0 for the network)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument("--auth-file", type=Path, default=None, metavar="FILE",
+                        help="require a login: FILE holds one user:password a line (or set WEBUI_AUTH="
+                             "'user:password,user2:password2'); HTTP Basic with the same logins for /api/*")
     parser.add_argument("--auth", action="append", metavar="USER:PASS",
-                        help="require a login (Gradio auth; HTTP Basic for /api/*); repeat for more users")
+                        help="a login on the command line (visible in `ps`: prefer --auth-file)")
+    parser.add_argument("--admin", action="append", default=[], metavar="USER",
+                        help="a login that may change the server's settings in the page and sees every "
+                             "user's History (repeat for more); without logins the local user is the admin")
     parser.add_argument("--settings", type=Path, default=None,
                         help="settings file (default $WEBUI_SETTINGS or ./settings.json)")
     parser.add_argument("--history", default=None, help="history database (default: the settings' history_path)")
     return parser
 
 
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def create_server(settings_path: Path | None = None, history_path: str | None = None,
-                  auth: list[tuple[str, str]] | None = None):
+                  auth: Logins | None = None, admins: list[str] | None = None, host: str = "127.0.0.1"):
     """(FastAPI app, context): everything main() runs, without starting the server."""
-    ctx = AppContext.create(settings_path or settings_mod.default_path(), history_path)
+    local = is_loopback(host)
+    ctx = AppContext.create(settings_path or settings_mod.default_path(), history_path, logins=bool(auth),
+                            admins=frozenset(admins or ()), local_admin=local)
     upload_dir = Path(ctx.settings.upload_dir).resolve()
     upload_dir.mkdir(parents=True, exist_ok=True)
     ctx.results_dir.mkdir(parents=True, exist_ok=True)
-    os.environ["GRADIO_TEMP_DIR"] = str(upload_dir)  # uploads land here (an allowed batch root)
+    os.environ["GRADIO_TEMP_DIR"] = str(upload_dir)  # before gradio is imported: uploads land here
+
+    from . import api
+    from .app import build_ui
+    from .ui.common import CSS
+
     demo = build_ui(ctx)
     demo.queue(default_concurrency_limit=8)
+    # Errors of our own (gr.Error) always show; unexpected ones show their text only to a local admin.
     app = api.create_app(demo, ctx.queue, device=lambda: ctx.settings.device, auth=auth,
-                         allowed_paths=[str(ctx.results_dir)], css=CSS)
+                         allowed_paths=[str(ctx.results_dir)], css=CSS, show_error=local and not auth,
+                         max_file_size=int(ctx.settings.max_upload_mb * 1e6))
     resumed = ctx.queue.resume_unfinished()  # jobs a crash or kill left queued or running
     if resumed:
-        logging.getLogger(__name__).info("resuming %d unfinished job(s) from %s", resumed, ctx.history.path)
+        log.info("resuming %d unfinished job(s) from %s", resumed, ctx.history.path)
     return app, ctx
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        auth = parse_auth(args.auth)
+        auth = read_logins(args.auth_file, args.auth)
     except argparse.ArgumentTypeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    unknown = sorted(set(args.admin) - {user for user, _ in auth})
+    if unknown:
+        print(f"error: --admin {', '.join(unknown)}: no such login", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app, ctx = create_server(args.settings, args.history, auth)
-    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    print(f"Web UI on http://{shown}:{args.port}  (history: {ctx.history.path.resolve()}; "
-          f"settings: {Path(ctx.settings_path).resolve()})",
-          flush=True)
+    app, ctx = create_server(args.settings, args.history, auth, args.admin, args.host)
+    from . import api
+    from .modules.housekeeping import Housekeeper
+
+    url_host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"Web UI on http://{url_host}:{args.port}  (history: {ctx.history.path.resolve()}; "
+          f"settings: {Path(ctx.settings_path).resolve()})", flush=True)
+    if not is_loopback(args.host) and not auth:
+        print("\n" + "!" * 78 + f"\nWARNING: listening on {args.host} WITHOUT logins: anyone who can reach this "
+              "machine can\nupload files and read every transcript. Add --auth-file FILE (and --admin USER).\n"
+              + "!" * 78 + "\n", file=sys.stderr, flush=True)
+    keeper = Housekeeper(ctx.housekeeping).start()
     try:
         api.serve(app, args.host, args.port)
     finally:
+        keeper.stop()
         ctx.queue.shutdown(timeout=2.0, keep_unfinished=True)  # the next start resumes them
     return 0
 

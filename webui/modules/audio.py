@@ -17,6 +17,9 @@ from typing import IO, Iterable, Iterator
 import numpy as np
 
 SAMPLE_RATE = 16_000
+# Input options for every ffmpeg/ffprobe call: a file may only open local files, so a crafted
+# playlist or concat list cannot make the server fetch URLs (http:, tcp:, ...).
+INPUT_GUARD = ("-protocol_whitelist", "file")
 ENVELOPE_HOP = 0.1  # seconds per loudness value kept for the quietest-window fallback
 _READ_BYTES = 1 << 20
 
@@ -77,7 +80,7 @@ def probe(path: str | Path) -> AudioInfo:
     argv = [
         _require("ffprobe"), "-v", "error", "-print_format", "json",
         "-show_entries", "format=duration:stream=codec_type,codec_name,sample_rate,channels,duration",
-        "-select_streams", "a", media_arg(p),
+        "-select_streams", "a", *INPUT_GUARD, media_arg(p),
     ]
     proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=120)
     if proc.returncode != 0:
@@ -132,7 +135,7 @@ def _measure_duration(path: Path) -> float:
 def _decode_argv(path: Path, extra_filters: str = "") -> list[str]:
     filters = "aresample=16000" + (f",{extra_filters}" if extra_filters else "")
     return [
-        _require("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", "-i", media_arg(path),
+        _require("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", *INPUT_GUARD, "-i", media_arg(path),
         "-map", "0:a:0", "-vn", "-sn", "-dn", "-af", filters,
         "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1",
     ]
@@ -264,6 +267,8 @@ MEDIA_EXTENSIONS = frozenset(
 
 
 def list_media(folder: Path) -> list[Path]:
-    """Audio and video files directly inside `folder`, by name."""
-    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS),
+    """Audio and video files directly inside `folder`, by name. Symbolic links are skipped:
+    the folder was checked against the allowed roots, a link inside it could point anywhere."""
+    return sorted((p for p in folder.iterdir()
+                   if not p.is_symlink() and p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS),
                   key=lambda p: p.name.lower())

@@ -60,6 +60,10 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (job_id, idx)
         )""",
     ],
+    [  # per-user History when the server has logins
+        "ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX jobs_owner ON jobs (owner)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -107,6 +111,7 @@ class JobRecord:
     segments: list[dict]
     language: str
     archived: bool
+    owner: str = ""
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "JobRecord":
@@ -134,13 +139,20 @@ class History:
 
     @path.setter
     def path(self, value: str | Path) -> None:
-        """Point the store at another file, creating and migrating it as needed."""
+        """Point the store at another file, creating and migrating it as needed. A file that
+        cannot be opened raises (OSError, sqlite3.Error) and the store keeps its old file."""
         path = Path(value)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        previous = getattr(self, "_path", None)
         self._path = path
-        with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")  # persistent: stored in the file
-            self._migrate(con)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as con:
+                con.execute("PRAGMA journal_mode=WAL")  # persistent: stored in the file
+                self._migrate(con)
+        except BaseException:
+            if previous is not None:
+                self._path = previous
+            raise
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -182,7 +194,7 @@ class History:
     # --- job lifecycle -------------------------------------------------------
 
     def create_job(self, file_name: str, file_path: str, model: str, settings: dict,
-                   status: str = "queued", created_at: datetime | None = None) -> int:
+                   status: str = "queued", created_at: datetime | None = None, owner: str = "") -> int:
         """Record a new job and return its id; `created_at` (default now) is for imports and tests."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}; choose from {', '.join(STATUSES)}")
@@ -190,10 +202,10 @@ class History:
             raise ValueError(f"settings must be a dict, not {type(settings).__name__}")
         with self._connect() as con:
             cur = con.execute(
-                "INSERT INTO jobs (file_name, file_path, model, settings, status, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (file_name, file_path, model, settings, status, created_at, owner)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (file_name, str(file_path), model, json.dumps(settings, ensure_ascii=False),
-                 status, _iso(created_at)),
+                 status, _iso(created_at), owner),
             )
             return int(cur.lastrowid)
 
@@ -258,14 +270,16 @@ class History:
 
     # --- queries -------------------------------------------------------------
 
-    def get(self, job_id: int) -> JobRecord | None:
+    def get(self, job_id: int, owner: str | None = None) -> JobRecord | None:
+        """The job, or None; with `owner`, only that user's job (another user's id finds nothing)."""
         with self._connect() as con:
             row = con.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return JobRecord.from_row(row) if row else None
+        record = JobRecord.from_row(row) if row else None
+        return record if record is not None and owner in (None, record.owner) else None
 
     def search(self, text: str = "", name: str = "", date_from: date | str | None = None,
                date_to: date | str | None = None, status: str | Iterable[str] | None = None,
-               include_archived: bool = False, limit: int = 100) -> list[JobRecord]:
+               include_archived: bool = False, limit: int = 100, owner: str | None = None) -> list[JobRecord]:
         """Newest jobs first. Every whitespace-separated word of `text` must occur in the
         file name, text or ITN text; `name` is a substring of the file name; the date
         range is inclusive, in UTC days."""
@@ -299,6 +313,9 @@ class History:
             params += wanted
         if not include_archived:
             where.append("archived = 0")
+        if owner is not None:
+            where.append("owner = ?")
+            params.append(owner)
         sql = "SELECT * FROM jobs"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -314,8 +331,11 @@ class History:
 
     # --- housekeeping --------------------------------------------------------
 
-    def delete(self, job_id: int) -> bool:
-        return self._update("DELETE FROM jobs WHERE id = ?", (job_id,)) > 0
+    def delete(self, job_id: int, owner: str | None = None) -> bool:
+        """Delete the job (with `owner`, only if it is that user's); False if nothing matched."""
+        if owner is None:
+            return self._update("DELETE FROM jobs WHERE id = ?", (job_id,)) > 0
+        return self._update("DELETE FROM jobs WHERE id = ? AND owner = ?", (job_id, owner)) > 0
 
     def archive_older_than(self, days: int) -> int:
         """Hide jobs created more than `days` days ago from default searches; returns how many."""

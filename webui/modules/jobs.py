@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -34,6 +35,16 @@ from .transcript import Transcript
 log = logging.getLogger(__name__)
 
 EngineFactory = Callable[[EngineSettings], Engine]
+
+
+class LimitError(ValueError):
+    """A job refused by one of the operator's limits; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_audio_seconds: float = 12 * 3600.0
+    max_jobs_per_owner: int = 20  # queued or running at once; 0: no limit
 TranscribeFn = Callable[..., Iterator[Event]]
 
 
@@ -48,6 +59,7 @@ class JobQueue:
         keep_finished: int = 500,
     ) -> None:
         self.history = history
+        self.limits = Limits()  # the server sets the operator's
         self._engine_factory = engine_factory
         self._transcribe = transcribe_fn
         self._keep_finished = keep_finished
@@ -73,6 +85,7 @@ class JobQueue:
         (resumed after a restart), so no new row is made."""
         info = audio_mod.probe(path)
         file_name = name or Path(path).name
+        self._check_limits(file_name, float(info.duration), owner, resumed=history_id is not None)
         job = Job(
             id=f"{next(self._ids)}-{int(time.time() * 1000) % 100_000_000:08d}",
             path=str(path), file_name=file_name, options=options, owner=owner, group=group,
@@ -80,7 +93,8 @@ class JobQueue:
         )
         if self.history is not None and history_id is None:
             try:
-                job.history_id = self.history.create_job(file_name, str(path), job.model, options_record(options))
+                job.history_id = self.history.create_job(file_name, str(path), job.model, options_record(options),
+                                                         owner=owner)
             except Exception:  # the job still runs; History trouble is logged, not fatal
                 log.exception("could not record job %s in history", job.id)
         with self._wakeup:
@@ -92,6 +106,20 @@ class JobQueue:
             self._ensure_worker_locked()
             self._wakeup.notify_all()
         return job.id
+
+    def _check_limits(self, file_name: str, duration: float, owner: str, resumed: bool) -> None:
+        """LimitError (one line for the user) when the recording or the owner's queue is too long."""
+        limits = self.limits
+        if duration > limits.max_audio_seconds:
+            raise LimitError(f"{file_name} is {duration / 3600:.1f} hours long; this server takes recordings "
+                             f"of up to {limits.max_audio_seconds / 3600:g} hours.")
+        if resumed or not limits.max_jobs_per_owner:
+            return
+        with self._lock:
+            mine = sum(1 for j in self._jobs.values() if j.owner == owner and j.status in (QUEUED, RUNNING))
+        if mine >= limits.max_jobs_per_owner:
+            raise LimitError(f"You already have {mine} jobs waiting or running (the limit is "
+                             f"{limits.max_jobs_per_owner}); wait for one to finish.")
 
     def get(self, job_id: str) -> JobState | None:
         with self._lock:
@@ -396,5 +424,5 @@ class _HistoryCheckpoint:
 
 
 __all__ = [
-    "JobQueue", "JobState", "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED", "FINAL", "InputError", "EngineError",
+    "JobQueue", "JobState", "Limits", "LimitError", "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED", "FINAL", "InputError", "EngineError",
 ]

@@ -34,7 +34,10 @@ def default_path() -> Path:
 
 @dataclass(frozen=True)
 class AppSettings:
-    """Every user setting of the web application, with its default."""
+    """Every setting of the web application, with its default. All of them are the operator's:
+    the settings file and the command line set them, and in the page only an admin may; a
+    visitor's own choices (model from the offered list, language, ITN, hotwords) go with each job.
+    """
 
     device: str = "auto"                      # auto | cuda | cpu | mps
     model: str = ""                           # "" = bundled whisper-base; FunASR id or local folder
@@ -50,6 +53,14 @@ class AppSettings:
     batch_roots: tuple[str, ...] = ()         # server folders a batch may read (besides uploads)
     upload_dir: str = "outputs/uploads"       # where browser uploads land (Gradio's temp dir)
     results_dir: str = "outputs/results"      # transcripts offered for download
+    models_dir: str = "models"                # each model folder in it is offered in the page
+    hub_models: tuple[str, ...] = ()          # hub ids offered in the page (downloaded if WEBUI_ALLOW_HUB=1)
+    retention_days: float = 7.0               # uploads and results older than this are deleted
+    disk_quota_gb: float = 20.0               # uploads + results beyond this: the oldest go first
+    max_upload_mb: float = 8192.0             # a 10-hour 48 kHz stereo WAV is 6.9 GB
+    max_audio_hours: float = 12.0
+    max_batch_files: int = 200
+    max_jobs_per_user: int = 20               # waiting or running at once
 
     def __post_init__(self) -> None:
         # Normalise in place (frozen, hence object.__setattr__) and validate every field.
@@ -58,10 +69,16 @@ class AppSettings:
         object.__setattr__(self, "model", str(self.model).strip())
         object.__setattr__(self, "language", str(self.language).strip() or "auto")
         object.__setattr__(self, "max_segment", parse_max_segment(self.max_segment))
-        roots = self.batch_roots
-        if isinstance(roots, str):
-            roots = [line for line in roots.splitlines()]
-        object.__setattr__(self, "batch_roots", tuple(str(r).strip() for r in roots if str(r).strip()))
+        for name in ("batch_roots", "hub_models"):
+            lines = getattr(self, name)
+            if isinstance(lines, str):
+                lines = lines.splitlines()
+            object.__setattr__(self, name, tuple(str(r).strip() for r in lines if str(r).strip()))
+        for name in ("retention_days", "disk_quota_gb", "max_upload_mb", "max_audio_hours", "max_batch_files",
+                     "max_jobs_per_user"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise ValueError(f"{name} must be a positive number, not {value!r}")
         if self.vad not in VAD_BACKENDS:
             raise ValueError(f"VAD must be one of {', '.join(VAD_BACKENDS)}, not {self.vad!r}")
         if self.device not in DEVICES:
@@ -76,7 +93,7 @@ class AppSettings:
         for name in ("compile", "itn"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, not {getattr(self, name)!r}")
-        for name in ("history_path", "upload_dir", "results_dir"):
+        for name in ("history_path", "upload_dir", "results_dir", "models_dir"):
             if not str(getattr(self, name)).strip():
                 raise ValueError(f"{name} must not be empty")
             object.__setattr__(self, name, str(getattr(self, name)).strip())
@@ -128,6 +145,7 @@ class AppSettings:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["batch_roots"] = list(self.batch_roots)
+        data["hub_models"] = list(self.hub_models)
         return data
 
     @classmethod

@@ -129,15 +129,23 @@ def to_txt(t: Transcript) -> str:
 
 def to_srt(t: Transcript) -> str:
     blocks = [
-        f"{i}\n{format_timestamp(s.start)} --> {format_timestamp(s.end)}\n{s.display_text}\n"
+        f"{i}\n{format_timestamp(s.start)} --> {format_timestamp(s.end)}\n{' '.join(s.display_text.split())}\n"
         for i, s in enumerate(t.segments, 1)
     ]
     return "\n".join(blocks)
 
 
 def to_vtt(t: Transcript) -> str:
-    blocks = [f"{format_timestamp(s.start, '.')} --> {format_timestamp(s.end, '.')}\n{s.display_text}\n" for s in t.segments]
+    blocks = [f"{format_timestamp(s.start, '.')} --> {format_timestamp(s.end, '.')}\n{_vtt_text(s.display_text)}\n"
+              for s in t.segments]
     return "WEBVTT\n\n" + "\n".join(blocks)
+
+
+def _vtt_text(text: str) -> str:
+    """Cue text as WebVTT requires: '&' and '<' escaped (so '-->' and tags cannot appear),
+    one line (a blank line would end the cue)."""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return " ".join(escaped.split())
 
 
 def to_json(t: Transcript) -> str:

@@ -16,14 +16,13 @@ from ..modules.audio import InputError, list_media
 from ..modules.exports import write_batch_outputs
 from ..modules.jobs import DONE, QUEUED, RUNNING, JobState
 from .common import (
-    POLL_SECONDS, QUIET, OnLoad, Screens, fmt_seconds, fmt_size, no_downloads, note_html, ordinal, paths, progress_html,
-    status_html, user_jobs, user_of,
+    POLL_SECONDS, QUIET, RECENT_SECONDS, OnLoad, Screens, fmt_seconds, fmt_size, no_downloads, note_html, ordinal,
+    paths, progress_html, status_html, user_jobs, user_of,
 )
 
 BATCH_HEADERS = ["#", "File", "Status", "Progress", "Queue", "Length", "Text or message"]
 SUMMARY_KINDS = ("csv", "json", "zip")
 NO_BATCH = "No batch yet."
-RECENT_SECONDS = 3600  # a finished batch is shown again on a new page for this long
 STARTING_JS = f"() => {json.dumps(note_html('<b>Starting the batch…</b> checking the files'))}"
 
 
@@ -136,6 +135,7 @@ class _Batch:
             buttons = [gr.DownloadButton(value=str(out[k]), interactive=True) for k in SUMMARY_KINDS]
             yield _overall_html(states, refused), _rows(states, refused), *buttons, gr.Button(interactive=False)
             return
+        yield [gr.skip()] * 6  # the page moved on: end on a no-op (Gradio repeats a generator's last update)
 
 
 def _recent(states: list[JobState]) -> bool:

@@ -13,6 +13,7 @@ from ..modules.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobState
 from ..modules.transcript import format_timestamp, render
 
 POLL_SECONDS = 0.5
+RECENT_SECONDS = 3600  # a job or batch that ended this recently is shown again when a page opens
 LANGUAGES = ["auto", "en", "zh", "yue", "ja", "ko", "de", "fr", "es", "it", "pt", "ru", "nl", "ar", "hi"]
 MAX_SEGMENT_CHOICES = ["auto", "45", "60", "90"]
 # Handlers that only read or tidy up: never queued behind jobs, never in the public API.
@@ -124,7 +125,8 @@ def _status_line(state: JobState) -> str:
         line = f"<b>{stage}</b> · {name} · {state.percent:.0f}%"
         if state.segments_total:
             line += f" · segment {state.segments_done} of {state.segments_total}"
-        line += f" · ETA {fmt_seconds(state.eta_seconds)}" if state.eta_seconds is not None else " · ETA estimating…"
+        eta = state.eta_seconds
+        line += f" · ETA {fmt_seconds(eta)}" if eta is not None else " · ETA estimating…"  # until the first window
         if state.message == "cancelling…":
             line += " · cancelling…"
         return line

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -20,8 +21,8 @@ from ..modules.exports import write_transcript_files
 from ..modules.jobs import DONE, JobState
 from ..modules.transcript import FORMATS
 from .common import (
-    LANGUAGES, POLL_SECONDS, QUIET, OnLoad, Screens, file_path, fmt_seconds, fmt_size, has_partial, note_html, segments_text,
-    status_html, status_word, user_jobs, user_of,
+    LANGUAGES, POLL_SECONDS, QUIET, RECENT_SECONDS, OnLoad, Screens, file_path, fmt_seconds, fmt_size, has_partial,
+    note_html, segments_text, status_html, status_word, user_jobs, user_of,
 )
 
 OTHERS_SECONDS = 2.0  # how often the list of the user's other jobs is refreshed
@@ -111,15 +112,20 @@ class _View:
         return self._on_screen(request, self.ctx.queue.get(jid))
 
     def pick(self, request: gr.Request):
-        """A page opens: show the user's newest unfinished single-file job, if there is one."""
-        waiting = [s for s in user_jobs(self.ctx.queue, user_of(request)) if not s.finished and not s.group]
-        if not waiting:
+        """A page opens: show the user's newest unfinished single-file job, else the one that
+        finished last within the hour (with its downloads), else nothing."""
+        singles = [s for s in user_jobs(self.ctx.queue, user_of(request)) if not s.group]
+        unfinished = [s for s in singles if not s.finished]
+        ended = [s for s in singles if s.finished and (s.finished_at or 0.0) >= time.time() - RECENT_SECONDS]
+        if not unfinished and not ended:
             return [gr.skip()] * (5 + len(FORMATS))
-        return self._on_screen(request, waiting[-1])
+        return self._on_screen(request, (unfinished or sorted(ended, key=lambda s: s.finished_at))[-1])
 
     def show(self, jid: str | None, request: gr.Request):
         state = self.ctx.queue.get(jid) if jid else None
-        return self._on_screen(request, state) if state else [gr.skip()] * (5 + len(FORMATS))
+        if state is None:
+            return self._message(request, "That job is no longer known to the server.")
+        return self._on_screen(request, state)
 
     def reset(self, upload_path, mic_path, request: gr.Request):
         """A new recording clears the screen (the job shown before keeps running, in the list)."""
@@ -134,7 +140,6 @@ class _View:
             block = note_html(line)
         except InputError as exc:
             block = status_html(None, f"Cannot transcribe {Path(path).name}: {exc.reason}.")
-        import sys; print("RESET", request.session_hash, repr(self.screens.current(request)), file=sys.stderr, flush=True)
         if self.screens.current(request):  # Start came right after the upload: its job stays on screen
             return [gr.skip()] * (5 + len(FORMATS))
         return "", block, "", None, *_downloads(), gr.Button(interactive=False)
@@ -163,6 +168,8 @@ class _View:
                 (gr.Button(interactive=True) if first else skip)
             first = False
             await asyncio.sleep(POLL_SECONDS)
+        # The page moved on: end on a no-op, since Gradio sends a generator's last update again when it ends.
+        yield [skip] * (4 + len(FORMATS))
 
     def cancel(self, jid: str):
         if jid and self.ctx.queue.cancel(jid):
@@ -175,7 +182,6 @@ class _View:
         return gr.Radio(choices=choices, value=None, visible=bool(choices))
 
     def _on_screen(self, request: gr.Request, state: JobState) -> list:
-        import sys, traceback; print("ONSCREEN", request.session_hash, state.id, file=sys.stderr, flush=True)
         self.screens.show(request, state.id)
         running = not state.finished
         return [state.id, status_html(state), segments_text(state), self._playable(state.path), *_downloads(),

@@ -18,7 +18,7 @@ from .. import calibrate
 from ..base import SAMPLE_RATE, EngineError, EngineOutput, EngineSettings, LocalText
 from ..calibrate import BatchCost
 from .checkpoint import verify_checkpoint
-from .locate import find_checkpoint, locate_model, model_class
+from .locate import check_folder, find_checkpoint, locate_model, model_class
 from .outputs import (FAMILY_OF_CLASS, HOTWORD_ARG, NANO, PARAFORMER, SENSEVOICE, paraformer_pieces,
                       split_sensevoice_tags, zero_padded_frames)
 
@@ -54,6 +54,7 @@ class FunASREngine:
         self.device = gpu.resolve_device(settings.device)
         self.precision, self._autocast_dtype = self._resolve_precision(settings.precision)
         self.folder = locate_model(settings.model, connect_timeout)
+        check_folder(self.folder)
         self.model_class = model_class(self.folder)
         if self.model_class not in FAMILY_OF_CLASS:
             raise EngineError(

@@ -122,6 +122,56 @@ def locate_model(model: str, connect_timeout: float = 2.0) -> Path:
         raise EngineError(f"Downloading {known.hf_id!r} from {host} failed: {exc}") from exc
 
 
+def check_folder(folder: Path) -> None:
+    """Refuse a folder that would make funasr run code or read files outside it: funasr merges
+    the folder's config into its arguments (so `trust_remote_code` / `remote_code` there would
+    import a Python file), and joins configuration.json's file names to the folder (so an
+    absolute name reads anywhere)."""
+    for name in ("config.yaml", "configuration.json"):
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+            data = json.loads(text) if name.endswith(".json") else yaml.safe_load(text)
+        except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+            raise EngineError(f"{path} cannot be read ({exc}).") from None
+        if _asks_for_code(data):
+            raise EngineError(f"{path} asks to run the model folder's own Python code (remote_code / "
+                              "trust_remote_code); this app never runs code that comes with a model.")
+    root = folder.resolve()
+    for key, value in _file_path_metas(folder).items():
+        for named in _names(value):
+            target = (folder / named).resolve()
+            if target != root and root not in target.parents:
+                raise EngineError(f"{folder / 'configuration.json'} names {named!r} for {key!r}, which lies "
+                                  "outside the model folder; refused.")
+
+
+def _asks_for_code(data: Any) -> bool:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key == "trust_remote_code" and value not in (False, None, "", "false", "False", 0):
+                return True
+            if key == "remote_code" and value:
+                return True
+            if _asks_for_code(value):
+                return True
+    elif isinstance(data, list):
+        return any(_asks_for_code(v) for v in data)
+    return False
+
+
+def _names(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _names(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in _names(v)]
+    return []
+
+
 def _file_path_metas(folder: Path) -> dict[str, Any]:
     """configuration.json's map of config/checkpoint/tokenizer files, as funasr reads it."""
     conf = folder / "configuration.json"
