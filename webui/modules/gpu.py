@@ -65,6 +65,10 @@ class CudaMemoryProbe:
         return int(max(0, min(available, cap - allocated)))
 
 
+def total_bytes(device: str = "cuda") -> int:
+    return int(torch.cuda.mem_get_info(device)[1]) if torch.cuda.is_available() else 0
+
+
 @dataclass(frozen=True)
 class MemoryStats:
     """Bytes; all zeros with device 'cpu' when there is no CUDA."""

@@ -16,7 +16,6 @@ import torch
 from ... import gpu
 from .. import calibrate
 from ..base import SAMPLE_RATE, EngineError, EngineOutput, EngineSettings, LocalText
-from ..calibrate import BatchCost
 from .checkpoint import verify_checkpoint
 from .locate import check_folder, find_checkpoint, locate_model, model_class
 from .outputs import (FAMILY_OF_CLASS, HOTWORD_ARG, NANO, PARAFORMER, SENSEVOICE, paraformer_pieces,
@@ -79,13 +78,13 @@ class FunASREngine:
             self._compile_encoder()
         if self.family is PARAFORMER:
             self._model.encoder.register_forward_hook(zero_padded_frames)
-        self._probe = probe or (gpu.CudaMemoryProbe(self.device) if self._on_cuda else None)
-        self.batch_cost: BatchCost | None = (
-            calibrate.measure(lambda batch: self._infer(batch, self._options("auto")), self.max_input_seconds)
-            if self._on_cuda else None
-        )
+        probe = probe or (gpu.CudaMemoryProbe(self.device) if self._on_cuda else None)
+        cost = (calibrate.measure_or_fallback(lambda batch: self._infer(batch, self._options("auto")),
+                                              self.max_input_seconds, gpu.total_bytes(self.device))
+                if self._on_cuda else None)
+        self.budget = calibrate.MemoryBudget(cost, probe)
         log.info("%s (%s) ready on %s/%s in %.1f s; cost %s", self.name, self.model_class, self.device,
-                 self.precision, time.perf_counter() - started, self.batch_cost)
+                 self.precision, time.perf_counter() - started, cost)
 
     # -- loading
 
@@ -152,16 +151,14 @@ class FunASREngine:
     # -- Engine protocol
 
     def batch_limit(self, padded_seconds: float) -> int:
-        if self.batch_cost is None or self._probe is None:
-            return self.settings.cpu_batch_cap
-        return self.batch_cost.batch_size(padded_seconds, self._probe.free_bytes(), self.settings.memory_margin)
+        return self.budget.batch_limit(padded_seconds, self.settings.memory_margin, self.settings.cpu_batch_cap)
 
     def transcribe_batch(self, audios: Sequence[np.ndarray], language: str = "auto") -> list[EngineOutput]:
         if self._model is None:
             raise EngineError(f"{self.name} was unloaded; load the engine again.")
         arrays = [np.ascontiguousarray(a, dtype=np.float32).reshape(-1) for a in audios]
         options = self._options(language)
-        return gpu.run_with_oom_backoff(lambda chunk: self._infer(chunk, options), arrays)
+        return self.budget.run(lambda chunk: self._infer(chunk, options), arrays)
 
     def release(self) -> None:
         gpu.cleanup_after_batch()
