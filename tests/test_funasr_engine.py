@@ -201,3 +201,22 @@ def test_a_folder_that_asks_to_run_code_or_read_outside_is_refused(tiny_dir, tmp
     with pytest.raises(EngineError, match=reason):
         FunASREngine(EngineSettings(model=str(folder), device="cpu"))
     assert not Path("/tmp/pwned-by-model").exists()
+
+
+def test_sensevoice_word_times_spell_its_text_and_a_failed_alignment_keeps_the_text(sensevoice):
+    from webui.modules.engines.funasr.outputs import sensevoice_pieces
+
+    # Junk weights make funasr's own alignment fail (IndexError inside funasr): the batch runs
+    # again without word times and every input keeps its text.
+    with_times = sensevoice.transcribe_batch(audios())
+    assert [bool(o.pieces) for o in with_times] == [True, True, True, False, True, True]
+    for out in with_times:
+        for piece in out.pieces:
+            assert not piece.words or "".join(w.text for w in piece.words).strip() == piece.text
+    # The parser on its own: spaces come back where the text has them, a mismatch drops the times.
+    (piece,) = sensevoice_pieces("Hello, world. 你好", ["Hello", ",", "world", ".", "你", "好"],
+                                 [[0, 300], [300, 320], [400, 800], [800, 820], [900, 1000], [1000, 1100]], 2.0)
+    assert [w.text for w in piece.words] == ["Hello", ",", " world", ".", " 你", "好"]
+    assert (piece.start, piece.end) == (0.0, 1.1)
+    assert sensevoice_pieces("Hello world", ["Hello", "there"], [[0, 1], [1, 2]], 2.0)[0].words == ()
+    assert sensevoice_pieces("", [], [], 2.0) == ()

@@ -19,7 +19,7 @@ from ..base import SAMPLE_RATE, EngineError, EngineOutput, EngineSettings, Local
 from .checkpoint import verify_checkpoint
 from .locate import check_folder, find_checkpoint, locate_model, model_class
 from .outputs import (FAMILY_OF_CLASS, HOTWORD_ARG, NANO, PARAFORMER, SENSEVOICE, paraformer_pieces,
-                      split_sensevoice_tags, zero_padded_frames)
+                      sensevoice_pieces, split_sensevoice_tags, zero_padded_frames)
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ class FunASREngine:
         code = self._language(language)
         kwargs: dict[str, Any] = {}
         if self.family is SENSEVOICE:
-            kwargs.update(language=code, use_itn=self.settings.use_model_itn)
+            kwargs.update(language=code, use_itn=self.settings.use_model_itn, output_timestamp=True)
         elif self.family is NANO:
             kwargs.update(language=self.family.languages.get(code), itn=self.settings.use_model_itn,
                           llm_dtype=self.precision)
@@ -212,10 +212,18 @@ class FunASREngine:
             kwargs.pop("batch_size", None)
             autocast = (torch.autocast("cuda", dtype=self._autocast_dtype) if self._autocast_dtype
                         else contextlib.nullcontext())
+            data = [torch.from_numpy(arrays[i]) for i in runnable]
+            keys = [f"in{i}" for i in runnable]
             with torch.inference_mode(), autocast:
-                res = self._model.inference(
-                    data_in=[torch.from_numpy(arrays[i]) for i in runnable], key=[f"in{i}" for i in runnable], **kwargs
-                )
+                try:
+                    res = self._model.inference(data_in=data, key=keys, **kwargs)
+                except (IndexError, ValueError) as exc:
+                    if not kwargs.get("output_timestamp") or self.family is not SENSEVOICE:
+                        raise
+                    # funasr's SenseVoice alignment can index past its tokens (a repeated token):
+                    # the text is still good, so the batch runs again without word times.
+                    self._warn_once(f"SenseVoice word timing failed ({exc!r}); some lines keep no word times")
+                    res = self._model.inference(data_in=data, key=keys, **{**kwargs, "output_timestamp": False})
             # (results, meta) normally; Paraformer returns [] when no input yields a token.
             batch = res[0] if isinstance(res, (tuple, list)) and len(res) == 2 and isinstance(res[1], dict) else res
             results = {r["key"]: r for r in batch if isinstance(r, dict) and "key" in r}
@@ -226,6 +234,11 @@ class FunASREngine:
         raw = str((result or {}).get("text", ""))
         if self.family is PARAFORMER:
             return EngineOutput(paraformer_pieces(raw, (result or {}).get("timestamp") or [], seconds), requested)
-        language, text = split_sensevoice_tags(raw) if self.family is SENSEVOICE else ("", raw.strip())
-        pieces = (LocalText(0.0, seconds, text),) if text else ()
+        if self.family is SENSEVOICE:
+            language, text = split_sensevoice_tags(raw)
+            pieces = sensevoice_pieces(text, (result or {}).get("words") or [], (result or {}).get("timestamp") or [],
+                                       seconds)
+        else:
+            language, text = "", raw.strip()
+            pieces = (LocalText(0.0, seconds, text),) if text else ()
         return EngineOutput(pieces, language or requested, itn_applied=self.settings.use_model_itn)

@@ -50,6 +50,30 @@ def split_sensevoice_tags(raw: str) -> tuple[str, str]:
     return language, join_texts(_TAG.sub(" ", raw).split())
 
 
+def sensevoice_pieces(text: str, words: Sequence[str], timestamps_ms: Sequence[Sequence[int]],
+                      seconds: float) -> tuple[LocalText, ...]:
+    """One piece of SenseVoice text (tags already removed) with word times from its
+    `output_timestamp` alignment, so subtitle lines and the second pass work as for Whisper.
+    Words are spelt back with the spaces the text has; when they do not spell the text (a
+    token the alignment merged or split) the piece keeps no word times rather than wrong ones."""
+    if not text:
+        return ()
+    if len(words) != len(timestamps_ms) or not words:
+        return (LocalText(0.0, seconds, text),)
+    timed, rest = [], text
+    for word, (start, end) in zip(words, timestamps_ms):
+        word = word.strip()
+        position = rest.find(word) if word else -1
+        if position < 0 or rest[:position].strip():
+            return (LocalText(0.0, seconds, text),)
+        start_s, end_s = min(max(start / 1000, 0.0), seconds), min(max(end / 1000, 0.0), seconds)
+        timed.append(LocalWord(start_s, max(start_s, end_s), rest[:position] + word))  # keeps the space before it
+        rest = rest[position + len(word):]
+    if rest.strip():
+        return (LocalText(0.0, seconds, text),)
+    return (LocalText(timed[0].start, timed[-1].end, text, tuple(timed)),)
+
+
 def paraformer_pieces(text: str, timestamps_ms: Sequence[Sequence[int]], seconds: float) -> tuple[LocalText, ...]:
     """Pieces split at pauses, with word times, from Paraformer's space-separated tokens and
     their [start, end] ms."""
