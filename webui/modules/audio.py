@@ -12,7 +12,7 @@ import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -141,8 +141,14 @@ def _decode_argv(path: Path, extra_filters: str = "") -> list[str]:
     ]
 
 
+def to_float(samples: np.ndarray) -> np.ndarray:
+    """16-bit PCM as the float32 the models take (one pass; 1/32768 is exact, so the values are
+    those of dividing)."""
+    return np.multiply(samples, np.float32(1 / 32768), dtype=np.float32)
+
+
 def _pcm_blocks(path: Path, extra_filters: str = "", stderr_sink: list[str] | None = None) -> Iterator[np.ndarray]:
-    """Decode to 16 kHz mono float32, yielding blocks as they arrive (bounded memory)."""
+    """Decode to 16 kHz mono int16, yielding blocks as they arrive (bounded memory)."""
     proc = subprocess.Popen(_decode_argv(path, extra_filters), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     lines: list[str] = stderr_sink if stderr_sink is not None else []
     reader = threading.Thread(target=_drain, args=(proc.stderr, lines), daemon=True)
@@ -155,7 +161,7 @@ def _pcm_blocks(path: Path, extra_filters: str = "", stderr_sink: list[str] | No
             usable = len(chunk) - len(chunk) % 2
             leftover = chunk[usable:]
             if usable:
-                yield np.frombuffer(chunk[:usable], dtype="<i2").astype(np.float32) / 32768.0
+                yield np.frombuffer(chunk[:usable], dtype="<i2")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -194,8 +200,10 @@ def parse_silences(lines: Iterable[str], duration: float) -> list[Silence]:
     return silences
 
 
-def scan_silences(path: str | Path, noise_db: float = -30.0, min_silence: float = 1.2) -> SilenceScan:
-    """One decode pass: ffmpeg silencedetect plus a 100 ms loudness envelope."""
+def scan_silences(path: str | Path, noise_db: float = -30.0, min_silence: float = 1.2,
+                  keep: Callable[[np.ndarray], None] | None = None) -> SilenceScan:
+    """One decode pass: ffmpeg silencedetect plus a 100 ms loudness envelope; `keep` receives
+    every decoded int16 block, so the caller never has to decode the file a second time."""
     p = Path(path)
     hop = int(ENVELOPE_HOP * SAMPLE_RATE)
     energies: list[np.ndarray] = []
@@ -203,12 +211,14 @@ def scan_silences(path: str | Path, noise_db: float = -30.0, min_silence: float 
     samples = 0
     lines: list[str] = []
     detect = f"silencedetect=noise={noise_db}dB:d={min_silence}"
-    for block in _pcm_blocks(p, detect, lines):
-        samples += block.size
-        block = np.concatenate([carry, block]) if carry.size else block
+    for pcm in _pcm_blocks(p, detect, lines):
+        if keep is not None:
+            keep(pcm)
+        samples += pcm.size
+        block = np.concatenate([carry, to_float(pcm)]) if carry.size else to_float(pcm)
         whole = block.size - block.size % hop
         frames = block[:whole].reshape(-1, hop)
-        energies.append(np.mean(frames * frames, axis=1))
+        energies.append(np.einsum("ij,ij->i", frames, frames) / hop)  # mean power, no temporary
         carry = block[whole:]
     if carry.size:
         energies.append(np.array([np.mean(carry * carry)], dtype=np.float32))
@@ -218,6 +228,12 @@ def scan_silences(path: str | Path, noise_db: float = -30.0, min_silence: float 
     power = np.concatenate(energies) if energies else np.zeros(0, dtype=np.float32)
     envelope = 10.0 * np.log10(np.maximum(power, 1e-10)).astype(np.float32)
     return SilenceScan(tuple(parse_silences(lines, duration)), envelope, duration)
+
+
+def decode_into(path: str | Path, keep: Callable[[np.ndarray], None]) -> None:
+    """Decode the whole file, handing each int16 block to `keep` (a resumed run's spool)."""
+    for block in _pcm_blocks(Path(path)):
+        keep(block)
 
 
 def stream_ranges(path: str | Path, ranges: Iterable[tuple[float, float]]) -> Iterator[np.ndarray]:
@@ -238,6 +254,7 @@ def stream_ranges(path: str | Path, ranges: Iterable[tuple[float, float]]) -> It
                 if block is None:
                     exhausted = True
                     break
+                block = to_float(block)
                 buffer = np.concatenate([buffer, block]) if buffer.size else block
                 # Drop what lies before this range so memory stays at one range plus one block.
                 if first > buffer_start:

@@ -14,10 +14,12 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
 
 from . import audio as audio_mod
-from . import itn
+from . import itn, script
 from .batching import Tally, run_chunks, with_progress
 from .chunks import make_chunk, pack
 from .engines import get_engine
@@ -26,13 +28,16 @@ from .events import Cancelled, Event, Finished, Planned, Progress, Resume, RunSt
 from .lines import tidy_cues, to_result
 from .options import PipelineOptions
 from .segment import limits_for, plan_segments, plan_windows
+from .spool import Spool
 from .transcript import Segment, SegmentResult, Transcript, join_texts
 
 
-def plan(path: str | Path, options: PipelineOptions, engine_cap: float | None, device: str = "cpu") -> Planned:
-    """Probe, scan, cut and window: everything before the model (also used by the VAD view)."""
+def plan(path: str | Path, options: PipelineOptions, engine_cap: float | None, device: str = "cpu",
+         keep: Callable[[np.ndarray], None] | None = None) -> Planned:
+    """Probe, scan, cut and window: everything before the model (also used by the VAD view).
+    `keep` receives the decoded audio, so the run never decodes the file twice."""
     info = audio_mod.probe(path)
-    scan = audio_mod.scan_silences(path, options.silence_noise_db, options.silence_min)
+    scan = audio_mod.scan_silences(path, options.silence_noise_db, options.silence_min, keep)
     limits = limits_for(scan.duration, options.max_segment, engine_cap)
     segments = plan_segments(scan.duration, scan.silences, scan.envelope_db, limits)
     seconds = options.window_seconds or (1200.0 if device == "cuda" else 300.0)
@@ -42,11 +47,20 @@ def plan(path: str | Path, options: PipelineOptions, engine_cap: float | None, d
 
 def transcribe(path: str | Path, options: PipelineOptions = PipelineOptions(), engine: Engine | None = None,
                cancel: threading.Event | None = None, resume: Resume | None = None) -> Iterator[Event]:
+    with Spool() as spool:
+        yield from _run(path, options, engine or get_engine(options.engine), cancel, resume, spool)
+
+
+def _run(path: str | Path, options: PipelineOptions, engine: Engine, cancel: threading.Event | None,
+         resume: Resume | None, spool: Spool) -> Iterator[Event]:
     clock = StageClock()
-    engine = engine or get_engine(options.engine)
     yield Progress("scan", 0, 1, "finding silences")
     with clock("scan"):
-        planned = resume.plan if resume is not None else plan(path, options, engine.max_input_seconds, engine.device)
+        if resume is None:
+            planned = plan(path, options, engine.max_input_seconds, engine.device, spool.keep)
+        else:  # the stored plan; the audio is decoded once more, for the windows still to do
+            planned = resume.plan
+            audio_mod.decode_into(path, spool.keep)
     info, segments = planned.info, planned.segments
     yield planned
     yield Progress("scan", 1, 1, f"{len(segments)} segments of at most {planned.max_seconds:g} s")
@@ -67,34 +81,31 @@ def transcribe(path: str | Path, options: PipelineOptions = PipelineOptions(), e
             raise Cancelled(assemble(info, engine.name, results, language, options)[0])
 
     todo = [n for n in range(len(planned.windows)) if n not in finished]
-    decoded = audio_mod.stream_ranges(path, [(s.start, s.end) for n in todo for s in _window(planned, n)])
-    try:
-        for n in todo:
-            stop_if_cancelled()
-            window, tally = _window(planned, n), replace(totals)
-            with clock("vad"):
-                chunks = [make_chunk(seg, next(decoded), options.vad) for seg in window]
-                if options.pack:
-                    chunks = pack(chunks, engine.max_input_seconds, options.vad.keep_gap)
-            runner = run_chunks(engine, chunks, language, tally, cancel, options.retry_tail_seconds)
-            with clock("asr"):
-                outputs = yield from with_progress(runner, window[0].start, window[-1].end, chunks, info.duration)
-            first = len(results)
-            for chunk, output in zip(chunks, outputs):
-                tally.done += chunk.covers
-                tally.skipped += 0 if chunk.spans else chunk.covers
-                if output is None:  # silent, or a cancel came before its batch
-                    continue
-                if language in ("", "auto"):
-                    language = output.language or language  # detected once, then kept
-                results.append(to_result(chunk, output, options.snap_seconds))
-                yield SegmentDone(results[-1], tally.done, len(segments))
-            stop_if_cancelled()  # a window cut short is in the partial transcript, never checkpointed
-            yield WindowDone(n, tuple(results[first:]), language, tally.since(totals))
-            totals = tally
-            yield Progress("transcribe", window[-1].end, info.duration)
-    finally:
-        decoded.close()
+    decoded = spool.ranges((s.start, s.end) for n in todo for s in _window(planned, n))
+    for n in todo:
+        stop_if_cancelled()
+        window, tally = _window(planned, n), replace(totals)
+        with clock("vad"):
+            chunks = [make_chunk(seg, next(decoded), options.vad) for seg in window]
+            if options.pack:
+                chunks = pack(chunks, engine.max_input_seconds, options.vad.keep_gap)
+        runner = run_chunks(engine, chunks, language, tally, cancel, options.retry_tail_seconds)
+        with clock("asr"):
+            outputs = yield from with_progress(runner, window[0].start, window[-1].end, chunks, info.duration)
+        first = len(results)
+        for chunk, output in zip(chunks, outputs):
+            tally.done += chunk.covers
+            tally.skipped += 0 if chunk.spans else chunk.covers
+            if output is None:  # silent, or a cancel came before its batch
+                continue
+            if language in ("", "auto"):
+                language = output.language or language  # detected once, then kept
+            results.append(to_result(chunk, output, options.snap_seconds))
+            yield SegmentDone(results[-1], tally.done, len(segments))
+        stop_if_cancelled()  # a window cut short is in the partial transcript, never checkpointed
+        yield WindowDone(n, tuple(results[first:]), language, tally.since(totals))
+        totals = tally
+        yield Progress("transcribe", window[-1].end, info.duration)
 
     yield Progress("itn", 0, 1)
     with clock("itn"):
@@ -115,15 +126,33 @@ def _window(planned: Planned, n: int) -> Sequence[Segment]:
 
 def assemble(info: audio_mod.AudioInfo, model: str, results: Sequence[SegmentResult], language: str,
              options: PipelineOptions) -> tuple[Transcript, int]:
-    """Merge the lines, then ITN once over the merged text (never fatal: a piece wetext
-    rejects keeps its raw text). Returns the transcript and how many pieces ITN left raw."""
+    """Merge the lines, put Chinese in the chosen script (every piece once, so subtitles and the
+    full text agree; never fatal), then ITN once over the merged text (never fatal: a piece
+    wetext rejects keeps its raw text). Returns the transcript and how many pieces ITN left raw."""
     pieces = tidy_cues([p for r in results for p in r.pieces])
     model_did_itn = bool(results) and all(r.itn_applied for r in results)
+    target = script.canonical(options.script)
+    chinese = bool(pieces) and target != script.KEEP and script.is_chinese(language, [p.text for p in pieces])
+    if chinese:
+        texts = script.convert([p.text for p in pieces], target)
+        model_itn = script.convert([p.text_itn for p in pieces], target)
+        pieces = [replace(p, text=t, text_itn=ti) for p, t, ti in zip(pieces, texts, model_itn)]
     text_itn, fallbacks = "", 0
     if options.itn and pieces and not model_did_itn:
-        normalized = itn.normalize_segments([p.text for p in pieces], language)
-        pieces = [replace(p, text_itn=n) for p, n in zip(pieces, normalized.texts)]
-        text_itn, fallbacks = join_texts(normalized.texts), normalized.fallbacks
+        texts = [p.text for p in pieces]
+        if chinese and target in (script.TAIWAN, script.HONG_KONG):
+            # wetext's Chinese grammar reads Simplified only (萬, 兩, 點 stop it): ITN in
+            # Simplified, and only the pieces it changed are written back in the target script.
+            simplified = script.convert(texts, script.SIMPLIFIED)
+            normalized = itn.normalize_segments(simplified, language)
+            changed = [i for i, (s, n) in enumerate(zip(simplified, normalized.texts)) if n != s]
+            back = dict(zip(changed, script.convert([normalized.texts[i] for i in changed], target)))
+            itn_texts = [back.get(i, t) for i, t in enumerate(texts)]
+        else:
+            normalized = itn.normalize_segments(texts, language)
+            itn_texts = normalized.texts
+        pieces = [replace(p, text_itn=n) for p, n in zip(pieces, itn_texts)]
+        text_itn, fallbacks = join_texts(itn_texts), normalized.fallbacks
     transcript = Transcript(
         file=Path(info.path).name, duration=round(info.duration, 3), model=model,
         language=language if language != "auto" else "", text=join_texts([p.text for p in pieces]),
