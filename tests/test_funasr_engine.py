@@ -141,13 +141,13 @@ def test_a_hub_id_without_network_fails_fast_and_says_what_to_do(monkeypatch, of
     assert ("HF_HUB_OFFLINE=1" in message) if offline_env else ("cannot be reached" in message)
 
 
-def test_bad_model_names_and_options_fail_before_loading(tmp_path):
+def test_bad_model_names_and_options_fail_before_loading(tmp_path, tiny_dir):
     with pytest.raises(EngineError, match="neither a folder nor a known model"):
         FunASREngine(EngineSettings(model="no-such-model", device="cpu"))
     with pytest.raises(EngineError, match="not a FunASR model folder"):
         FunASREngine(EngineSettings(model=str(tmp_path), device="cpu"))
     with pytest.raises(EngineError, match="needs a CUDA GPU"):
-        FunASREngine(EngineSettings(model=str(tmp_path), device="cpu", precision="fp16"))
+        FunASREngine(EngineSettings(model=str(tiny_dir / "sensevoice"), device="cpu", precision="fp16"))
 
 
 def test_sensevoice_tags_are_stripped_and_language_kept():

@@ -70,7 +70,13 @@ def test_deep_cleanup_and_memory_stats_report():
 
 def test_resolve_device():
     assert gpu.resolve_device("cpu") == "cpu"
-    assert gpu.resolve_device("auto") in ("cuda", "mps", "cpu")
+    assert gpu.resolve_device("auto") in ("cuda:0", "mps", "cpu")
+    assert gpu.resolve_device("cuda:1", cuda_devices=lambda: 2) == "cuda:1"
+    assert gpu.resolve_device("CUDA", cuda_devices=lambda: 1) == "cuda:0"  # one spelling everywhere
+    with pytest.raises(EngineError, match="only 1 CUDA GPU"):
+        gpu.resolve_device("cuda:1", cuda_devices=lambda: 1)
+    with pytest.raises(EngineError, match="Unknown device"):
+        gpu.resolve_device("cpu:0")
     with pytest.raises(EngineError, match="Unknown device"):
         gpu.resolve_device("tpu")
     if not torch.cuda.is_available():

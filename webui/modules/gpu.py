@@ -24,21 +24,46 @@ R = TypeVar("R")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
-def resolve_device(requested: str = "auto") -> str:
-    """'auto' picks cuda, then mps, then cpu; an explicit device that is absent is an error."""
+def resolve_device(requested: str = "auto", cuda_devices: Callable[[], int] | None = None) -> str:
+    """One spelling for every engine: 'cpu', 'mps' or 'cuda:N'. 'auto' picks CUDA, then MPS,
+    then the CPU; an explicit device that is absent is an error. `cuda_devices` counts the GPUs
+    the engine's own runtime sees (CTranslate2 has its own CUDA, whatever torch's build is)."""
     name = (requested or "auto").strip().lower()
-    kind = name.split(":", 1)[0]
-    if kind not in DEVICES:
-        raise EngineError(f"Unknown device {requested!r}; choose one of {', '.join(DEVICES)}.")
+    kind, _, index = name.partition(":")
+    if kind not in DEVICES or (index and (kind != "cuda" or not index.isdigit())):
+        raise EngineError(f"Unknown device {requested!r}; choose one of {', '.join(DEVICES)} (or cuda:N).")
+    count = (cuda_devices or torch_cuda_devices)()
     if kind == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
+        if count:
+            return "cuda:0"
         return "mps" if torch.backends.mps.is_available() else "cpu"
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise EngineError("Device 'cuda' was requested but no CUDA GPU is visible to torch; use 'auto' or 'cpu'.")
+    if kind == "cuda":
+        if int(index or 0) >= count:
+            seen = f"only {count} CUDA GPU(s) are visible" if count else "no CUDA GPU is visible"
+            raise EngineError(f"Device {name!r} was requested but {seen}; use 'auto' or 'cpu'.")
+        return f"cuda:{int(index or 0)}"
     if kind == "mps" and not torch.backends.mps.is_available():
         raise EngineError("Device 'mps' was requested but Apple MPS is not available; use 'auto' or 'cpu'.")
-    return name
+    return kind
+
+
+def torch_cuda_devices() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def is_cuda(device: str) -> bool:
+    return device.startswith("cuda")
+
+
+def cuda_index(device: str) -> int:
+    return int(device.partition(":")[2] or 0)
+
+
+def cap_process_memory(device: str, limit_bytes: int) -> None:
+    """Keep torch's allocations on `device` under `limit_bytes` (the VRAM cap): torch then
+    raises its out-of-memory error before the cap is passed, and CudaMemoryProbe sizes inside it."""
+    total = torch.cuda.get_device_properties(cuda_index(device)).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(1.0, limit_bytes / total), cuda_index(device))
 
 
 def supports_bf16() -> bool:
@@ -70,6 +95,49 @@ def total_bytes(device: str = "cuda") -> int:
 
 
 @dataclass(frozen=True)
+class NvmlProcessProbe:
+    """Free memory for an engine that allocates outside torch (CTranslate2): the card's free
+    memory from NVML, and no more than the VRAM cap minus what this process already holds."""
+
+    index: int = 0
+    limit_bytes: int = 0  # 0: no cap
+
+    def free_bytes(self) -> int:
+        handle = _nvml_handle(self.index)
+        free = int(_nvml().nvmlDeviceGetMemoryInfo(handle).free)
+        if self.limit_bytes:
+            free = min(free, max(0, self.limit_bytes - process_used_bytes(self.index)))
+        return free
+
+
+def process_used_bytes(index: int = 0) -> int:
+    """GPU memory this process holds on the card, every allocator included (NVML)."""
+    import os
+
+    pynvml = _nvml()
+    procs = pynvml.nvmlDeviceGetComputeRunningProcesses(_nvml_handle(index))
+    return int(sum(p.usedGpuMemory or 0 for p in procs if p.pid == os.getpid()))
+
+
+def _nvml():
+    import pynvml
+
+    pynvml.nvmlInit()
+    return pynvml
+
+
+def _nvml_handle(index: int):
+    """NVML's handle for torch's device `index`: matched by PCI id, since NVML numbering
+    ignores CUDA_VISIBLE_DEVICES and torch's does not (without torch CUDA: NVML's own index)."""
+    pynvml = _nvml()
+    if not torch.cuda.is_available():
+        return pynvml.nvmlDeviceGetHandleByIndex(index)
+    props = torch.cuda.get_device_properties(index)
+    bus_id = f"{props.pci_domain_id:08X}:{props.pci_bus_id:02X}:{props.pci_device_id:02X}.0"
+    return pynvml.nvmlDeviceGetHandleByPciBusId(bus_id)
+
+
+@dataclass(frozen=True)
 class MemoryStats:
     """Bytes; all zeros with device 'cpu' when there is no CUDA."""
 
@@ -98,14 +166,7 @@ class CleanupReport:
 
 def _nvml_used(index: int) -> int | None:
     try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        # Match by PCI id: NVML numbering ignores CUDA_VISIBLE_DEVICES, torch's does not.
-        props = torch.cuda.get_device_properties(index)
-        bus_id = f"{props.pci_domain_id:08X}:{props.pci_bus_id:02X}:{props.pci_device_id:02X}.0"
-        handle = pynvml.nvmlDeviceGetHandleByPciBusId(bus_id)
-        return int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)
+        return int(_nvml().nvmlDeviceGetMemoryInfo(_nvml_handle(index)).used)
     except Exception:  # optional figure: no pynvml, no driver, or an old torch without PCI ids
         return None
 
@@ -133,6 +194,13 @@ def cleanup_after_batch() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
+
+
+def reset_compiled() -> None:
+    """Drop torch.compile's graphs and caches (they keep the compiled model's weights alive)."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
 
 
 def deep_cleanup() -> CleanupReport:

@@ -56,6 +56,7 @@ class EngineSettings:
     # Whisper's encoder attention needs ~90 MB per input on the CPU; 4 keeps the peak low and
     # reached even by short files (flat memory), for ~8 % less throughput than 8.
     cpu_batch_cap: int = 4
+    vram_limit_gb: float = 0.0    # the most GPU memory this app may hold (0: the whole card)
 
 
 @runtime_checkable

@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import gpu
+from . import calibrate
 from .base import EngineError, EngineOutput, EngineSettings, LocalText, LocalWord, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -82,9 +83,12 @@ class WhisperEngine:
         model_dir = Path(settings.model) if settings.model and settings.model != BUNDLED_NAME else bundled_model_dir()
         if not is_whisper_folder(model_dir):
             raise EngineError(f"{model_dir} is not a CTranslate2 Whisper model folder (needs model.bin and tokenizer files)")
-        self.device = gpu.resolve_device(settings.device)
-        if self.device not in ("cpu", "cuda"):
-            log.info("CTranslate2 has no %s backend; running Whisper on the CPU", self.device)
+        import ctranslate2
+
+        # CTranslate2 ships its own CUDA: a CPU-only torch beside it must not hide the GPU.
+        self.device = gpu.resolve_device(settings.device, ctranslate2.get_cuda_device_count)
+        if self.device == "mps":
+            log.info("CTranslate2 has no mps backend; running Whisper on the CPU")
             self.device = "cpu"
         self.compute_type = _compute_type(self.device, settings.precision)
         self.name = BUNDLED_NAME if model_dir.parent == cache_dir() else str(model_dir)
@@ -99,29 +103,56 @@ class WhisperEngine:
         self.without_timestamps = word_timestamps
         try:
             self.model = WhisperModel(
-                str(model_dir), device=self.device, compute_type=self.compute_type,
+                str(model_dir), device="cuda" if gpu.is_cuda(self.device) else "cpu",
+                device_index=gpu.cuda_index(self.device), compute_type=self.compute_type,
                 cpu_threads=os.cpu_count() or 1, local_files_only=True,
             )
         except (RuntimeError, ValueError, OSError) as exc:
             raise EngineError(f"could not load Whisper model from {model_dir}: {exc}") from exc
         self._batched = BatchedInferencePipeline(self.model)
+        self.budget = calibrate.MemoryBudget(*self._cuda_cost()) if gpu.is_cuda(self.device) else \
+            calibrate.MemoryBudget(None, None)
+
+    def _cuda_cost(self) -> tuple[calibrate.BatchCost, gpu.MemoryProbe]:
+        """CTranslate2 allocates outside torch: its memory is measured with NVML (its caching
+        allocator keeps a batch's peak, so the process total after a batch is that peak), and
+        free memory is NVML's, inside the VRAM cap."""
+        index = gpu.cuda_index(self.device)
+        probe = gpu.NvmlProcessProbe(index, int(self.settings.vram_limit_gb * 1e9))
+        silence = np.zeros(int(self.max_input_seconds * SAMPLE_RATE), np.float32)
+
+        def used_after(n: int) -> int:
+            self.transcribe_batch([silence] * n, "en")
+            return gpu.process_used_bytes(index)
+
+        try:
+            one, three = used_after(1), used_after(3)
+        except Exception as exc:
+            if not gpu.is_oom(exc):
+                raise
+            return calibrate.BatchCost(0.0, 2e9, 0.0), probe  # a full card: start small, learn
+        per_item = max(calibrate.MIN_BYTES_PER_ITEM, (three - one) / 2)
+        return calibrate.BatchCost(0.0, per_item, 0.0), probe  # Whisper pads to 30 s: flat per input
 
     def batch_limit(self, padded_seconds: float) -> int:
-        # Whisper pads every input to 30 s, so cost per input is flat.
-        if self.device == "cuda":
-            return 16
-        return max(1, self.settings.cpu_batch_cap)
+        return self.budget.batch_limit(padded_seconds, self.settings.memory_margin, self.settings.cpu_batch_cap)
 
     def detect_language(self, features: np.ndarray) -> str:
         language, _, _ = self.model.detect_language(features=features)
         return language
 
     def transcribe_batch(self, audios: Sequence[np.ndarray], language: str = "auto") -> list[EngineOutput]:
+        if not audios:
+            return []
+        budget = getattr(self, "budget", None)  # None while calibrating
+        if budget is None:
+            return self._forward(list(audios), language)
+        return budget.run(lambda chunk: self._forward(chunk, language), list(audios))
+
+    def _forward(self, audios: list[np.ndarray], language: str) -> list[EngineOutput]:
         from faster_whisper.audio import pad_or_trim
         from faster_whisper.tokenizer import Tokenizer
 
-        if not audios:
-            return []
         features = [self.model.feature_extractor(a)[..., :-1] for a in audios]
         if language in ("", "auto", None):
             language = self.detect_language(features[0]) if self.model.model.is_multilingual else "en"
@@ -149,6 +180,9 @@ class WhisperEngine:
         gpu.cleanup_after_batch()
 
     def unload(self) -> None:
+        # CTranslate2 frees its GPU memory when the model object goes; nothing else holds it.
+        if self.model is not None:
+            self.model.model.unload_model()
         self.model = None  # type: ignore[assignment]
         self._batched = None  # type: ignore[assignment]
         gpu.cleanup_after_batch()
@@ -158,7 +192,7 @@ def _compute_type(device: str, precision: str) -> str:
     wanted = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "int8"}.get(precision)
     if wanted:
         return wanted
-    return "float16" if device == "cuda" else "int8"
+    return "float16" if gpu.is_cuda(device) else "int8"
 
 
 def _to_output(pieces: list[dict], language: str) -> EngineOutput:

@@ -51,7 +51,6 @@ class FunASREngine:
         self._inference_options = dict(inference_options or {})
         self.name = settings.model
         self.device = gpu.resolve_device(settings.device)
-        self.precision, self._autocast_dtype = self._resolve_precision(settings.precision)
         self.folder = locate_model(settings.model, connect_timeout)
         check_folder(self.folder)
         self.model_class = model_class(self.folder)
@@ -61,6 +60,7 @@ class FunASREngine:
                 f"{', '.join(FAMILY_OF_CLASS)}."
             )
         self.family = FAMILY_OF_CLASS[self.model_class]
+        self.precision, self._autocast_dtype = self._resolve_precision(settings.precision)
         self.max_input_seconds = self.family.max_input_seconds
         self.checkpoint = find_checkpoint(self.folder)
         if self.checkpoint is None and not allow_random_weights:
@@ -74,12 +74,15 @@ class FunASREngine:
         if self.checkpoint is not None:
             verify_checkpoint(self._model, self.checkpoint, self._kwargs.get("excludes") or [])
         self._prepare_frontend()
-        if settings.compile:
-            self._compile_encoder()
         if self.family is PARAFORMER:
             self._model.encoder.register_forward_hook(zero_padded_frames)
+        self._eager: tuple[str, torch.nn.Module] | None = None  # the encoder before torch.compile
+        if settings.compile:
+            self._compile_encoder()
+        if self._on_cuda and settings.vram_limit_gb:
+            gpu.cap_process_memory(self.device, int(settings.vram_limit_gb * 1e9))
         probe = probe or (gpu.CudaMemoryProbe(self.device) if self._on_cuda else None)
-        cost = (calibrate.measure_or_fallback(lambda batch: self._infer(batch, self._options("auto")),
+        cost = (calibrate.measure_or_fallback(lambda batch: self._guarded(batch, self._options("auto")),
                                               self.max_input_seconds, gpu.total_bytes(self.device))
                 if self._on_cuda else None)
         self.budget = calibrate.MemoryBudget(cost, probe)
@@ -94,8 +97,9 @@ class FunASREngine:
 
     def _resolve_precision(self, requested: str) -> tuple[str, torch.dtype | None]:
         wanted = requested or "auto"
-        if wanted == "auto":
-            wanted = "fp16" if self.device.startswith("cuda") else "fp32"
+        if wanted == "auto":  # an LLM decoder (Nano) keeps its range in bf16 where the card has it
+            llm_bf16 = self.family is NANO and gpu.supports_bf16()
+            wanted = "fp32" if not self.device.startswith("cuda") else "bf16" if llm_bf16 else "fp16"
         if wanted == "fp32":
             return "fp32", None
         if wanted not in ("fp16", "bf16"):
@@ -144,9 +148,25 @@ class FunASREngine:
             log.info("compile is only used on CUDA; running %s eagerly on %s", self.model_class, self.device)
             return
         name = "audio_encoder" if hasattr(self._model, "audio_encoder") else "encoder"
+        self._eager = (name, getattr(self._model, name))
         # Dynamic shapes: one graph serves every batch size and padded length (batch 1 gets its own).
-        setattr(self._model, name, torch.compile(getattr(self._model, name), dynamic=True))
+        setattr(self._model, name, torch.compile(self._eager[1], dynamic=True))
         log.info("compiled %s.%s (dynamic shapes); the first batches will be slow", self.model_class, name)
+
+    def _guarded(self, arrays: list[np.ndarray], options: CallOptions) -> list[EngineOutput]:
+        """_infer, and if the compiled encoder fails (a graph break torch cannot handle, a
+        missing compiler), the eager encoder for the rest of the process: never a failed job."""
+        try:
+            return self._infer(arrays, options)
+        except Exception as exc:
+            if self._eager is None or gpu.is_oom(exc):
+                raise
+            name, eager = self._eager
+            self._eager = None
+            log.warning("torch.compile failed for %s (%s); running it eagerly from now on", self.model_class, exc)
+            setattr(self._model, name, eager)
+            gpu.reset_compiled()
+            return self._infer(arrays, options)
 
     # -- Engine protocol
 
@@ -158,7 +178,7 @@ class FunASREngine:
             raise EngineError(f"{self.name} was unloaded; load the engine again.")
         arrays = [np.ascontiguousarray(a, dtype=np.float32).reshape(-1) for a in audios]
         options = self._options(language)
-        return self.budget.run(lambda chunk: self._infer(chunk, options), arrays)
+        return self.budget.run(lambda chunk: self._guarded(chunk, options), arrays)
 
     def release(self) -> None:
         gpu.cleanup_after_batch()
@@ -167,6 +187,8 @@ class FunASREngine:
         self._am = None
         self._model = None
         self._kwargs = {}
+        if self._eager is not None:
+            gpu.reset_compiled()  # compiled graphs hold references to the model's weights
         gpu.cleanup_after_batch()
 
     # -- inference
