@@ -27,13 +27,14 @@ def memory_dict(stats: gpu.MemoryStats) -> dict:
     return data
 
 
-def deep_cleanup_json() -> dict:
+def deep_cleanup_json(queue: JobQueue) -> dict:
     """What the Deep GPU cleanup button and POST /api/deep_cleanup both run and show."""
-    report = gpu.deep_cleanup()
+    report, note = queue.deep_cleanup()
     return {
         "freed_bytes": int(report.freed_bytes),
         "before": memory_dict(report.before),
         "after": memory_dict(report.after),
+        "note": note,
     }
 
 
@@ -94,7 +95,7 @@ def create_app(blocks, queue: JobQueue, *, device: Callable[[], str] = lambda: "
 
     @app.post("/api/deep_cleanup", dependencies=[Depends(guard)])
     def deep_cleanup() -> dict:
-        return deep_cleanup_json()
+        return deep_cleanup_json(queue)
 
     return gr.mount_gradio_app(
         app, blocks, path="/", auth=list(auth) if auth else None, allowed_paths=list(allowed_paths),

@@ -150,6 +150,8 @@ class MemoryStats:
     total: int = 0
     # Used by every process on the card (NVML), None when pynvml or the driver can't say.
     nvml_used: int | None = None
+    # Held by this process, every allocator included (torch, CTranslate2); NVML, or None.
+    process_used: int | None = None
 
     @property
     def fragmentation(self) -> int:
@@ -161,7 +163,7 @@ class MemoryStats:
 class CleanupReport:
     before: MemoryStats
     after: MemoryStats
-    freed_bytes: int  # reserved before - reserved after
+    freed_bytes: int  # this process's GPU memory before - after (NVML; torch's reserved without it)
 
 
 def _nvml_used(index: int) -> int | None:
@@ -185,7 +187,15 @@ def memory_stats() -> MemoryStats:
         free=int(free),
         total=int(total),
         nvml_used=_nvml_used(index),
+        process_used=_optional(lambda: process_used_bytes(index)),
     )
+
+
+def _optional(figure: Callable[[], int]) -> int | None:
+    try:
+        return figure()
+    except Exception:  # no pynvml, no driver, a sandbox without process accounting
+        return None
 
 
 def cleanup_after_batch() -> None:
@@ -203,9 +213,13 @@ def reset_compiled() -> None:
     torch._dynamo.reset()
 
 
-def deep_cleanup() -> CleanupReport:
-    """Return cached memory to the driver and reset peak counters (e.g. between jobs)."""
+def deep_cleanup(trim: Callable[[], None] | None = None) -> CleanupReport:
+    """Return cached memory to the driver and reset peak counters (between jobs). `trim` lets
+    the loaded engine drop caches torch cannot see (CTranslate2's allocator). The freed figure
+    is this process's NVML total where NVML can say, else torch's reserved memory."""
     before = memory_stats()
+    if trim is not None:
+        trim()
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -214,7 +228,11 @@ def deep_cleanup() -> CleanupReport:
         torch.cuda.reset_peak_memory_stats()
         torch.cuda.reset_accumulated_memory_stats()
     after = memory_stats()
-    return CleanupReport(before=before, after=after, freed_bytes=max(0, before.reserved - after.reserved))
+    if before.process_used is not None and after.process_used is not None:
+        freed = before.process_used - after.process_used
+    else:
+        freed = before.reserved - after.reserved
+    return CleanupReport(before=before, after=after, freed_bytes=max(0, freed))
 
 
 def limit_process_memory(max_bytes: int) -> float:

@@ -204,13 +204,28 @@ class JobQueue:
         for record in self.history.unfinished():
             options = options_from_record(record.settings)
             try:
-                self.submit(record.file_path, options, name=record.file_name, history_id=record.id)
+                self.submit(record.file_path, options, owner=record.owner, name=record.file_name,
+                            history_id=record.id)
                 queued += 1
             except InputError as exc:
                 partial = partial_transcript(record.file_name, record.duration or 0.0, record.model,
                                              checkpoint.stored_pieces(*self.history.checkpoint(record.id)))
                 self._store_end(record.id, FAILED, f"Cannot resume {record.file_name}: {exc.reason}", partial)
         return queued
+
+    def deep_cleanup(self) -> tuple[object, str]:
+        """Return cached GPU memory to the driver; the loaded model's own caches too, unless a
+        job is using it right now (then torch's cache only). Returns (gpu.CleanupReport, note)."""
+        from . import gpu as gpu_mod  # torch: imported only when asked
+        from .engines import loaded_engine
+
+        if not self.gpu_lock.acquire(blocking=False):
+            return gpu_mod.deep_cleanup(), "A job is running: the model's own cache was left alone."
+        try:
+            engine = loaded_engine()
+            return gpu_mod.deep_cleanup(getattr(engine, "trim", None)), ""
+        finally:
+            self.gpu_lock.release()
 
     def shutdown(self, timeout: float = 5.0, keep_unfinished: bool = False) -> None:
         """Stop the worker. Tests cancel everything; a server stopping keeps its unfinished jobs

@@ -28,14 +28,14 @@ def build(ctx: AppContext) -> OnLoad:
                 unload = gr.Button("Unload model", variant="stop", elem_id="sys-unload")
                 action = gr.Markdown(elem_id="sys-action")
 
-    def do_save(*values):
+    def do_save(request: gr.Request, *values):
         try:
-            return ctx.update(_settings_from(ctx, *values))
-        except (ValueError, OSError, RuntimeError) as exc:
+            return ctx.update(_settings_from(ctx, *values), ctx.visitor(request))
+        except (ValueError, OSError, RuntimeError, PermissionError) as exc:
             return f"**Not saved: {exc}**"
 
     def do_cleanup():
-        return _cleanup_report(api.deep_cleanup_json()), memory_md(ctx)
+        return _cleanup_report(api.deep_cleanup_json(ctx.queue)), memory_md(ctx)
 
     def do_unload():
         _, message = ctx.queue.unload_model()

@@ -75,5 +75,8 @@ class Engine(Protocol):
     def release(self) -> None:
         """Drop per-batch intermediates (called after every batch)."""
 
+    def trim(self) -> None:
+        """Return device memory the runtime keeps cached (Deep cleanup; only between jobs)."""
+
     def unload(self) -> None:
         """Free the model itself."""

@@ -179,6 +179,13 @@ class WhisperEngine:
     def release(self) -> None:
         gpu.cleanup_after_batch()
 
+    def trim(self) -> None:
+        """CTranslate2's caching allocator lets go of its cache only when the model unloads:
+        park the weights in host memory for a moment and load them back."""
+        if gpu.is_cuda(self.device) and self.model is not None:
+            self.model.model.unload_model(to_cpu=True)
+            self.model.model.load_model()
+
     def unload(self) -> None:
         # CTranslate2 frees its GPU memory when the model object goes; nothing else holds it.
         if self.model is not None:

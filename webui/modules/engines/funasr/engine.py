@@ -183,6 +183,9 @@ class FunASREngine:
     def release(self) -> None:
         gpu.cleanup_after_batch()
 
+    def trim(self) -> None:
+        gpu.cleanup_after_batch()  # torch's cache: gpu.deep_cleanup empties it after this
+
     def unload(self) -> None:
         self._am = None
         self._model = None
