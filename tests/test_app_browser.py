@@ -30,7 +30,7 @@ OFF_SERVER: list[str] = []  # requests the page made to anything but our server
 JFK = DATA / "jfk.flac"
 LONG = DATA / "two_cities.wav"
 BATCH = [DATA / "english.wav", DATA / "goforward.wav", DATA / "1089-134691-0000.flac"]
-MEETING_MINUTES = 12  # long enough to still run after a reload and a second browser on 2 CPU cores
+MEETING_MINUTES = 20  # ~30 s of work here (2 cores): still running after a reload and a second browser
 # Records every text the Transcribe status block shows, to catch a state that lasts a moment.
 WATCH_STATUS = """() => { window.statusSeen = []; const el = document.querySelector('#tx-progress');
     new MutationObserver(() => window.statusSeen.push(el.innerText))

@@ -7,16 +7,17 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from webui.context import LOCAL, AppContext
 from webui.modules.job_state import JobState
 from webui.modules.transcript import TimedText, Transcript
 from webui.ui import batch, history, transcribe
 from webui.ui.common import (
-    LOCAL_USER, Screens, fmt_bytes, fmt_size, has_partial, status_html, status_word, user_jobs, user_of,
+    Screens, fmt_bytes, fmt_size, has_partial, status_html, status_word, user_jobs, user_of,
 )
 
 
 def state(**changes) -> JobState:
-    base = dict(id="1-1", file_name="talk.wav", path="/tmp/talk.wav", owner=LOCAL_USER, group="", status="running",
+    base = dict(id="1-1", file_name="talk.wav", path="/tmp/talk.wav", owner=LOCAL, group="", status="running",
                 position=0, ahead=0, stage="transcribe", percent=40.0, eta_seconds=None, message="", duration=600.0,
                 segments=(), segments_done=0, segments_total=0, transcript=None, error="", history_id=1,
                 model="whisper-base", created_at=time.time(), started_at=time.time(), finished_at=None)
@@ -33,14 +34,19 @@ def test_file_sizes_are_decimal_and_memory_is_labelled_binary() -> None:
     assert fmt_bytes(23_660_000) == "22.56 MiB"  # GPU memory: 1024-based, and says so
 
 
+def context(jobs, logins: bool = False) -> AppContext:
+    queue = SimpleNamespace(jobs=lambda: list(jobs))
+    return AppContext(SimpleNamespace(upload_dir="/nonexistent-uploads"), None, None, queue, logins=logins)
+
+
 def test_the_user_is_the_login_or_the_one_local_user() -> None:
-    assert user_of(SimpleNamespace(username="ann", session_hash="abc")) == "ann"
-    assert user_of(SimpleNamespace(username=None, session_hash="abc")) == LOCAL_USER  # not the page's session
-    assert user_of(None) == LOCAL_USER
-    queue = SimpleNamespace(jobs=lambda: [state(id="a", owner="ann"), state(id="b", owner=LOCAL_USER),
-                                          state(id="c", owner="")])
-    assert [s.id for s in user_jobs(queue, "ann")] == ["a"]
-    assert [s.id for s in user_jobs(queue, LOCAL_USER)] == ["b", "c"]  # resumed after a restart: no owner
+    jobs = [state(id="a", owner="ann"), state(id="b", owner=LOCAL), state(id="c", owner="")]
+    ann = SimpleNamespace(username="ann", session_hash="abc")
+    assert user_of(context(jobs, logins=True), ann) == "ann"
+    assert user_of(context(jobs), SimpleNamespace(username=None, session_hash="abc")) == LOCAL  # not the session
+    assert user_of(context(jobs), None) == LOCAL
+    assert [s.id for s in user_jobs(context(jobs, logins=True), ann)] == ["a"]
+    assert [s.id for s in user_jobs(context(jobs), None)] == ["b", "c"]  # locally also jobs from before owners
 
 
 def test_screens_know_what_each_page_shows() -> None:
@@ -105,12 +111,12 @@ def test_a_new_page_shows_the_users_running_job_else_the_one_just_finished() -> 
     now = time.time()
     jobs = [state(id="old", status="done", finished_at=now - 2 * 3600), state(id="ann", owner="ann"),
             state(id="batch", group="g1")]
-    ctx = SimpleNamespace(queue=SimpleNamespace(jobs=lambda: list(jobs)),
-                          settings=SimpleNamespace(upload_dir="/nonexistent-uploads"))
-    view = transcribe._View(ctx)
+    view = transcribe._View(context(jobs))
     page = SimpleNamespace(username=None, session_hash="p1")
     assert all(v == gr.skip() for v in view.pick(page)) and view.screens.current(page) == ""  # the page stays idle
     jobs.append(state(id="done", status="done", finished_at=now - 60))
     assert view.pick(page)[0] == "done" and view.screens.shows(page, "done")  # finished within the hour
     jobs.append(state(id="run", status="running"))
     assert view.pick(page)[0] == "run"  # a running job comes first
+    assert view.show("run", page)[0] == "run"
+    assert "no longer known" in view.show("ann", page)[1]  # another user's job id sent by the page: refused

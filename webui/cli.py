@@ -13,9 +13,10 @@ enforce_offline()
 
 from .modules import audio, checkpoint  # noqa: E402
 from .modules.engines import EngineError, EngineSettings, get_engine  # noqa: E402
-from .modules.events import Finished, Progress, SegmentDone  # noqa: E402
+from .modules.events import Finished, Progress, SegmentDone, run_warnings  # noqa: E402
 from .modules.options import PipelineOptions  # noqa: E402
 from .modules.pipeline import transcribe  # noqa: E402
+from .modules.script import SCRIPTS, canonical as script_name  # noqa: E402
 from .modules.transcript import FORMATS, Transcript, render, write  # noqa: E402
 from .modules.vads import VAD_BACKENDS, VadOptions  # noqa: E402
 
@@ -36,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--silence-min", type=float, default=1.2, help="silencedetect minimum silence (s)")
     t.add_argument("--vad", choices=VAD_BACKENDS, default="librosa", help="VAD inside segments (default librosa, fast)")
     t.add_argument("--no-itn", action="store_true", help="skip inverse text normalisation")
+    t.add_argument("--script", type=script_name, choices=SCRIPTS, default="zh",
+                   help="how Chinese is written: zh Simplified (default), zh-TW / zh-HK Traditional (Taiwan / "
+                        "Hong Kong forms), keep as the model wrote it; other languages are never converted")
     t.add_argument("--window", type=float, default=None, metavar="SECONDS",
                    help="audio decoded, batched and checkpointed at once (default 300 on the CPU, 1200 on a GPU)")
     t.add_argument("--no-resume", action="store_true",
@@ -50,7 +54,7 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
     return PipelineOptions(
         engine=EngineSettings(model=args.model, device=args.device, language=args.language, hotwords=args.hotwords),
         max_segment=max_segment, silence_noise_db=args.silence_db, silence_min=args.silence_min,
-        vad=VadOptions(backend=args.vad), itn=not args.no_itn, window_seconds=args.window,
+        vad=VadOptions(backend=args.vad), itn=not args.no_itn, script=args.script, window_seconds=args.window,
     )
 
 
@@ -83,9 +87,8 @@ def run_one(path: str, options: PipelineOptions, formats: tuple[str, ...], out_d
                 bar.n = event.done
                 bar.refresh()
             elif isinstance(event, Finished):
-                if event.stats.itn_fallbacks:
-                    print(f"warning: {path}: ITN left {event.stats.itn_fallbacks} piece(s) as spoken "
-                          "(wetext could not normalise them)", file=sys.stderr)
+                for note in run_warnings(event.stats):
+                    print(f"warning: {path}: {note}", file=sys.stderr)
                 try:
                     written = [write(event.transcript, fmt, out_dir, stem) for fmt in formats]
                 except OSError as exc:
@@ -160,8 +163,10 @@ def _rescue(transcript: Transcript, formats: tuple[str, ...], stem: str, out_dir
     """Outputs --out would not take: written to the rescue folder instead (under a stem no earlier
     rescue uses), or, if that fails too, the TXT printed on stdout. Returns the error to raise."""
     reason = exc.strerror or str(exc)
-    kept = (f"; the checkpoint {sidecar.path} is kept: once {out_dir} has room, run the same command again to "
-            "write the outputs there without transcribing again") if not sidecar.failed and sidecar.path.exists() else ""
+    kept = ""
+    if not sidecar.failed and sidecar.path.exists():
+        kept = (f"; the checkpoint {sidecar.path} is kept: once {out_dir} takes files again, run the same "
+                "command to write the outputs there without transcribing again")
     folder = rescue_dir()
     try:
         unique, n = stem, 2

@@ -2,7 +2,7 @@
 at its first unfinished window. The same records go to a sidecar file (CLI) or history.db (app).
 
 A checkpoint is only used for the same file (size and a hash of a few blocks) run with the same
-options (ITN aside: it runs once at the end); anything else starts afresh.
+options (ITN and the Chinese script aside: they are applied once at the end); anything else starts afresh.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import sqlite3
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Iterator, Protocol
@@ -40,8 +41,12 @@ def file_identity(path: str | Path) -> str:
 
 
 def options_key(options: PipelineOptions) -> str:
-    """What the windows' text depends on: every option but ITN."""
-    data = json.dumps(asdict(replace(options, itn=True)), sort_keys=True, default=str)
+    """What the windows' text depends on: every option but ITN and the Chinese script (both
+    applied once at the end). `script` is left out of the key altogether, so checkpoints written
+    before the option existed still resume."""
+    values = asdict(replace(options, itn=True))
+    values.pop("script", None)
+    data = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha256(data.encode()).hexdigest()[:32]
 
 
@@ -87,13 +92,19 @@ class Store(Protocol):
 def persist(events: Iterator[Event], store: Store, path: str | Path, options: PipelineOptions,
             resuming: bool) -> Iterator[Event]:
     """Pass the run's events through, storing the plan and every finished window as they come.
-    A failing store is logged, never fatal: the run itself must not be lost to it."""
+    A failing store is logged (once: a full disk stays full), never fatal: the run itself must
+    not be lost to it."""
+    failed = False
     for event in events:
         try:
             if isinstance(event, Planned) and not resuming:
                 store.begin(header(path, options, event))
             elif isinstance(event, WindowDone):
                 store.add(window_to_dict(event))
+        except (OSError, sqlite3.Error) as exc:
+            if not failed:
+                log.warning("could not store the checkpoint of %s (%s); the run goes on without one", path, exc)
+            failed = True
         except Exception:
             log.exception("could not store the checkpoint of %s", path)
         yield event
@@ -176,10 +187,12 @@ def _result_from_dict(data: dict) -> SegmentResult:
 
 def _plan_to_dict(planned: Planned) -> dict:
     return {"info": asdict(planned.info), "segments": [[s.index, s.start, s.end] for s in planned.segments],
-            "windows": [list(w) for w in planned.windows], "max_seconds": planned.max_seconds}
+            "windows": [list(w) for w in planned.windows], "max_seconds": planned.max_seconds,
+            "probed_seconds": planned.probed_seconds}
 
 
 def _plan_from_dict(data: dict) -> Planned:
     segments = tuple(Segment(int(i), float(s), float(e)) for i, s, e in data["segments"])
     windows = tuple((int(a), int(b)) for a, b in data["windows"])
-    return Planned(AudioInfo(**data["info"]), segments, windows, float(data["max_seconds"]))
+    return Planned(AudioInfo(**data["info"]), segments, windows, float(data["max_seconds"]),
+                   float(data.get("probed_seconds", 0.0)))

@@ -35,6 +35,7 @@ class Planned:
     segments: tuple[Segment, ...]
     windows: tuple[tuple[int, int], ...]  # [first, last) indices into segments, in time order
     max_seconds: float
+    probed_seconds: float = 0.0  # the length the container claims; more than `info.duration`: damaged
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class RunStats:
     max_segment_seconds: float = 0.0
     itn_fallbacks: int = 0   # pieces ITN could not normalise, kept as the model wrote them
     resumed_windows: int = 0  # windows taken from a checkpoint instead of run again
+    missing_seconds: float = 0.0  # the file claims more audio than could be decoded (truncated, damaged)
     seconds_by_stage: dict = field(default_factory=dict)
 
 
@@ -109,3 +111,15 @@ class StageClock:
 
     def totals(self) -> dict[str, float]:
         return {k: round(v, 3) for k, v in self._totals.items()}
+
+
+def run_warnings(stats: RunStats) -> list[str]:
+    """What a finished run should tell the user although it succeeded."""
+    notes = []
+    if stats.missing_seconds:
+        notes.append(f"The file ends {stats.missing_seconds:.0f} s before the length it claims: it looks truncated "
+                     "or damaged; the transcript covers what could be decoded.")
+    if stats.itn_fallbacks:
+        notes.append(f"ITN left {stats.itn_fallbacks} piece(s) as spoken (wetext could not normalise them); "
+                     "the raw text is complete.")
+    return notes

@@ -25,7 +25,7 @@ from . import checkpoint, pipeline
 from .audio import InputError
 from .engines import EngineError, get_engine
 from .engines.base import Engine, EngineSettings
-from .events import Cancelled, Event
+from .events import Cancelled, Event, run_warnings
 from .history import History
 from .job_state import (CANCELLED, DONE, FAILED, FINAL, QUEUED, RUNNING, Job, JobState, model_label,
                         options_record, partial_transcript)
@@ -35,6 +35,10 @@ from .transcript import Transcript
 log = logging.getLogger(__name__)
 
 EngineFactory = Callable[[EngineSettings], Engine]
+
+
+HISTORY_WARNING = ("History could not be written (see the server log); the transcript is only on this page: "
+                   "download it now.")
 
 
 class LimitError(ValueError):
@@ -97,6 +101,7 @@ class JobQueue:
                                                          owner=owner)
             except Exception:  # the job still runs; History trouble is logged, not fatal
                 log.exception("could not record job %s in history", job.id)
+                job.warnings.append(HISTORY_WARNING)
         with self._wakeup:
             if self._stopping:
                 raise RuntimeError("the job queue is shut down")
@@ -335,9 +340,8 @@ class JobQueue:
             final = transcript if transcript is not None else job.transcript
             if final is None and job.segments:
                 final = partial_transcript(job.file_name, job.duration, job.model, job.segments)
-            if status == DONE and job.stats is not None and job.stats.itn_fallbacks:
-                job.warnings.append(f"ITN left {job.stats.itn_fallbacks} piece(s) as spoken (wetext could not "
-                                    "normalise them); the raw text is complete.")
+            if status == DONE and job.stats is not None:
+                job.warnings.extend(run_warnings(job.stats))
         self._record(job, status, error or ("" if status == DONE else status), final)
         with self._lock:
             job.status = job.stage = status
@@ -361,8 +365,8 @@ class JobQueue:
             return
         if not self._store_end(job.history_id, status, error, transcript):
             with self._lock:
-                job.warnings.append("History could not be written (see the server log); the transcript "
-                                    "is only on this page: download it now.")
+                if HISTORY_WARNING not in job.warnings:
+                    job.warnings.append(HISTORY_WARNING)
 
     def _store_end(self, history_id: int, status: str, error: str, transcript: Transcript | None) -> bool:
         """The job's end in History, with whatever text it has (a cancelled or failed job keeps

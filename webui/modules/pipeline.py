@@ -40,9 +40,9 @@ def plan(path: str | Path, options: PipelineOptions, engine_cap: float | None, d
     scan = audio_mod.scan_silences(path, options.silence_noise_db, options.silence_min, keep)
     limits = limits_for(scan.duration, options.max_segment, engine_cap)
     segments = plan_segments(scan.duration, scan.silences, scan.envelope_db, limits)
-    seconds = options.window_seconds or (1200.0 if device == "cuda" else 300.0)
+    seconds = options.window_seconds or (1200.0 if device.startswith("cuda") else 300.0)
     windows = plan_windows(segments, min(options.first_window_seconds, seconds), seconds)
-    return Planned(replace(info, duration=scan.duration), tuple(segments), windows, limits.max_seconds)
+    return Planned(replace(info, duration=scan.duration), tuple(segments), windows, limits.max_seconds, info.duration)
 
 
 def transcribe(path: str | Path, options: PipelineOptions = PipelineOptions(), engine: Engine | None = None,
@@ -114,9 +114,16 @@ def _run(path: str | Path, options: PipelineOptions, engine: Engine, cancel: thr
         segments=len(segments), skipped_silent=totals.skipped, batches=totals.batches,
         second_passes=totals.second_passes, speech_seconds=round(sum(r.speech_seconds for r in results), 3),
         max_segment_seconds=planned.max_seconds, itn_fallbacks=fallbacks, resumed_windows=len(finished),
+        missing_seconds=_missing(planned),
         seconds_by_stage=clock.totals(),
     )
     yield Finished(transcript, stats)
+
+
+def _missing(planned: Planned) -> float:
+    """Seconds the container claims beyond what decoded, when that is more than rounding."""
+    missing = planned.probed_seconds - planned.info.duration
+    return round(missing, 1) if missing > max(2.0, 0.02 * planned.probed_seconds) else 0.0
 
 
 def _window(planned: Planned, n: int) -> Sequence[Segment]:

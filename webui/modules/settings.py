@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from .engines.base import EngineSettings
+from . import script as script_mod
 from .options import PipelineOptions
 from .segment import AUTO
 from .vads import VAD_BACKENDS, VadOptions
@@ -47,6 +48,7 @@ class AppSettings:
     max_segment: Union[str, float] = AUTO     # "auto" (45/60/90 s by length) or fixed seconds
     vad: str = "librosa"                      # librosa (fast CPU) | fsmn-vad | silero-vad
     itn: bool = True                          # default of each job's ITN switch
+    script: str = "zh"                        # Chinese script: zh (Simplified) | zh-TW | zh-HK | keep
     language: str = "auto"
     hotwords: str = ""
     history_path: str = "history.db"
@@ -79,6 +81,7 @@ class AppSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
                 raise ValueError(f"{name} must be a positive number, not {value!r}")
+        object.__setattr__(self, "script", script_mod.parse(self.script))
         if self.vad not in VAD_BACKENDS:
             raise ValueError(f"VAD must be one of {', '.join(VAD_BACKENDS)}, not {self.vad!r}")
         if self.device not in DEVICES:
@@ -108,12 +111,14 @@ class AppSettings:
 
     def to_pipeline_options(self, **engine_changes: Any) -> PipelineOptions:
         """The pipeline options for these settings; `engine_changes` override per job
-        (e.g. the quick options of the Transcribe tab), `itn=` overrides the ITN switch."""
+        (e.g. the quick options of the Transcribe tab), `itn=` overrides the ITN switch and
+        `script=` the Chinese script."""
         itn = bool(engine_changes.pop("itn", self.itn))
+        script = script_mod.parse(engine_changes.pop("script", self.script))
         # One ITN switch per job: the model's own ITN (SenseVoice, Nano) follows it too.
         engine = replace(self.engine_settings(), use_model_itn=itn, **engine_changes)
         return PipelineOptions(engine=engine, max_segment=self.max_segment, vad=VadOptions(backend=self.vad),
-                               itn=bool(itn))
+                               itn=bool(itn), script=script)
 
     def allowed_roots(self) -> list[Path]:
         """Folders a server-side batch may read: the configured roots plus the upload folder."""

@@ -14,7 +14,7 @@ import gradio as gr
 from ..context import AppContext
 from ..modules.audio import InputError, list_media
 from ..modules.exports import write_batch_outputs
-from ..modules.jobs import DONE, QUEUED, RUNNING, JobState
+from ..modules.jobs import DONE, QUEUED, RUNNING, JobState, LimitError
 from .common import (
     POLL_SECONDS, QUIET, RECENT_SECONDS, OnLoad, Screens, fmt_seconds, fmt_size, no_downloads, note_html, ordinal,
     paths, progress_html, status_html, user_jobs, user_of,
@@ -96,9 +96,9 @@ class _Batch:
         refused: list[dict] = []
         for path in chosen:
             try:
-                self.ctx.queue.submit(path, options, owner=user_of(request), group=group)
-            except InputError as exc:
-                refused.append({"file": Path(path).name, "error": exc.reason})
+                self.ctx.queue.submit(path, options, owner=user_of(self.ctx, request), group=group)
+            except (InputError, LimitError) as exc:  # unreadable, or over the operator's limits
+                refused.append({"file": Path(path).name, "error": getattr(exc, "reason", str(exc))})
         states = self.ctx.queue.jobs(group=group)
         self.screens.show(request, group)
         return group, refused, _overall_html(states, refused), _rows(states, refused), \
@@ -107,7 +107,7 @@ class _Batch:
     def pick(self, request: gr.Request):
         """A page opens: show the user's newest batch that runs or finished within the hour."""
         groups: dict[str, list[JobState]] = {}
-        for s in user_jobs(self.ctx.queue, user_of(request)):
+        for s in user_jobs(self.ctx, request):
             if s.group:
                 groups.setdefault(s.group, []).append(s)
         recent = [g for g, states in groups.items() if _recent(states)]

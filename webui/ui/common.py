@@ -9,6 +9,7 @@ from typing import Callable, NamedTuple
 
 import gradio as gr
 
+from ..context import LOCAL, AppContext
 from ..modules.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobState
 from ..modules.transcript import format_timestamp, render
 
@@ -20,8 +21,6 @@ MAX_SEGMENT_CHOICES = ["auto", "45", "60", "90"]
 PRIVATE = {"concurrency_limit": None, "api_visibility": "private"}
 # ... and that draw our own progress, so Gradio's overlay (its queue place and ETA) stays off them.
 QUIET = {**PRIVATE, "show_progress": "hidden"}
-# Without --auth everyone on this server is one user: a reload or a second browser finds the same jobs.
-LOCAL_USER = "local"
 
 CSS = """
 .job-status { font-size: 0.95rem; padding: 6px 2px; min-height: 3.2em; }
@@ -161,16 +160,16 @@ def segments_text(state: JobState) -> str:
                      for s in state.segments)
 
 
-def user_of(request: gr.Request | None) -> str:
-    """Whose jobs these are: the logged-in user with --auth, else the one local user. Not the
-    browser session, which a reload replaces."""
-    return getattr(request, "username", None) or LOCAL_USER
+def user_of(ctx: AppContext, request: gr.Request | None) -> str:
+    """Who owns the jobs a page submits: the login name with logins, else the one local user
+    (everyone on the server). Not the browser session, which a reload replaces."""
+    return ctx.visitor(request).name
 
 
-def user_jobs(queue, user: str) -> list[JobState]:
-    """The user's jobs, oldest first. Locally this includes the jobs resumed after a restart
-    (they come back from History without an owner)."""
-    return [s for s in queue.jobs() if s.owner == user or (user == LOCAL_USER and not s.owner)]
+def user_jobs(ctx: AppContext, request: gr.Request | None) -> list[JobState]:
+    """The user's jobs, oldest first; locally also those recorded before jobs had owners."""
+    user = user_of(ctx, request)
+    return [s for s in ctx.queue.jobs() if s.owner == user or (user == LOCAL and not s.owner)]
 
 
 class Screens:

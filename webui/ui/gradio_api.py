@@ -8,7 +8,7 @@ import gradio as gr
 
 from ..context import AppContext
 from ..modules.audio import InputError
-from ..modules.jobs import DONE
+from ..modules.jobs import DONE, LimitError
 from ..modules.transcript import render
 from .common import file_path, user_of
 
@@ -33,9 +33,11 @@ def build(ctx: AppContext) -> None:
         options = ctx.settings.to_pipeline_options(model=(model_name or "").strip(), language=language or "auto",
                                                    hotwords=hotwords or "", itn=bool(itn_on))
         try:
-            jid = ctx.queue.submit(path, options, owner=user_of(request))
+            jid = ctx.queue.submit(path, options, owner=user_of(ctx, request))
         except InputError as exc:
             raise gr.Error(f"Cannot transcribe {Path(path).name}: {exc.reason}") from None
+        except LimitError as exc:
+            raise gr.Error(str(exc)) from None
         state = ctx.queue.wait(jid)
         if state.status != DONE or state.transcript is None:
             raise gr.Error(state.error or f"job {state.status}")

@@ -102,7 +102,7 @@ class _View:
         try:
             options = self.ctx.settings.to_pipeline_options(model=(model_name or "").strip(), language=lang or "auto",
                                                             hotwords=hot or "", itn=bool(itn_on))
-            jid = self.ctx.queue.submit(path, options, owner=user_of(request))
+            jid = self.ctx.queue.submit(path, options, owner=user_of(self.ctx, request))
         except InputError as exc:
             message = f"Cannot transcribe {Path(path).name}: {exc.reason}."
             gr.Warning(message)
@@ -114,7 +114,7 @@ class _View:
     def pick(self, request: gr.Request):
         """A page opens: show the user's newest unfinished single-file job, else the one that
         finished last within the hour (with its downloads), else nothing."""
-        singles = [s for s in user_jobs(self.ctx.queue, user_of(request)) if not s.group]
+        singles = [s for s in user_jobs(self.ctx, request) if not s.group]
         unfinished = [s for s in singles if not s.finished]
         ended = [s for s in singles if s.finished and (s.finished_at or 0.0) >= time.time() - RECENT_SECONDS]
         if not unfinished and not ended:
@@ -122,7 +122,8 @@ class _View:
         return self._on_screen(request, (unfinished or sorted(ended, key=lambda s: s.finished_at))[-1])
 
     def show(self, jid: str | None, request: gr.Request):
-        state = self.ctx.queue.get(jid) if jid else None
+        """A click in the list of the user's other jobs (only theirs: the id comes from the page)."""
+        state = next((s for s in user_jobs(self.ctx, request) if s.id == jid), None) if jid else None
         if state is None:
             return self._message(request, "That job is no longer known to the server.")
         return self._on_screen(request, state)
@@ -177,7 +178,7 @@ class _View:
 
     def others(self, jid: str, request: gr.Request):
         """The user's other queued and running jobs, as choices that put one on screen."""
-        choices = [(_job_label(s), s.id) for s in user_jobs(self.ctx.queue, user_of(request))
+        choices = [(_job_label(s), s.id) for s in user_jobs(self.ctx, request)
                    if not s.finished and s.id != jid]
         return gr.Radio(choices=choices, value=None, visible=bool(choices))
 
