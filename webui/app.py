@@ -32,9 +32,9 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             loads.append(system.build(ctx))
         gradio_api.build(ctx)
 
-        def on_load() -> tuple:
+        def on_load(request: gr.Request) -> tuple:
             # Read at each page load, so a settings change shows in every new tab.
-            return tuple(value for load in loads for value in load.values())
+            return tuple(value for load in loads for value in load.values(request))
 
         demo.load(on_load, outputs=[c for load in loads for c in load.outputs], api_visibility="private")
     return demo

@@ -63,6 +63,7 @@ class AppSettings:
     max_audio_hours: float = 12.0
     max_batch_files: int = 200
     max_jobs_per_user: int = 20               # waiting or running at once
+    vram_limit_gb: float = 0.0                # the most GPU memory the app may hold (0: the whole card)
 
     def __post_init__(self) -> None:
         # Normalise in place (frozen, hence object.__setattr__) and validate every field.
@@ -88,6 +89,9 @@ class AppSettings:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if isinstance(self.vram_limit_gb, bool) or not isinstance(self.vram_limit_gb, (int, float)) \
+                or not 0 <= self.vram_limit_gb < float("inf"):
+            raise ValueError(f"vram_limit_gb must be 0 (the whole card) or a number of GB, not {self.vram_limit_gb!r}")
         if isinstance(self.memory_margin, bool) or not isinstance(self.memory_margin, (int, float)):
             raise ValueError(f"memory margin must be a number, not {self.memory_margin!r}")
         if not 0.0 <= float(self.memory_margin) < 1.0:
@@ -107,6 +111,7 @@ class AppSettings:
         return EngineSettings(
             model=self.model, device=self.device, precision=self.precision, language=self.language,
             hotwords=self.hotwords, compile=self.compile, memory_margin=self.memory_margin,
+            vram_limit_gb=self.vram_limit_gb,
         )
 
     def to_pipeline_options(self, **engine_changes: Any) -> PipelineOptions:

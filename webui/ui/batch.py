@@ -53,7 +53,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> OnLoad:
         group_state = gr.State("")
         refused_state = gr.State([])  # files refused at submit: rows of the summary, never jobs
 
-    def roots_text() -> tuple[str]:
+    def roots_text(request=None) -> tuple[str]:
         listed = "\n".join(f"- `{p}`" for p in ctx.settings.allowed_roots())
         return (f"Allowed server folders:\n{listed}",)
 
@@ -92,7 +92,7 @@ class _Batch:
             return "", [], status_html(None, str(exc)), [], *no_downloads(len(SUMMARY_KINDS)), \
                 gr.Button(interactive=False)
         group = uuid.uuid4().hex[:12]
-        options = self.ctx.settings.to_pipeline_options()
+        options = self.ctx.job_options()
         refused: list[dict] = []
         for path in chosen:
             try:
@@ -130,9 +130,13 @@ class _Batch:
                 yield _overall_html(states, refused), _rows(states, refused), *[gr.skip()] * 4
                 await asyncio.sleep(POLL_SECONDS)
                 continue
-            out = await asyncio.to_thread(write_batch_outputs, states, self.ctx.results_dir / f"batch-{group}",
-                                          extra_rows=refused)
-            buttons = [gr.DownloadButton(value=str(out[k]), interactive=True) for k in SUMMARY_KINDS]
+            try:
+                out = await asyncio.to_thread(write_batch_outputs, states, self.ctx.results_dir / f"batch-{group}",
+                                              extra_rows=refused)
+                buttons = [gr.DownloadButton(value=str(out[k]), interactive=True) for k in SUMMARY_KINDS]
+            except OSError as exc:  # a full results folder: the table stays, History has every transcript
+                gr.Warning(f"{exc} Every transcript is also in History.")
+                buttons = no_downloads(len(SUMMARY_KINDS))
             yield _overall_html(states, refused), _rows(states, refused), *buttons, gr.Button(interactive=False)
             return
         yield [gr.skip()] * 6  # the page moved on: end on a no-op (Gradio repeats a generator's last update)
@@ -163,6 +167,9 @@ def _gather(ctx: AppContext, uploaded, folder_text: str | None) -> list[str]:
         chosen += [str(p) for p in found]
     if not chosen:
         raise ValueError("Add files or enter a server folder first.")
+    limit = ctx.settings.max_batch_files
+    if len(chosen) > limit:
+        raise ValueError(f"{len(chosen)} files: a batch on this server takes at most {limit}. Split it up.")
     return chosen
 
 

@@ -48,7 +48,7 @@ class OnLoad(NamedTuple):
     """Components a tab fills when a page opens, and a function giving their values in the same order."""
 
     outputs: list
-    values: Callable[[], tuple]
+    values: Callable[[gr.Request], tuple]  # who opened the page decides some values
 
 
 def fmt_seconds(seconds: float | None) -> str:

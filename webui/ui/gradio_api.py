@@ -8,7 +8,7 @@ import gradio as gr
 
 from ..context import AppContext
 from ..modules.audio import InputError
-from ..modules.jobs import DONE, LimitError
+from ..modules.jobs import DONE
 from ..modules.transcript import render
 from .common import file_path, user_of
 
@@ -30,13 +30,13 @@ def build(ctx: AppContext) -> None:
         path = file_path(path)
         if not path:
             raise gr.Error("No audio file given.")
-        options = ctx.settings.to_pipeline_options(model=(model_name or "").strip(), language=language or "auto",
-                                                   hotwords=hotwords or "", itn=bool(itn_on))
         try:
+            options = ctx.job_options(model=model_name or "", language=language or "", hotwords=hotwords or "",
+                                      itn=bool(itn_on))
             jid = ctx.queue.submit(path, options, owner=user_of(ctx, request))
         except InputError as exc:
             raise gr.Error(f"Cannot transcribe {Path(path).name}: {exc.reason}") from None
-        except LimitError as exc:
+        except ValueError as exc:  # a model not offered here, a limit (LimitError is a ValueError)
             raise gr.Error(str(exc)) from None
         state = ctx.queue.wait(jid)
         if state.status != DONE or state.transcript is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import gradio as gr
@@ -61,7 +62,7 @@ def build(ctx: AppContext) -> OnLoad:
     archive.click(h.archive, inputs=[days], outputs=[house_msg], **PRIVATE).then(
         h.search, inputs=query, outputs=[table, search_msg], **PRIVATE)
     vacuum.click(h.vacuum, outputs=[house_msg], **PRIVATE)
-    return OnLoad([table], lambda: (h.rows(),))
+    return OnLoad([table], lambda request: (h.rows(request),))
 
 
 def _pick(evt: gr.SelectData):
@@ -82,10 +83,15 @@ class _Handlers:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
 
-    def rows(self, text="", name="", date_from="", date_to="", archived=False) -> list[list]:
+    def owner(self, request) -> str | None:
+        """Whose jobs this visitor sees: their own with logins, everyone's for an admin."""
+        return self.ctx.history_owner(self.ctx.visitor(request))
+
+    def rows(self, request, text="", name="", date_from="", date_to="", archived=False) -> list[list]:
         found = self.ctx.history.search(text=text or "", name=name or "",
                                         date_from=(date_from or "").strip() or None,
-                                        date_to=(date_to or "").strip() or None, include_archived=bool(archived))
+                                        date_to=(date_to or "").strip() or None, include_archived=bool(archived),
+                                        owner=self.owner(request))
         live = {s.history_id: s for s in self.ctx.queue.jobs() if not s.finished}
         out = []
         for r in found:
@@ -96,19 +102,21 @@ class _Handlers:
                         body[:120] + ("…" if len(body) > 120 else "")])
         return out
 
-    def search(self, text, name, date_from, date_to, archived):
+    def search(self, text, name, date_from, date_to, archived, request: gr.Request):
         try:
-            found = self.rows(text, name, date_from, date_to, archived)
+            found = self.rows(request, text, name, date_from, date_to, archived)
         except ValueError as exc:
             return gr.skip(), f"**{exc}**"
+        except sqlite3.Error as exc:  # a full or unreadable disk under history.db
+            return gr.skip(), f"**History cannot be read right now ({exc}).**"
         return found, f"{len(found)} job(s) found."
 
-    def show(self, job_text):
+    def show(self, job_text, request: gr.Request):
         none = no_downloads(len(FORMATS))
         job_id = _job_number(job_text)
         if job_id is None:
             return "Enter a job ID or click a row.", *none, "", None
-        record = self.ctx.history.get(job_id)
+        record = self.ctx.history.get(job_id, owner=self.owner(request))  # another user's id finds nothing
         if record is None:
             return f"No job {job_id} in History.", *none, "", None
         live = next((s for s in self.ctx.queue.jobs() if s.history_id == job_id and not s.finished), None)
@@ -126,33 +134,40 @@ class _Handlers:
         body = ""
         if record.segments:
             transcript = record.to_transcript()
-            files = write_transcript_files(transcript, self.ctx.results_dir / f"history-{record.id}",
-                                           record.file_name)
-            buttons = [gr.DownloadButton(value=str(files[f]), interactive=True) for f in FORMATS]
             body = render(transcript, "txt")
+            try:
+                files = write_transcript_files(transcript, self.ctx.results_dir / f"history-{record.id}",
+                                               record.file_name)
+                buttons = [gr.DownloadButton(value=str(files[f]), interactive=True) for f in FORMATS]
+            except OSError as exc:  # a full results folder: the text is still shown
+                lines.append(f"**Downloads unavailable: {exc}**")
         if record.text_itn and record.text and record.text_itn != record.text:
             lines.append(f"Raw text (before ITN): {record.text}")
         return "  \n".join(lines), *buttons, body, record.settings
 
-    def remove(self, job_text, text, name, date_from, date_to, archived):
+    def remove(self, job_text, text, name, date_from, date_to, archived, request: gr.Request):
         job_id = _job_number(job_text)
         if job_id is None:
             return "Enter a job ID or click a row.", gr.skip()
-        ok = self.ctx.history.delete(job_id)
+        ok = self.ctx.history.delete(job_id, owner=self.owner(request))
         message = f"Deleted job {job_id}." if ok else f"No job {job_id} in History."
         try:
-            return message, self.rows(text, name, date_from, date_to, archived)
+            return message, self.rows(request, text, name, date_from, date_to, archived)
         except ValueError:
             return message, gr.skip()
 
-    def archive(self, n):
+    def archive(self, n, request: gr.Request):
+        if not self.ctx.visitor(request).is_admin:
+            return "**Only an administrator can archive History.**"
         try:
             count = self.ctx.history.archive_older_than(int(n if n is not None else -1))
         except ValueError as exc:
             return f"**{exc}**"
         return f"Archived {count} job(s) older than {int(n)} day(s)."
 
-    def vacuum(self):
+    def vacuum(self, request: gr.Request):
+        if not self.ctx.visitor(request).is_admin:
+            return "**Only an administrator can VACUUM History.**"
         before = _db_size(self.ctx.history.path)
         self.ctx.history.vacuum()
         after = _db_size(self.ctx.history.path)

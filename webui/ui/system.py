@@ -1,4 +1,5 @@
-"""The System tab: the saved settings, the GPU memory panel, Deep GPU cleanup and Unload model."""
+"""The System tab: the server's settings (an admin changes them; others see them), the GPU
+memory panel, Deep GPU cleanup and Unload model."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from ..context import AppContext
 from ..modules import gpu
 from ..modules import settings as settings_mod
 from ..modules.engines import loaded_engine
+from ..modules.models import pick
 from ..modules.vads import VAD_BACKENDS
 from .common import LANGUAGES, MAX_SEGMENT_CHOICES, PRIVATE, OnLoad, fmt_bytes
 
@@ -17,6 +19,7 @@ def build(ctx: AppContext) -> OnLoad:
     with gr.Tab("System", id="system", elem_id="tab-system"):
         with gr.Row():
             with gr.Column(scale=3, min_width=420):
+                who = gr.Markdown(elem_id="sys-who")
                 fields = _settings_fields()
                 save = gr.Button("Save settings", variant="primary", elem_id="sys-save")
                 save_msg = gr.Markdown(elem_id="sys-save-msg")
@@ -45,7 +48,13 @@ def build(ctx: AppContext) -> OnLoad:
     refresh.click(lambda: memory_md(ctx), outputs=[memory], **PRIVATE)
     cleanup.click(do_cleanup, outputs=[action, memory], **PRIVATE)
     unload.click(do_unload, outputs=[action, memory], **PRIVATE)
-    return OnLoad([*fields, memory], lambda: (*_settings_values(ctx), memory_md(ctx)))
+    def on_load(request: gr.Request) -> tuple:
+        admin = ctx.visitor(request).is_admin
+        note = "" if admin else ("*The server's settings, as the administrator set them. Your own choices "
+                                 "(model, language, ITN, hotwords) go with each job on the Transcribe tab.*")
+        return (note, *_settings_values(ctx), memory_md(ctx), gr.Button(interactive=admin))
+
+    return OnLoad([who, *fields, memory, save], on_load)
 
 
 def _settings_fields() -> list:
@@ -55,8 +64,7 @@ def _settings_fields() -> list:
         device = gr.Dropdown(list(settings_mod.DEVICES), label="Device", elem_id="sys-device")
         precision = gr.Dropdown(list(settings_mod.PRECISIONS), label="Precision", elem_id="sys-precision")
         compile_box = gr.Checkbox(label="torch.compile", elem_id="sys-compile")
-    model = gr.Textbox(label="Model", placeholder="empty = bundled whisper-base; or a FunASR model id / folder",
-                       elem_id="sys-model")
+    model = gr.Dropdown([], label="Default model (from the offered list)", elem_id="sys-model")
     with gr.Row():
         margin = gr.Slider(0.0, 0.9, step=0.05, label="Batching memory margin (fraction kept free)",
                            elem_id="sys-margin")
@@ -73,25 +81,53 @@ def _settings_fields() -> list:
     history_path = gr.Textbox(label="History database (history.db)", elem_id="sys-history")
     roots = gr.Textbox(label="Batch folders (one per line; server folders a batch may read)", lines=2,
                        elem_id="sys-roots")
+    with gr.Accordion("Models, disk and limits", open=False):
+        with gr.Row():
+            models_dir = gr.Textbox(label="Models folder (each model folder in it is offered)", elem_id="sys-models-dir")
+            hub_models = gr.Textbox(label="Hub ids offered (one per line)", lines=2, elem_id="sys-hub-models")
+        with gr.Row():
+            retention = gr.Number(label="Keep uploads and results (days)", minimum=0.01, elem_id="sys-retention")
+            quota = gr.Number(label="Disk quota for them (GB)", minimum=0.01, elem_id="sys-quota")
+            vram = gr.Number(label="VRAM cap (GB, 0 = whole card)", minimum=0, elem_id="sys-vram")
+        with gr.Row():
+            max_upload = gr.Number(label="Largest upload (MB; after a restart)", minimum=1, elem_id="sys-max-upload")
+            max_hours = gr.Number(label="Longest recording (hours)", minimum=0.01, elem_id="sys-max-hours")
+            max_files = gr.Number(label="Files per batch", minimum=1, precision=0, elem_id="sys-max-files")
+            max_jobs = gr.Number(label="Jobs waiting per user", minimum=1, precision=0, elem_id="sys-max-jobs")
     return [device, precision, compile_box, model, margin, max_segment, vad, language, itn_box, hotwords,
-            history_path, roots]
+            history_path, roots, models_dir, hub_models, retention, quota, vram, max_upload, max_hours, max_files,
+            max_jobs]
 
 
 def _settings_values(ctx: AppContext) -> tuple:
     s = ctx.settings
-    return (s.device, s.precision, s.compile, s.model, s.memory_margin, str(s.max_segment).removesuffix(".0"),
-            s.vad, s.language, s.itn, s.hotwords, s.history_path, "\n".join(s.batch_roots))
+    names = [m.name for m in ctx.models()]
+    return (s.device, s.precision, s.compile, gr.Dropdown(choices=names, value=names[0]), s.memory_margin,
+            str(s.max_segment).removesuffix(".0"), s.vad, s.language, s.itn, s.hotwords, s.history_path,
+            "\n".join(s.batch_roots), s.models_dir, "\n".join(s.hub_models), s.retention_days, s.disk_quota_gb,
+            s.vram_limit_gb, s.max_upload_mb, s.max_audio_hours, s.max_batch_files, s.max_jobs_per_user)
 
 
 def _settings_from(ctx: AppContext, dev, prec, comp, mdl, marg, maxseg, vad_name, lang, itn_on, hot, hist,
-                   root_text) -> settings_mod.AppSettings:
-    """New settings from the fields; an empty field falls back to its default."""
-    return ctx.settings.with_changes(
-        device=dev or "auto", precision=prec or "auto", compile=bool(comp), model=mdl or "",
+                   root_text, models_dir, hub_text, retention, quota, vram, max_upload, max_hours, max_files,
+                   max_jobs) -> settings_mod.AppSettings:
+    """New settings from the fields; an empty field keeps its current value. The model is one of
+    the offered list (a free path only from the settings file)."""
+    s = ctx.settings
+
+    def number(value, current):
+        return current if value is None else type(current)(value)
+
+    return s.with_changes(
+        device=dev or "auto", precision=prec or "auto", compile=bool(comp), model=pick(mdl or "", ctx.models()),
         memory_margin=float(marg if marg is not None else 0.15), max_segment=maxseg or "auto",
-        vad=vad_name or "librosa",
-        language=lang or "auto", itn=bool(itn_on), hotwords=hot or "", history_path=hist or "history.db",
-        batch_roots=tuple((root_text or "").splitlines()),
+        vad=vad_name or "librosa", language=lang or "auto", itn=bool(itn_on), hotwords=hot or "",
+        history_path=hist or "history.db", batch_roots=tuple((root_text or "").splitlines()),
+        models_dir=models_dir or s.models_dir, hub_models=tuple((hub_text or "").splitlines()),
+        retention_days=number(retention, s.retention_days), disk_quota_gb=number(quota, s.disk_quota_gb),
+        vram_limit_gb=number(vram, s.vram_limit_gb), max_upload_mb=number(max_upload, s.max_upload_mb),
+        max_audio_hours=number(max_hours, s.max_audio_hours), max_batch_files=number(max_files, s.max_batch_files),
+        max_jobs_per_user=number(max_jobs, s.max_jobs_per_user),
     )
 
 
@@ -101,11 +137,18 @@ def memory_md(ctx: AppContext) -> str:
     engine = loaded_engine()
     model_line = f"{engine.name} on {engine.device}" if engine is not None else "none loaded"
     used = stats.nvml_used if stats.nvml_used is not None else stats.allocated
+    cap = ctx.settings.vram_limit_gb
+    budget = getattr(engine, "budget", None)
+    learned = "none yet" if budget is None or budget.cap.ceiling is None else \
+        f"{budget.cap.ceiling} inputs · cost × {budget.cap.factor:.2f}"
     rows = [
         ("Device", stats.device), ("Model", model_line),
+        ("VRAM cap", f"{cap:g} GB" if cap else "whole card"),
+        ("This process (NVML)", fmt_bytes(stats.process_used)),
         ("Used" + (" (all processes, NVML)" if stats.nvml_used is not None else " (torch)"), fmt_bytes(used)),
         ("Allocated (torch)", fmt_bytes(stats.allocated)), ("Reserved", fmt_bytes(stats.reserved)),
         ("Peak", fmt_bytes(stats.peak)), ("Free", fmt_bytes(stats.free)), ("Total", fmt_bytes(stats.total)),
+        ("Learned batch limit (after out-of-memory)", learned),
         ("Jobs in queue", str(ctx.queue.queue_length())),
     ]
     table = "| | Memory |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)

@@ -38,8 +38,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> OnLoad:
                 mic = gr.Audio(sources=["microphone"], type="filepath", format="wav",
                                label="…or record from the microphone", elem_id="tx-mic")
                 with gr.Accordion("Quick options", open=True):
-                    model = gr.Textbox(label="Model", elem_id="tx-model",
-                                       placeholder="whisper-base (bundled); or a FunASR model id / folder")
+                    model = gr.Dropdown([], label="Model (offered on this server)", elem_id="tx-model")
                     with gr.Row():
                         language = gr.Dropdown(LANGUAGES, value="auto", allow_custom_value=True, label="Language",
                                                elem_id="tx-language")
@@ -77,10 +76,11 @@ def build(ctx: AppContext, demo: gr.Blocks) -> OnLoad:
     timer.tick(v.others, inputs=[job_id], outputs=[others], **QUIET)
     picked.then(v.others, inputs=[job_id], outputs=[others], **QUIET)
 
-    def defaults():
+    def defaults(request=None):
         # The System tab's settings are each new page's defaults; the job's own boxes decide for that job.
         s = ctx.settings
-        return s.model, s.language, s.hotwords, s.itn
+        names = [m.name for m in ctx.models()]
+        return gr.Dropdown(choices=names, value=names[0]), s.language, s.hotwords, s.itn
 
     return OnLoad([model, language, hotwords, itn_box], defaults)
 
@@ -100,8 +100,8 @@ class _View:
         if not path:
             return self._message(request, "Choose a recording first: upload a file or record from the microphone.")
         try:
-            options = self.ctx.settings.to_pipeline_options(model=(model_name or "").strip(), language=lang or "auto",
-                                                            hotwords=hot or "", itn=bool(itn_on))
+            options = self.ctx.job_options(model=model_name or "", language=lang or "", hotwords=hot or "",
+                                           itn=bool(itn_on))
             jid = self.ctx.queue.submit(path, options, owner=user_of(self.ctx, request))
         except InputError as exc:
             message = f"Cannot transcribe {Path(path).name}: {exc.reason}."
@@ -200,7 +200,11 @@ class _View:
     def _finished_downloads(self, state: JobState) -> list:
         if state.transcript is None or not state.segments or not (state.status == DONE or has_partial(state)):
             return _downloads()
-        files = write_transcript_files(state.transcript, self.ctx.results_dir / state.id, state.file_name)
+        try:
+            files = write_transcript_files(state.transcript, self.ctx.results_dir / state.id, state.file_name)
+        except OSError as exc:  # a full results folder: the transcript stays on the page
+            gr.Warning(f"{exc} The transcript is shown above: copy it from there.")
+            return _downloads()
         return _downloads({f: str(files[f]) for f in FORMATS}, partial=state.status != DONE)
 
 
