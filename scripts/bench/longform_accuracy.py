@@ -34,7 +34,7 @@ def child(path: str, out: str, window_seconds: float | None) -> None:
 
     enforce_offline()
     from webui.modules.engines import get_engine
-    from webui.modules.events import Finished, Planned, SegmentDone
+    from webui.modules.events import Finished, Planned, SegmentDone, WindowDone
     from webui.modules.options import PipelineOptions
     from webui.modules.pipeline import transcribe
 
@@ -42,13 +42,16 @@ def child(path: str, out: str, window_seconds: float | None) -> None:
     engine = get_engine(options.engine)
     started = time.perf_counter()
     planned = finished = None
-    results = []
+    scanned = 0.0
+    results, windows = [], []
     for event in transcribe(path, options, engine=engine):
+        now = time.perf_counter() - started
         if isinstance(event, Planned):
-            planned = event
+            planned, scanned = event, now
         elif isinstance(event, SegmentDone):
-            results.append((event.result.segment.start, time.perf_counter() - started,
-                            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+            results.append((event.result.segment.start, now))
+        elif isinstance(event, WindowDone):
+            windows.append((event.index, now, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
         elif isinstance(event, Finished):
             finished = event
     wall = time.perf_counter() - started
@@ -59,7 +62,9 @@ def child(path: str, out: str, window_seconds: float | None) -> None:
         "transcript": finished.transcript.to_dict(),
         "stats": {"batches": finished.stats.batches, "second_passes": finished.stats.second_passes,
                   "itn_fallbacks": finished.stats.itn_fallbacks, "seconds_by_stage": finished.stats.seconds_by_stage},
+        "scan_seconds": scanned,
         "results": results,
+        "window_done": windows,
         "wall_seconds": wall,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))
@@ -72,7 +77,7 @@ def load_run(data: dict):
     planned = SimpleNamespace(segments=tuple(Segment(i, a, b) for i, a, b in data["segments"]),
                               windows=tuple(tuple(w) for w in data["windows"]))
     finished = SimpleNamespace(transcript=Transcript.from_dict(data["transcript"]), stats=data["stats"])
-    return Run(planned, finished, data["wall_seconds"], [(s, t) for s, t, _ in data["results"]])
+    return Run(planned, finished, data["wall_seconds"], [tuple(r) for r in data["results"]])
 
 
 def main() -> None:
@@ -118,14 +123,19 @@ def main() -> None:
         alone = lk.alone_baseline(rec, clips, WhisperEngine(EngineSettings(device="cpu")), {}, Path(tmp))
         print(f"clips alone: {len(alone)} transcribed in {time.perf_counter() - started:.0f} s", flush=True)
 
-        # Wall time and peak RSS by section: each result's share is the time since the one before.
-        wall = {s: 0.0 for s in rec.sections}
+        # Wall time and peak RSS by section: the scan shared out by length, each window's time
+        # (decode, VAD, model, second pass) by how much of the window lies in the section.
+        wall = {s: data["scan_seconds"] * (s.end - s.start) / rec.duration for s in rec.sections}
         rss = {s: 0.0 for s in rec.sections}
-        previous = 0.0
-        for seg_start, at, peak in data["results"]:
-            section = rec.section_of(seg_start)
-            wall[section] += at - previous
-            rss[section] = max(rss[section], peak)
+        previous = data["scan_seconds"]
+        for index, at, peak in data["window_done"]:
+            first, last = run.planned.windows[index]
+            lo, hi = run.planned.segments[first].start, run.planned.segments[last - 1].end
+            for section in rec.sections:
+                overlap = max(0.0, min(hi, section.end) - max(lo, section.start))
+                if overlap > 0:
+                    wall[section] += (at - previous) * overlap / (hi - lo)
+                    rss[section] = max(rss[section], peak)
             previous = at
 
         rows = [(section, lk.score(rec, run, alone, section)) for section in rec.sections]
@@ -149,8 +159,9 @@ def _row(name: str, s, seconds: float, rtfx: float, rss: float) -> str:
     duplicated = sum(len(c.duplicated) for c in s.cuts)
     cuts = sum(len(c.times) for c in s.cuts)
     hits = f"{s.onsets - len(s.onset_misses)}/{s.onsets}"
-    return (f"{name:<16} {s.minutes:7.1f} {s.ref_words:6d} {s.wer_long:9.2%} {s.wer_alone:7.2%} "
-            f"{(s.wer_long - s.wer_alone) * 100:+6.2f} {cuts:5d} {dropped:7d} {duplicated:4d} {hits:>14} "
+    wer = (f"{s.wer_long:9.2%} {s.wer_alone:7.2%} {(s.wer_long - s.wer_alone) * 100:+6.2f}" if s.ref_words
+           else f"{'-':>9} {'-':>7} {'-':>6}")
+    return (f"{name:<16} {s.minutes:7.1f} {s.ref_words:6d} {wer} {cuts:5d} {dropped:7d} {duplicated:4d} {hits:>14} "
             f"{seconds:7.0f} {rtfx:6.1f} {rss:11.0f}")
 
 

@@ -118,6 +118,17 @@ class Job:
             self.stats = event.stats
             self.segments = list(event.transcript.segments)
 
+    def snapshot(self, position: int, ahead: int, eta: float | None, message: str) -> JobState:
+        return JobState(
+            id=self.id, file_name=self.file_name, path=self.path, owner=self.owner, group=self.group,
+            status=self.status, position=position, ahead=ahead, stage=self.stage,
+            percent=round(100.0 * self.fraction, 1), eta_seconds=None if eta is None else round(eta, 1),
+            message=message, duration=self.duration, segments=tuple(self.segments),
+            segments_done=self.segments_done, segments_total=self.segments_total, transcript=self.transcript,
+            error=self.error, history_id=self.history_id, model=self.model, created_at=self.created_at,
+            started_at=self.started_at, finished_at=self.finished_at, stats=self.stats, warnings=tuple(self.warnings),
+        )
+
     def transcribe_fraction(self) -> float:
         share = 1.0 - _LOAD_SHARE - _SCAN_SHARE - _ITN_SHARE
         done = min(1.0, self.transcribed_seconds / self.duration) if self.duration > 0 else 0.0
@@ -148,3 +159,28 @@ def partial_transcript(file_name: str, duration: float, model: str, pieces) -> T
     pieces = list(pieces)
     return Transcript(file=file_name, duration=duration, model=model, text=join_texts([p.text for p in pieces]),
                       segments=pieces)
+
+
+HISTORY_WARNING = ("History could not be written (see the server log); the transcript is only on this page: "
+                   "download it now.")
+
+
+class LimitError(ValueError):
+    """A job refused by one of the operator's limits; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_audio_seconds: float = 12 * 3600.0
+    max_jobs_per_owner: int = 20  # queued or running at once; 0: no limit
+
+
+def check_limits(limits: Limits, file_name: str, duration: float, owner_jobs: int) -> None:
+    """LimitError (one line for the user) when the recording is too long or its owner already
+    has `owner_jobs` waiting or running at the limit."""
+    if duration > limits.max_audio_seconds:
+        raise LimitError(f"{file_name} is {duration / 3600:.1f} hours long; this server takes recordings "
+                         f"of up to {limits.max_audio_seconds / 3600:g} hours.")
+    if limits.max_jobs_per_owner and owner_jobs >= limits.max_jobs_per_owner:
+        raise LimitError(f"You already have {owner_jobs} jobs waiting or running (the limit is "
+                         f"{limits.max_jobs_per_owner}); wait for one to finish.")

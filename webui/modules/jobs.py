@@ -4,8 +4,8 @@ One worker thread takes jobs in submission order and runs `pipeline.transcribe` 
 the GPU only ever holds one job's batches. Every job's state (place in the queue, stage,
 percent, ETA, segments finished so far, final transcript or error) is readable by id from any
 thread; `cancel()` removes a waiting job or stops a running one at its next batch boundary.
-Every accepted job is recorded in History: created on submit, then running, then done,
-failed or cancelled. A file that cannot be read is refused at submit (InputError) and never
+Every accepted job is recorded in History (through job_records): created on submit, then
+running with its checkpoint, then done, failed or cancelled. A file that cannot be read is refused at submit (InputError) and never
 reaches History. The worker survives any exception a job raises.
 """
 
@@ -16,39 +16,25 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 from . import audio as audio_mod
-from . import checkpoint, pipeline
+from . import pipeline
 from .audio import InputError
 from .engines import EngineError, get_engine
 from .engines.base import Engine, EngineSettings
 from .events import Cancelled, Event, run_warnings
 from .history import History
-from .job_state import (CANCELLED, DONE, FAILED, FINAL, QUEUED, RUNNING, Job, JobState, model_label,
-                        options_record, partial_transcript)
-from .options import PipelineOptions, options_from_record
+from .job_records import JobRecords
+from .job_state import (CANCELLED, DONE, FAILED, FINAL, HISTORY_WARNING, QUEUED, RUNNING, Job, JobState, LimitError,
+                        Limits, check_limits, model_label, partial_transcript)
+from .options import PipelineOptions
 from .transcript import Transcript
 
 log = logging.getLogger(__name__)
 
 EngineFactory = Callable[[EngineSettings], Engine]
-
-
-HISTORY_WARNING = ("History could not be written (see the server log); the transcript is only on this page: "
-                   "download it now.")
-
-
-class LimitError(ValueError):
-    """A job refused by one of the operator's limits; the message is meant for the user."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_audio_seconds: float = 12 * 3600.0
-    max_jobs_per_owner: int = 20  # queued or running at once; 0: no limit
 TranscribeFn = Callable[..., Iterator[Event]]
 
 
@@ -63,6 +49,7 @@ class JobQueue:
         keep_finished: int = 500,
     ) -> None:
         self.history = history
+        self.records = JobRecords(history) if history is not None else None
         self.limits = Limits()  # the server sets the operator's
         self._engine_factory = engine_factory
         self._transcribe = transcribe_fn
@@ -89,18 +76,18 @@ class JobQueue:
         (resumed after a restart), so no new row is made."""
         info = audio_mod.probe(path)
         file_name = name or Path(path).name
-        self._check_limits(file_name, float(info.duration), owner, resumed=history_id is not None)
+        if history_id is None:  # a resumed job was accepted before
+            with self._lock:
+                owner_jobs = sum(1 for j in self._jobs.values() if j.owner == owner and j.status in (QUEUED, RUNNING))
+            check_limits(self.limits, file_name, float(info.duration), owner_jobs)
         job = Job(
             id=f"{next(self._ids)}-{int(time.time() * 1000) % 100_000_000:08d}",
             path=str(path), file_name=file_name, options=options, owner=owner, group=group,
             duration=float(info.duration), model=model_label(options), history_id=history_id,
         )
-        if self.history is not None and history_id is None:
-            try:
-                job.history_id = self.history.create_job(file_name, str(path), job.model, options_record(options),
-                                                         owner=owner)
-            except Exception:  # the job still runs; History trouble is logged, not fatal
-                log.exception("could not record job %s in history", job.id)
+        if self.records is not None and history_id is None:
+            job.history_id = self.records.create(job)
+            if job.history_id is None:
                 job.warnings.append(HISTORY_WARNING)
         with self._wakeup:
             if self._stopping:
@@ -111,20 +98,6 @@ class JobQueue:
             self._ensure_worker_locked()
             self._wakeup.notify_all()
         return job.id
-
-    def _check_limits(self, file_name: str, duration: float, owner: str, resumed: bool) -> None:
-        """LimitError (one line for the user) when the recording or the owner's queue is too long."""
-        limits = self.limits
-        if duration > limits.max_audio_seconds:
-            raise LimitError(f"{file_name} is {duration / 3600:.1f} hours long; this server takes recordings "
-                             f"of up to {limits.max_audio_seconds / 3600:g} hours.")
-        if resumed or not limits.max_jobs_per_owner:
-            return
-        with self._lock:
-            mine = sum(1 for j in self._jobs.values() if j.owner == owner and j.status in (QUEUED, RUNNING))
-        if mine >= limits.max_jobs_per_owner:
-            raise LimitError(f"You already have {mine} jobs waiting or running (the limit is "
-                             f"{limits.max_jobs_per_owner}); wait for one to finish.")
 
     def get(self, job_id: str) -> JobState | None:
         with self._lock:
@@ -203,19 +176,16 @@ class JobQueue:
         """Queue again the jobs a stopped process left queued or running (in History); each one
         skips the windows its checkpoint holds. A file that is gone ends its job as failed,
         keeping whatever text the checkpoint had. Returns how many were queued."""
-        if self.history is None:
+        if self.records is None:
             return 0
         queued = 0
-        for record in self.history.unfinished():
-            options = options_from_record(record.settings)
+        for record, options in self.records.unfinished():
             try:
                 self.submit(record.file_path, options, owner=record.owner, name=record.file_name,
                             history_id=record.id)
                 queued += 1
             except InputError as exc:
-                partial = partial_transcript(record.file_name, record.duration or 0.0, record.model,
-                                             checkpoint.stored_pieces(*self.history.checkpoint(record.id)))
-                self._store_end(record.id, FAILED, f"Cannot resume {record.file_name}: {exc.reason}", partial)
+                self.records.fail_unresumable(record, exc.reason)
         return queued
 
     def deep_cleanup(self) -> tuple[object, str]:
@@ -283,11 +253,8 @@ class JobQueue:
                     self._running = None
 
     def _run(self, job: Job) -> None:
-        if self.history is not None and job.history_id is not None:
-            try:
-                self.history.mark_running(job.history_id)
-            except Exception:
-                log.exception("could not mark job %s running in history", job.id)
+        if self.records is not None and job.history_id is not None:
+            self.records.mark_running(job.history_id)
         engine: Engine | None = None
         try:
             if job.cancel.is_set():
@@ -320,18 +287,9 @@ class JobQueue:
                     log.exception("engine.release failed after job %s", job.id)
 
     def _events(self, job: Job, engine: Engine) -> Iterator[Event]:
-        """The pipeline's events for the job, resumed from and checkpointed to History."""
-        if self.history is None or job.history_id is None:
+        if self.records is None or job.history_id is None:
             return self._transcribe(job.path, job.options, engine=engine, cancel=job.cancel)
-        resume = None
-        try:
-            resume = checkpoint.resume_from(job.path, job.options, *self.history.checkpoint(job.history_id))
-        except Exception:
-            log.exception("could not read the checkpoint of job %s; starting afresh", job.id)
-        extra = {"resume": resume} if resume is not None else {}
-        events = self._transcribe(job.path, job.options, engine=engine, cancel=job.cancel, **extra)
-        return checkpoint.persist(events, _HistoryCheckpoint(self.history, job.history_id), job.path, job.options,
-                                  resuming=resume is not None)
+        return self.records.events(job, self._transcribe, engine)
 
     def _finish(self, job: Job, status: str, error: str, transcript: Transcript | None = None) -> None:
         """History first, then the in-memory state: whoever sees the job finished finds it in History.
@@ -361,26 +319,12 @@ class JobQueue:
                 self._running = None
 
     def _record(self, job: Job, status: str, error: str, transcript: Transcript | None) -> None:
-        if self.history is None or job.history_id is None:
+        if self.records is None or job.history_id is None:
             return
-        if not self._store_end(job.history_id, status, error, transcript):
+        if not self.records.store_end(job.history_id, status, error, transcript):
             with self._lock:
                 if HISTORY_WARNING not in job.warnings:
                     job.warnings.append(HISTORY_WARNING)
-
-    def _store_end(self, history_id: int, status: str, error: str, transcript: Transcript | None) -> bool:
-        """The job's end in History, with whatever text it has (a cancelled or failed job keeps
-        what it finished); its checkpoint goes once that is stored. False if History failed."""
-        try:
-            if transcript is not None and (status == DONE or transcript.segments):
-                self.history.finish_job(history_id, transcript, status=status, error=error)
-            else:
-                self.history.fail_job(history_id, error, status=FAILED if status == DONE else status)
-            self.history.drop_checkpoint(history_id)
-            return True
-        except Exception:
-            log.exception("could not record the end of job %s in history", history_id)
-            return False
 
     # --- snapshots -------------------------------------------------------------------
 
@@ -395,15 +339,7 @@ class JobQueue:
             message = "next in line" if ahead == 0 else f"{ahead} job{'s' if ahead != 1 else ''} ahead"
         elif job.status == RUNNING:
             eta = job.running_eta(self._seconds_per_audio_second)
-        return JobState(
-            id=job.id, file_name=job.file_name, path=job.path, owner=job.owner, group=job.group,
-            status=job.status, position=position, ahead=ahead, stage=job.stage, percent=round(100.0 * job.fraction, 1),
-            eta_seconds=None if eta is None else round(eta, 1), message=message, duration=job.duration,
-            segments=tuple(job.segments), segments_done=job.segments_done, segments_total=job.segments_total,
-            transcript=job.transcript, error=job.error, history_id=job.history_id, model=job.model,
-            created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at, stats=job.stats,
-            warnings=tuple(job.warnings),
-        )
+        return job.snapshot(position, ahead, eta, message)
 
     def _wait_estimate_locked(self, job: Job) -> float | None:
         """Seconds until this waiting job is done, from the speed of earlier jobs (None before any)."""
@@ -427,19 +363,6 @@ class JobQueue:
         excess = len(finished) - self._keep_finished
         for old in [j for j in finished if j.group not in active][: max(0, excess)]:
             del self._jobs[old.id]
-
-
-class _HistoryCheckpoint:
-    """checkpoint.Store over a History row."""
-
-    def __init__(self, history: History, job_id: int) -> None:
-        self.history, self.job_id = history, job_id
-
-    def begin(self, head: dict) -> None:
-        self.history.begin_checkpoint(self.job_id, head)
-
-    def add(self, window: dict) -> None:
-        self.history.add_checkpoint_window(self.job_id, window)
 
 
 __all__ = [

@@ -18,7 +18,7 @@ class PipelineOptions:
     silence_min: float = 1.2                  # silencedetect minimum silence (s)
     vad: VadOptions = field(default_factory=VadOptions)
     itn: bool = True                          # this job's ITN switch (the only one)
-    script: str = "zh"                        # Chinese script: zh (Simplified) | zh-TW | zh-HK | keep (as the model wrote it)
+    script: str = "zh"                        # Chinese script: zh (Simplified) | zh-TW | zh-HK | keep
     # Audio decoded, batched and checkpointed at once; None: 5 min on the CPU (batches are
     # small), 20 min on a GPU (room for large batches). Either way a constant, not the length.
     # Windows are independent (nothing carried across), so a resumed run redoes at most one.
