@@ -113,10 +113,8 @@ def test_the_recording_is_long_and_mandarin(long_run):
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "known, not fixed here: Whisper base drops whole short Mandarin utterances inside packed 30 s inputs "
-    "(the raw model output lacks them): 38-46 % CER on the recording vs 20-24 % for the clips alone "
-    "(pack=False: 25 % vs 20 %); the second pass misses it, its 0.6 characters/s floor is far below "
-    "Mandarin's 3-5"))
+    "known, not fixed yet: with one input per utterance (Chinese) the recording's CER is 25 % against 20 % for the "
+    "clips alone (it was 38 % with packed inputs, where Whisper base drops whole short utterances)"))
 def test_cer_of_the_recording_is_within_two_points_of_the_clips_alone(long_run, alone):
     placed = long_run["placed"]
     reference = chars("".join(p.text for p in placed))

@@ -98,6 +98,14 @@ class SpeechChunk:
             bounds[uid] = (bounds[uid][0], end) if uid in bounds else (offset, end)
         return [bounds[k] for k in sorted(bounds)]
 
+    def by_utterance(self, min_pause: float) -> list["SpeechChunk"]:
+        """One chunk per utterance (speech between pauses of at least `min_pause`); the planned
+        segment goes with the last one."""
+        parts = [self.slice(lo, hi) for lo, hi in self.utterances(min_pause)]
+        if not parts:
+            return [self]
+        return [replace(p, covers=self.covers if i == len(parts) - 1 else 0) for i, p in enumerate(parts)]
+
     def span_starts(self) -> tuple[float, ...]:
         return tuple(s.start for s in self.spans)
 

@@ -25,7 +25,7 @@ from .chunks import make_chunk, pack
 from .engines import get_engine
 from .engines.base import Engine
 from .events import Cancelled, Event, Finished, Planned, Progress, Resume, RunStats, SegmentDone, StageClock, WindowDone
-from .lines import tidy_cues, to_result
+from .lines import UTTERANCE_PAUSE, tidy_cues, to_result
 from .options import PipelineOptions
 from .segment import limits_for, plan_segments, plan_windows
 from .spool import Spool
@@ -87,7 +87,9 @@ def _run(path: str | Path, options: PipelineOptions, engine: Engine, cancel: thr
         window, tally = _window(planned, n), replace(totals)
         with clock("vad"):
             chunks = [make_chunk(seg, next(decoded), options.vad) for seg in window]
-            if options.pack:
+            if by_utterance(options, language):
+                chunks = [u for c in chunks for u in c.by_utterance(UTTERANCE_PAUSE)]
+            elif options.pack:
                 chunks = pack(chunks, engine.max_input_seconds, options.vad.keep_gap)
         runner = run_chunks(engine, chunks, language, tally, cancel, options.retry_tail_seconds)
         with clock("asr"):
@@ -124,6 +126,12 @@ def _missing(planned: Planned) -> float:
     """Seconds the container claims beyond what decoded, when that is more than rounding."""
     missing = planned.probed_seconds - planned.info.duration
     return round(missing, 1) if missing > max(2.0, 0.02 * planned.probed_seconds) else 0.0
+
+
+def by_utterance(options: PipelineOptions, language: str) -> bool:
+    if options.utterance_inputs is not None:
+        return options.utterance_inputs
+    return (language or "").split("-")[0].lower() in ("zh", "yue", "cmn", "ja", "ko")
 
 
 def _window(planned: Planned, n: int) -> Sequence[Segment]:
