@@ -28,9 +28,9 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -206,7 +206,7 @@ class FfmpegSink:
 
     def __init__(self, path: Path, output_args: Sequence[str], inputs_before: Sequence[str] = ()):
         self.path = path
-        self.errors = tempfile.TemporaryFile()
+        self.errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
         argv = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *inputs_before,
                 "-f", "f32le", "-ar", str(SR), "-ac", "1", "-i", "pipe:0", *output_args, str(path)]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.errors)
@@ -230,8 +230,8 @@ class FfmpegSink:
 CONTAINERS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "wav": (".wav", ("-c:a", "pcm_s16le"), ()),
     "flac": (".flac", ("-c:a", "flac"), ()),
-    "telephone": (".wav", ("-af", "highpass=f=300:poles=2,highpass=f=300:poles=2,lowpass=f=3400:poles=2,"
-                                  "lowpass=f=3400:poles=2", "-ar", "8000", "-ac", "1", "-c:a", "pcm_mulaw"), ()),
+    "telephone": (".wav", ("-af", ("highpass=f=300:poles=2,highpass=f=300:poles=2,lowpass=f=3400:poles=2,"
+                                   "lowpass=f=3400:poles=2"), "-ar", "8000", "-ac", "1", "-c:a", "pcm_mulaw"), ()),
     "mp3": (".mp3", ("-af", "pan=stereo|c0=c0|c1=0.7*c0", "-ar", "44100", "-c:a", "libmp3lame", "-b:a", "128k"), ()),
     "mp4": (".mp4", ("-map", "0:v", "-map", "1:a", "-shortest", "-c:v", "libx264", "-preset", "ultrafast",
                      "-tune", "stillimage", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-ar", "48000",
@@ -283,7 +283,7 @@ class Writer:
         return self.cursor / SR
 
     def pause(self, seconds: float) -> None:
-        left = int(round(seconds * SR))
+        left = round(seconds * SR)
         while left > 0:
             n = min(left, BLOCK)
             self.sink.write(self.bed.take(n))
@@ -372,7 +372,7 @@ def meeting(w: Writer, clips: Sequence[Clip], rng: np.random.Generator, until: f
 
 # kind -> (container, default minutes, pipeline window seconds used by the tests, what it is)
 KINDS: dict[str, tuple[str, float, float | None, str]] = {
-    "continuous": ("wav", 5.0, 60.0, "speech with pauses under 0.5 s, 16 kHz wav"),
+    "continuous": ("wav", 5.0, 60.0, "one steady speaker (-20 dBFS), pauses under 0.5 s; 16 kHz wav"),
     "silence": ("flac", 13.0, None, "talk, 10 min of room noise (-65 dBFS), talk; flac"),
     "music_bed": ("wav", 5.0, 60.0, "chords + pink noise 22 dB under the speech; wav"),
     "telephone": ("telephone", 5.0, 60.0, "300-3400 Hz, 8 kHz mono mu-law wav"),
@@ -398,7 +398,10 @@ def build_kind(kind: str, folder: Path, clips: Sequence[Clip], minutes: float | 
     suffix, output_args, inputs_before = CONTAINERS[container]
     path = folder / f"{kind} {minutes:g}min{suffix}"
     rng = np.random.default_rng(seed)
-    bed = MusicBed(speech_level_db(clips) - BED_BELOW_SPEECH_DB, seed) if kind == "music_bed" else RoomNoise(ROOM_DB, seed)
+    if kind == "music_bed":
+        bed = MusicBed(speech_level_db(clips) - BED_BELOW_SPEECH_DB, seed)
+    else:
+        bed = RoomNoise(ROOM_DB, seed)
     sink = FfmpegSink(path, output_args, inputs_before)
     w = Writer(sink, bed)
     try:
@@ -418,7 +421,8 @@ def build_kind(kind: str, folder: Path, clips: Sequence[Clip], minutes: float | 
     finally:
         sink.close()
     channel = kind if kind in CHANNEL_KINDS else "clean"
-    return Recording(kind, path, w.seconds, tuple(w.placed), tuple(w.written), (Section(kind, 0.0, w.seconds, channel),))
+    return Recording(kind, path, w.seconds, tuple(w.placed), tuple(w.written),
+                     (Section(kind, 0.0, w.seconds, channel),))
 
 
 def build_mixed(folder: Path, clips: Sequence[Clip], minutes: float = 150.0, seed: int = 0,
@@ -702,7 +706,8 @@ def score(rec: Recording, run: Run, alone: dict, section: Section | None = None,
         previous_end = p.end
     minutes = ((min(hi_t, rec.duration) - lo_t) / 60.0)
     return Score(section.kind if section else rec.kind, minutes, len(ref), wer_long, wer_alone,
-                 sorted(by_neighbourhood.values(), key=lambda c: c.times[0]), quiet_cuts, onsets, misses, close, uncovered,
+                 sorted(by_neighbourhood.values(), key=lambda c: c.times[0]), quiet_cuts, onsets, misses, close,
+                 uncovered,
                  problems)
 
 
@@ -729,14 +734,14 @@ def _check_words(ref, hyp, alone, i0, i1, ops_h, to_h, ins_h, ops_a, to_a, ins_a
 def describe(score: Score) -> list[str]:
     """Lines for an assertion message or a report."""
     cuts = score.cuts
-    lines = [
+    lines = [(
         f"{score.section}: {score.minutes:.1f} min, {score.ref_words} reference words, WER long {score.wer_long:.2%} "
         f"vs clips alone {score.wer_alone:.2%}; {sum(len(c.times) for c in cuts)} cuts near speech "
         f"({len(cuts)} word neighbourhoods, {sum(c.in_speech for c in cuts)} inside speech, "
         f"{sum(c.window for c in cuts)} at window boundaries) and {score.quiet_cuts} in long pauses: "
         f"{score.boundary_errors} words dropped or duplicated; line starts at clip onsets "
         f"{score.onsets - len(score.onset_misses)}/{score.onsets} within ±0.5 s, clip starts after short pauses "
-        f"inside a line {score.close_starts - len(score.close_uncovered)}/{score.close_starts}"]
+        f"inside a line {score.close_starts - len(score.close_uncovered)}/{score.close_starts}")]
     for c in score.failed_cuts():
         lines.append(f"  cut at {', '.join(f'{t:.2f}' for t in c.times)} s{' (window boundary)' if c.window else ''}"
                      f"{' inside speech' if c.in_speech else ''}: dropped {c.dropped} duplicated {c.duplicated} "

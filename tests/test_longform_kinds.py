@@ -31,7 +31,8 @@ from webui.modules.options import PipelineOptions
 
 FOLDER = lk.clip_folder()
 pytestmark = pytest.mark.skipif(
-    FOLDER is None, reason=f"speech clips missing: neither {lk.DATA} nor {lk.SHARED_CLIPS} has manifest.jsonl and its files")
+    FOLDER is None,
+    reason=f"speech clips missing: neither {lk.DATA} nor {lk.SHARED_CLIPS} has manifest.jsonl and its files")
 
 KINDS = [
     "continuous", "silence", "music_bed", "telephone", "mp3", "video",
@@ -87,7 +88,8 @@ def test_recordings_are_what_they_claim(tmp_path, clip_set):
     """The containers and the continuous speech really are as described (no model needed)."""
     from webui.modules.audio import scan_silences
 
-    short = {kind: lk.build_kind(kind, tmp_path, clip_set, minutes=1.0) for kind in ("continuous", "telephone", "mp3", "video")}
+    short = {kind: lk.build_kind(kind, tmp_path, clip_set, minutes=1.0)
+             for kind in ("continuous", "telephone", "mp3", "video")}
     telephone = ffprobe(short["telephone"].path)["audio"]
     assert (telephone["codec_name"], telephone["sample_rate"], telephone["channels"]) == ("pcm_mulaw", "8000", 1)
     mp3 = ffprobe(short["mp3"].path)["audio"]
@@ -102,6 +104,47 @@ def test_recordings_are_what_they_claim(tmp_path, clip_set):
     scan = scan_silences(rec.path)
     first, last = rec.placed[0].start, rec.placed[-1].end
     assert not [s for s in scan.silences if s.end > first + 0.5 and s.start < last - 0.5], scan.silences
+
+
+def test_the_checks_catch_a_repeated_phrase_a_lost_word_and_a_late_line():
+    """The checks themselves, on made-up transcripts (no model): the exact transcript passes;
+    a phrase said again after one cut, a word lost after another and a line that starts 1 s
+    late are each caught, and nothing else is."""
+    from types import SimpleNamespace
+
+    from tests.recordings import Placed
+    from webui.modules.transcript import Segment, TimedText, Transcript
+
+    texts = ["he hoped there would be stew for dinner", "go forward ten meters", "he could wait no longer"]
+    placed, alone, t = [], {}, 1.0
+    for k, text in enumerate(texts):
+        placed.append(Placed(t + 0.5, t + 3.5, text, f"clip{k}", t))
+        transcribed = Transcript(f"clip{k}", 4.0, "m", text=text, segments=[TimedText(0.5, 3.5, text)])
+        alone[("clean", f"clip{k}")] = (transcribed, 0.0)
+        t += 4.2
+    rec = lk.Recording("made up", lk.Path("made-up.wav"), t, tuple(placed),
+                       tuple((p.offset, p.offset + 4.0) for p in placed), (lk.Section("made up", 0.0, t, "clean"),))
+    cuts = [placed[0].end + 0.3, placed[1].end + 0.3]
+    planned = SimpleNamespace(segments=(Segment(0, 0.0, cuts[0]), Segment(1, cuts[0], cuts[1]), Segment(2, cuts[1], t)),
+                              windows=((0, 1), (1, 3)))
+
+    def score(lines):
+        transcript = Transcript("made-up.wav", t, "m", text=" ".join(x.text for x in lines), segments=lines)
+        return lk.score(rec, lk.Run(planned, SimpleNamespace(transcript=transcript), 0.0, []), alone)
+
+    exact = [TimedText(p.start, p.end, p.text) for p in placed]
+    good = score(exact)
+    assert (good.wer_long, good.boundary_errors, good.onset_misses, good.timestamp_problems) == (0, 0, [], [])
+    assert [(c.times, c.window) for c in good.cuts] == [([cuts[0]], True), ([cuts[1]], False)]
+
+    repeated = score([exact[0], TimedText(placed[1].start, placed[1].end, "stew for dinner " + texts[1]), exact[2]])
+    assert [(c.dropped, c.duplicated) for c in repeated.cuts] == [([], ["stew", "for", "dinner"]), ([], [])]
+
+    lost = score([exact[0], exact[1], TimedText(placed[2].start, placed[2].end, "could wait no longer")])
+    assert [(c.dropped, c.duplicated) for c in lost.cuts] == [([], []), (["he"], [])]
+
+    late = score([exact[0], TimedText(placed[1].start + 1.0, placed[1].end, texts[1]), exact[2]])
+    assert late.onset_misses == [placed[1]] and late.boundary_errors == 0
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -125,7 +168,7 @@ def test_wer_within_one_point_of_the_clips_alone(kind, kind_runs):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_no_word_duplicated_or_dropped_at_cuts(kind, kind_runs):
-    rec, run, score = kind_runs(kind)
+    _, _, score = kind_runs(kind)
     assert score.cuts, "the recording must be cut somewhere for this check to mean anything"
     if kind == "continuous":
         assert any(c.in_speech for c in score.cuts), "continuous speech: some cuts must fall inside speech"

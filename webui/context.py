@@ -75,11 +75,13 @@ class AppContext:
         return offered_models(s.model, s.models_dir, s.hub_models)
 
     def job_options(self, model: str = "", language: str = "", hotwords: str = "", itn: bool | None = None,
-                    ) -> PipelineOptions:
-        """A job's options from a visitor's choices; the model must be one of `models()` (ValueError)."""
+                    script: str = "") -> PipelineOptions:
+        """A job's options from a visitor's choices (empty: the server's default); the model must
+        be one of `models()` and the script one of script.SCRIPTS (ValueError otherwise)."""
         s = self.settings
         return s.to_pipeline_options(model=pick(model, self.models()), language=(language or s.language).strip(),
-                                     hotwords=hotwords or "", itn=s.itn if itn is None else bool(itn))
+                                     hotwords=hotwords or "", itn=s.itn if itn is None else bool(itn),
+                                     script=script or s.script)
 
     # --- changing settings -------------------------------------------------------------
 

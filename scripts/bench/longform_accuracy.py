@@ -108,7 +108,8 @@ def main() -> None:
         argv = [sys.executable, str(Path(__file__).resolve()), "--child", str(rec.path), str(out)]
         if args.window_seconds:
             argv += ["--window-seconds", str(args.window_seconds)]
-        proc = subprocess.run(argv, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True)
+        proc = subprocess.run(argv, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
+                              text=True, check=False)
         if proc.returncode:
             raise SystemExit(f"the pipeline run failed:\n{proc.stderr[-3000:]}")
         data = json.loads(out.read_text())
@@ -141,7 +142,8 @@ def main() -> None:
         rows = [(section, lk.score(rec, run, alone, section)) for section in rec.sections]
         whole = lk.score(rec, run, alone)
         header = (f"{'kind/section':<16} {'minutes':>7} {'words':>6} {'WER long':>9} {'alone':>7} {'diff':>6} "
-                  f"{'cuts':>5} {'dropped':>7} {'dup':>4} {'onsets ±0.5 s':>14} {'wall s':>7} {'RTFx':>6} {'peak RSS MB':>11}")
+                  f"{'cuts':>5} {'dropped':>7} {'dup':>4} {'onsets ±0.5 s':>14} {'wall s':>7} {'RTFx':>6} "
+                  f"{'peak RSS MB':>11}")
         print("\n" + header + "\n" + "-" * len(header))
         for section, s in rows:
             seconds = wall[section]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from .engines.whisper_ct2 import BUNDLED_NAME as BUNDLED_MODEL
 from .events import Event, Finished, Progress, RunStats, SegmentDone
 from .options import PipelineOptions
+from .script import to_script
 from .transcript import TimedText, Transcript, join_texts
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
@@ -106,8 +107,11 @@ class Job:
             elif event.stage == "itn":
                 self.fraction = max(self.fraction, 1.0 - _ITN_SHARE)
                 self.message = "normalising text"
-        elif isinstance(event, SegmentDone):
-            self.segments.extend(event.result.pieces)
+        elif isinstance(event, SegmentDone):  # live text in the chosen Chinese script, as the end result
+            pieces = event.result.pieces
+            texts = to_script([p.text for p in pieces], event.result.language or self.options.engine.language,
+                              self.options.script)
+            self.segments.extend(replace(p, text=t) for p, t in zip(pieces, texts))
             self.segments_done, self.segments_total = event.done, event.total
             self.transcribed_seconds = max(self.transcribed_seconds, event.result.segment.end)
             self.fraction = max(self.fraction, self.transcribe_fraction())

@@ -16,7 +16,7 @@ from ..modules.audio import InputError, list_media
 from ..modules.exports import write_batch_outputs
 from ..modules.jobs import DONE, QUEUED, RUNNING, JobState, LimitError
 from .common import (
-    POLL_SECONDS, QUIET, RECENT_SECONDS, OnLoad, Screens, fmt_seconds, fmt_size, no_downloads, note_html, ordinal,
+    POLL_SECONDS, QUIET, SCRIPT_CHOICES, RECENT_SECONDS, OnLoad, Screens, fmt_seconds, fmt_size, no_downloads, note_html, ordinal,
     paths, progress_html, status_html, user_jobs, user_of,
 )
 
@@ -37,6 +37,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> OnLoad:
                 folder = gr.Textbox(label="…or a folder on the server", elem_id="batch-folder",
                                     placeholder="a folder under one of the allowed folders below")
                 roots = gr.Markdown(elem_id="batch-roots")
+                chinese = gr.Dropdown(SCRIPT_CHOICES, label="Chinese script", elem_id="batch-script")
                 with gr.Row():
                     start = gr.Button("Start batch", variant="primary", elem_id="batch-start")
                     cancel = gr.Button("Cancel batch", variant="stop", interactive=False, elem_id="batch-cancel")
@@ -53,9 +54,9 @@ def build(ctx: AppContext, demo: gr.Blocks) -> OnLoad:
         group_state = gr.State("")
         refused_state = gr.State([])  # files refused at submit: rows of the summary, never jobs
 
-    def roots_text(request=None) -> tuple[str]:
+    def on_load(request=None) -> tuple:
         listed = "\n".join(f"- `{p}`" for p in ctx.settings.allowed_roots())
-        return (f"Allowed server folders:\n{listed}",)
+        return f"Allowed server folders:\n{listed}", ctx.settings.script
 
     def cancel_batch(group: str):
         if group:
@@ -67,13 +68,13 @@ def build(ctx: AppContext, demo: gr.Blocks) -> OnLoad:
     view = [group_state, refused_state, overall, table, dl_csv, dl_json, dl_zip, cancel]
     live = [overall, table, dl_csv, dl_json, dl_zip, cancel]
     start.click(None, js=STARTING_JS, outputs=[overall], **QUIET)
-    started = start.click(b.submit, inputs=[files, folder], outputs=view, **QUIET)
+    started = start.click(b.submit, inputs=[files, folder, chinese], outputs=view, **QUIET)
     picked = demo.load(b.pick, outputs=view, **QUIET)
     for event in (started, picked):
         event.then(b.follow, inputs=[group_state, refused_state], outputs=live, **QUIET)
     cancel.click(cancel_batch, inputs=[group_state], outputs=None, **QUIET)
     files.change(_files_note, inputs=[files], outputs=[files_note], **QUIET)
-    return OnLoad([roots], roots_text)
+    return OnLoad([roots, chinese], on_load)
 
 
 class _Batch:
@@ -83,7 +84,7 @@ class _Batch:
         self.ctx = ctx
         self.screens = Screens()  # the batch each page shows: a new one stops following the old
 
-    def submit(self, uploaded, folder_text, request: gr.Request):
+    def submit(self, uploaded, folder_text, chinese, request: gr.Request):
         """Gather the files and queue one job each, all in one new group."""
         self.screens.show(request, "")
         try:
@@ -92,7 +93,7 @@ class _Batch:
             return "", [], status_html(None, str(exc)), [], *no_downloads(len(SUMMARY_KINDS)), \
                 gr.Button(interactive=False)
         group = uuid.uuid4().hex[:12]
-        options = self.ctx.job_options()
+        options = self.ctx.job_options(script=chinese or "")
         refused: list[dict] = []
         for path in chosen:
             try:

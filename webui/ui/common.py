@@ -10,12 +10,14 @@ from typing import Callable, NamedTuple
 import gradio as gr
 
 from ..context import LOCAL, AppContext
+from ..modules import script
 from ..modules.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobState
 from ..modules.transcript import format_timestamp, render
 
 POLL_SECONDS = 0.5
 RECENT_SECONDS = 3600  # a job or batch that ended this recently is shown again when a page opens
 LANGUAGES = ["auto", "en", "zh", "yue", "ja", "ko", "de", "fr", "es", "it", "pt", "ru", "nl", "ar", "hi"]
+SCRIPT_CHOICES = [(label, code) for code, label in script.LABELS.items()]  # Chinese output script
 MAX_SEGMENT_CHOICES = ["auto", "45", "60", "90"]
 # Handlers that only read or tidy up: never queued behind jobs, never in the public API.
 PRIVATE = {"concurrency_limit": None, "api_visibility": "private"}

@@ -21,18 +21,19 @@ def build(ctx: AppContext) -> None:
         a_language = gr.Textbox(label="language", value="auto")
         a_hotwords = gr.Textbox(label="hotwords", value="")
         a_itn = gr.Checkbox(label="itn", value=True)
+        a_script = gr.Textbox(label="script", value="")  # last: clients passing by position keep working
         a_text = gr.Textbox(label="text")
         a_srt = gr.Textbox(label="srt")
         a_json = gr.JSON(label="transcript")
         a_button = gr.Button("transcribe")
 
-    def transcribe(path, model_name, language, hotwords, itn_on, request: gr.Request):
+    def transcribe(path, model_name, language, hotwords, itn_on, chinese, request: gr.Request):
         path = file_path(path)
         if not path:
             raise gr.Error("No audio file given.")
         try:
             options = ctx.job_options(model=model_name or "", language=language or "", hotwords=hotwords or "",
-                                      itn=bool(itn_on))
+                                      itn=bool(itn_on), script=chinese or "")
             jid = ctx.queue.submit(path, options, owner=user_of(ctx, request))
         except InputError as exc:
             raise gr.Error(f"Cannot transcribe {Path(path).name}: {exc.reason}") from None
@@ -44,6 +45,6 @@ def build(ctx: AppContext) -> None:
         t = state.transcript
         return t.text_itn or t.text, render(t, "srt"), t.to_dict()
 
-    a_button.click(transcribe, inputs=[a_file, a_model, a_language, a_hotwords, a_itn],
+    a_button.click(transcribe, inputs=[a_file, a_model, a_language, a_hotwords, a_itn, a_script],
                    outputs=[a_text, a_srt, a_json], api_name="transcribe", concurrency_limit=None,
                    api_description="Transcribe one recording; returns (text, SRT, transcript JSON).")

@@ -12,7 +12,7 @@ from ..modules import settings as settings_mod
 from ..modules.engines import loaded_engine
 from ..modules.models import pick
 from ..modules.vads import VAD_BACKENDS
-from .common import LANGUAGES, MAX_SEGMENT_CHOICES, PRIVATE, OnLoad, fmt_bytes
+from .common import LANGUAGES, MAX_SEGMENT_CHOICES, PRIVATE, SCRIPT_CHOICES, OnLoad, fmt_bytes
 
 
 def build(ctx: AppContext) -> OnLoad:
@@ -77,6 +77,7 @@ def _settings_fields() -> list:
                                elem_id="sys-language")
         # The default for each new job's ITN box; the job's own box decides for that job.
         itn_box = gr.Checkbox(label="ITN on", elem_id="sys-itn")
+        chinese = gr.Dropdown(SCRIPT_CHOICES, label="Default Chinese script", elem_id="sys-script")
     hotwords = gr.Textbox(label="Default hotwords", elem_id="sys-hotwords")
     history_path = gr.Textbox(label="History database (history.db)", elem_id="sys-history")
     roots = gr.Textbox(label="Batch folders (one per line; server folders a batch may read)", lines=2,
@@ -96,7 +97,7 @@ def _settings_fields() -> list:
             max_jobs = gr.Number(label="Jobs waiting per user", minimum=1, precision=0, elem_id="sys-max-jobs")
     return [device, precision, compile_box, model, margin, max_segment, vad, language, itn_box, hotwords,
             history_path, roots, models_dir, hub_models, retention, quota, vram, max_upload, max_hours, max_files,
-            max_jobs]
+            max_jobs, chinese]
 
 
 def _settings_values(ctx: AppContext) -> tuple:
@@ -105,12 +106,12 @@ def _settings_values(ctx: AppContext) -> tuple:
     return (s.device, s.precision, s.compile, gr.Dropdown(choices=names, value=names[0]), s.memory_margin,
             str(s.max_segment).removesuffix(".0"), s.vad, s.language, s.itn, s.hotwords, s.history_path,
             "\n".join(s.batch_roots), s.models_dir, "\n".join(s.hub_models), s.retention_days, s.disk_quota_gb,
-            s.vram_limit_gb, s.max_upload_mb, s.max_audio_hours, s.max_batch_files, s.max_jobs_per_user)
+            s.vram_limit_gb, s.max_upload_mb, s.max_audio_hours, s.max_batch_files, s.max_jobs_per_user, s.script)
 
 
 def _settings_from(ctx: AppContext, dev, prec, comp, mdl, marg, maxseg, vad_name, lang, itn_on, hot, hist,
                    root_text, models_dir, hub_text, retention, quota, vram, max_upload, max_hours, max_files,
-                   max_jobs) -> settings_mod.AppSettings:
+                   max_jobs, chinese) -> settings_mod.AppSettings:
     """New settings from the fields; an empty field keeps its current value. The model is one of
     the offered list (a free path only from the settings file)."""
     s = ctx.settings
@@ -127,7 +128,7 @@ def _settings_from(ctx: AppContext, dev, prec, comp, mdl, marg, maxseg, vad_name
         retention_days=number(retention, s.retention_days), disk_quota_gb=number(quota, s.disk_quota_gb),
         vram_limit_gb=number(vram, s.vram_limit_gb), max_upload_mb=number(max_upload, s.max_upload_mb),
         max_audio_hours=number(max_hours, s.max_audio_hours), max_batch_files=number(max_files, s.max_batch_files),
-        max_jobs_per_user=number(max_jobs, s.max_jobs_per_user),
+        max_jobs_per_user=number(max_jobs, s.max_jobs_per_user), script=chinese or s.script,
     )
 
 

@@ -21,7 +21,7 @@ from ..modules.exports import write_transcript_files
 from ..modules.jobs import DONE, JobState
 from ..modules.transcript import FORMATS
 from .common import (
-    LANGUAGES, POLL_SECONDS, QUIET, RECENT_SECONDS, OnLoad, Screens, file_path, fmt_seconds, fmt_size, has_partial,
+    LANGUAGES, POLL_SECONDS, SCRIPT_CHOICES, QUIET, RECENT_SECONDS, OnLoad, Screens, file_path, fmt_seconds, fmt_size, has_partial,
     note_html, segments_text, status_html, status_word, user_jobs, user_of,
 )
 
@@ -43,6 +43,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> OnLoad:
                         language = gr.Dropdown(LANGUAGES, value="auto", allow_custom_value=True, label="Language",
                                                elem_id="tx-language")
                         itn_box = gr.Checkbox(value=True, label="ITN (numbers as digits)", elem_id="tx-itn")
+                    chinese = gr.Dropdown(SCRIPT_CHOICES, label="Chinese script", elem_id="tx-script")
                     hotwords = gr.Textbox(label="Hotwords", placeholder="comma-separated names and terms",
                                           elem_id="tx-hotwords")
                 with gr.Row():
@@ -65,7 +66,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> OnLoad:
     view = [job_id, progress, text, player, *downloads, cancel]  # a job put on screen
     live = [job_id, progress, text, *downloads, cancel]          # what following it updates
     start.click(None, js=STARTING_JS, outputs=[progress], **QUIET)  # at once, before the server answers
-    started = start.click(v.submit, inputs=[upload, mic, model, language, hotwords, itn_box], outputs=view,
+    started = start.click(v.submit, inputs=[upload, mic, model, language, hotwords, itn_box, chinese], outputs=view,
                           **QUIET)
     picked = demo.load(v.pick, outputs=view, **QUIET)
     chosen = others.input(v.show, inputs=[others], outputs=view, **QUIET)
@@ -80,9 +81,9 @@ def build(ctx: AppContext, demo: gr.Blocks) -> OnLoad:
         # The System tab's settings are each new page's defaults; the job's own boxes decide for that job.
         s = ctx.settings
         names = [m.name for m in ctx.models()]
-        return gr.Dropdown(choices=names, value=names[0]), s.language, s.hotwords, s.itn
+        return gr.Dropdown(choices=names, value=names[0]), s.language, s.hotwords, s.itn, s.script
 
-    return OnLoad([model, language, hotwords, itn_box], defaults)
+    return OnLoad([model, language, hotwords, itn_box, chinese], defaults)
 
 
 class _View:
@@ -94,14 +95,14 @@ class _View:
         self.ctx = ctx
         self.screens = Screens()
 
-    def submit(self, upload_path, mic_path, model_name, lang, hot, itn_on, request: gr.Request):
+    def submit(self, upload_path, mic_path, model_name, lang, hot, itn_on, chinese, request: gr.Request):
         """Start: queue the upload (or the microphone recording) and put the job on screen."""
         path = file_path(upload_path) or file_path(mic_path)
         if not path:
             return self._message(request, "Choose a recording first: upload a file or record from the microphone.")
         try:
             options = self.ctx.job_options(model=model_name or "", language=lang or "", hotwords=hot or "",
-                                           itn=bool(itn_on))
+                                           itn=bool(itn_on), script=chinese or "")
             jid = self.ctx.queue.submit(path, options, owner=user_of(self.ctx, request))
         except InputError as exc:
             message = f"Cannot transcribe {Path(path).name}: {exc.reason}."
