@@ -73,3 +73,25 @@ def test_unknown_model_folder_is_a_clear_error(tmp_path):
     proc = run_cli(str(DATA / "goforward.wav"), "--model", str(tmp_path / "no-such-model"), "--quiet")
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.startswith("error:")
+
+
+def test_plan_shows_every_stage_before_the_model_and_needs_no_model(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), WEBUI_CACHE_DIR=str(tmp_path / "empty-cache"))  # no model there
+    proc = subprocess.run([sys.executable, "-m", "webui.cli", "plan", str(DATA / "two_cities.wav"), "--json"],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert plan["duration"] == pytest.approx(44.0, abs=0.5) and plan["max_segment_seconds"] == 30.0
+    segments = plan["segments"]
+    assert segments[0]["start"] == 0 and segments[-1]["end"] == pytest.approx(plan["duration"], abs=0.01)
+    assert all(a["end"] == b["start"] for a, b in zip(segments, segments[1:]))
+    assert sum(s["speech_seconds"] for s in segments) > 30
+    assert [i for w in plan["windows"] for i in range(*w)] == list(range(len(segments)))
+    assert {"probe", "decode + silence scan", "cut plan", "VAD", "total"} <= set(plan["seconds_by_stage"])
+    assert not (tmp_path / "empty-cache").exists()  # the bundled model was never assembled
+    text = subprocess.run([sys.executable, "-m", "webui.cli", "plan", str(DATA / "jfk.flac")], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=300)
+    assert text.returncode == 0 and "× real time" in text.stdout and "decode + silence scan" in text.stdout
+    bad = subprocess.run([sys.executable, "-m", "webui.cli", "plan", str(tmp_path / "missing.wav")],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert bad.returncode == 1 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr

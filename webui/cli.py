@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from .offline import enforce_offline
@@ -18,24 +20,31 @@ from .modules.options import PipelineOptions  # noqa: E402
 from .modules.pipeline import transcribe  # noqa: E402
 from .modules.script import SCRIPTS, canonical as script_name  # noqa: E402
 from .modules.transcript import FORMATS, Transcript, render, write  # noqa: E402
+from .modules.vad_view import engine_cap_for, inspect_vad  # noqa: E402
 from .modules.vads import VAD_BACKENDS, VadOptions  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m webui.cli", description="Transcribe long recordings offline.")
     sub = parser.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("transcribe", help="transcribe one or more files")
+    common = argparse.ArgumentParser(add_help=False)  # what shapes the plan: both commands take it
+    common.add_argument("--model", default="", help="model name or local folder (default: bundled Whisper base)")
+    common.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    common.add_argument("--max-segment", default="auto", help="auto (45/60/90 s by length) or seconds")
+    common.add_argument("--silence-db", type=float, default=-30.0, help="silencedetect noise floor (dB)")
+    common.add_argument("--silence-min", type=float, default=1.2, help="silencedetect minimum silence (s)")
+    common.add_argument("--vad", choices=VAD_BACKENDS, default="librosa",
+                        help="VAD inside segments (default librosa, fast)")
+    p = sub.add_parser("plan", parents=[common], help="everything before the model (probe, decode and silence "
+                       "scan, cut plan, VAD): the plan and each stage's time, to check a recording first")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    t = sub.add_parser("transcribe", parents=[common], help="transcribe one or more files")
     t.add_argument("files", nargs="+", metavar="FILE")
     t.add_argument("--format", choices=FORMATS + ("all",), default="txt", help="output format (default txt)")
     t.add_argument("--out", type=Path, default=Path("."), help="output folder (default: current)")
-    t.add_argument("--model", default="", help="model name or local folder (default: bundled Whisper base)")
-    t.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     t.add_argument("--language", default="auto", help="auto, en, zh, ...")
     t.add_argument("--hotwords", default="")
-    t.add_argument("--max-segment", default="auto", help="auto (45/60/90 s by length) or seconds")
-    t.add_argument("--silence-db", type=float, default=-30.0, help="silencedetect noise floor (dB)")
-    t.add_argument("--silence-min", type=float, default=1.2, help="silencedetect minimum silence (s)")
-    t.add_argument("--vad", choices=VAD_BACKENDS, default="librosa", help="VAD inside segments (default librosa, fast)")
     t.add_argument("--no-itn", action="store_true", help="skip inverse text normalisation")
     t.add_argument("--script", type=script_name, choices=SCRIPTS, default="zh",
                    help="how Chinese is written: zh Simplified (default), zh-TW / zh-HK Traditional (Taiwan / "
@@ -51,11 +60,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from_args(args: argparse.Namespace) -> PipelineOptions:
     max_segment = args.max_segment if args.max_segment == "auto" else float(args.max_segment)
-    return PipelineOptions(
-        engine=EngineSettings(model=args.model, device=args.device, language=args.language, hotwords=args.hotwords),
-        max_segment=max_segment, silence_noise_db=args.silence_db, silence_min=args.silence_min,
-        vad=VadOptions(backend=args.vad), itn=not args.no_itn, script=args.script, window_seconds=args.window,
+    planning = PipelineOptions(
+        engine=EngineSettings(model=args.model, device=args.device), max_segment=max_segment,
+        silence_noise_db=args.silence_db, silence_min=args.silence_min, vad=VadOptions(backend=args.vad),
     )
+    if args.command == "plan":
+        return planning
+    return replace(planning, engine=replace(planning.engine, language=args.language, hotwords=args.hotwords),
+                   itn=not args.no_itn, script=args.script, window_seconds=args.window)
+
+
+def plan_command(path: str, options: PipelineOptions, as_json: bool) -> int:
+    """`plan FILE`: the segments, windows and speech found, and each stage's wall time against
+    the recording's length (no model is loaded: the engine's input cap is known without it)."""
+    import time
+
+    started = time.perf_counter()
+    result = inspect_vad(path, options, engine_cap_for(options.engine))
+    wall = time.perf_counter() - started
+    duration = result.info.duration
+    stages = {**result.seconds_by_stage, "total": round(wall, 3)}
+    if as_json:
+        print(json.dumps({
+            "file": path, "duration": round(duration, 3), "max_segment_seconds": result.max_seconds,
+            "segments": [{"start": v.segment.start, "end": v.segment.end, "speech_seconds": v.speech_seconds,
+                          "spans": [list(s) for s in v.spans]} for v in result.segments],
+            "windows": [list(w) for w in result.windows], "seconds_by_stage": stages,
+            "realtime_by_stage": {k: round(duration / v) if v else None for k, v in stages.items()},
+        }, ensure_ascii=False, indent=2))
+        return 0
+    lengths = result.lengths
+    print(f"{path}: {duration / 60:.1f} min · {len(lengths)} segments of at most {result.max_seconds:g} s "
+          f"(min {min(lengths, default=0):.1f} s, mean {sum(lengths) / max(1, len(lengths)):.1f} s) · "
+          f"{len(result.windows)} windows · speech {result.speech_seconds / 60:.1f} min")
+    print(f"{'stage':<24}{'seconds':>10}{'× real time':>14}")
+    for stage, seconds in stages.items():
+        print(f"{stage:<24}{seconds:>10.3f}{(duration / seconds if seconds else 0):>14.0f}")
+    return 0
 
 
 def run_one(path: str, options: PipelineOptions, formats: tuple[str, ...], out_dir: Path, quiet: bool,
@@ -189,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print(f"error: --max-segment must be 'auto' or a number of seconds, not {args.max_segment!r}", file=sys.stderr)
         return 2
+    if args.command == "plan":
+        try:
+            return plan_command(args.file, options, args.json)
+        except (audio.InputError, EngineError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     formats = FORMATS if args.format == "all" else (args.format,)
     try:
         get_engine(options.engine)

@@ -33,13 +33,17 @@ from .transcript import Segment, SegmentResult, Transcript, join_texts
 
 
 def plan(path: str | Path, options: PipelineOptions, engine_cap: float | None, device: str = "cpu",
-         keep: Callable[[np.ndarray], None] | None = None) -> Planned:
+         keep: Callable[[np.ndarray], None] | None = None, clock: StageClock | None = None) -> Planned:
     """Probe, scan, cut and window: everything before the model (also used by the VAD view).
     `keep` receives the decoded audio, so the run never decodes the file twice."""
-    info = audio_mod.probe(path)
-    scan = audio_mod.scan_silences(path, options.silence_noise_db, options.silence_min, keep)
-    limits = limits_for(scan.duration, options.max_segment, engine_cap)
-    segments = plan_segments(scan.duration, scan.silences, scan.envelope_db, limits)
+    clock = clock or StageClock()
+    with clock("probe"):
+        info = audio_mod.probe(path)
+    with clock("decode + silence scan"):
+        scan = audio_mod.scan_silences(path, options.silence_noise_db, options.silence_min, keep)
+    with clock("cut plan"):
+        limits = limits_for(scan.duration, options.max_segment, engine_cap)
+        segments = plan_segments(scan.duration, scan.silences, scan.envelope_db, limits)
     seconds = options.window_seconds or (1200.0 if device.startswith("cuda") else 300.0)
     windows = plan_windows(segments, min(options.first_window_seconds, seconds), seconds)
     return Planned(replace(info, duration=scan.duration), tuple(segments), windows, limits.max_seconds, info.duration)

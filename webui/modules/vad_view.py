@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import audio as audio_mod
 from . import pipeline
+from .events import StageClock
+from .spool import Spool
 from .engines.whisper_ct2 import BUNDLED_NAME as BUNDLED_MODEL
 from .engines.base import EngineSettings
 from .options import PipelineOptions
@@ -31,6 +33,8 @@ class VadInspection:
     segments: tuple[SegmentView, ...]
     peaks: np.ndarray            # peak |amplitude| per bucket over the whole recording
     bucket_seconds: float
+    windows: tuple[tuple[int, int], ...] = ()
+    seconds_by_stage: dict = field(default_factory=dict)  # wall seconds of each stage before the model
 
     @property
     def lengths(self) -> list[float]:
@@ -62,22 +66,24 @@ def inspect_vad(path: str | Path, options: PipelineOptions, engine_cap: float | 
     """Segmentation and VAD only (no model): segments, speech spans and a waveform outline."""
     from .chunks import make_chunk
 
-    planned = pipeline.plan(path, options, engine_cap)
-    info, segments, max_seconds = planned.info, planned.segments, planned.max_seconds
-    bucket_seconds = max(info.duration / buckets, 1.0 / audio_mod.SAMPLE_RATE)
-    peaks = np.zeros(int(np.ceil(info.duration / bucket_seconds)) + 1, dtype=np.float32)
-    views: list[SegmentView] = []
-    decoded = audio_mod.stream_ranges(path, [(s.start, s.end) for s in segments])
-    try:
+    # librosa imports lazily on first use: a once-per-process cost, kept out of the stage times.
+    make_chunk(Segment(0, 0.0, 0.1), np.full(1600, 0.1, np.float32), options.vad)
+    clock = StageClock()
+    with Spool() as spool:
+        planned = pipeline.plan(path, options, engine_cap, keep=spool.keep, clock=clock)
+        info, segments, max_seconds = planned.info, planned.segments, planned.max_seconds
+        bucket_seconds = max(info.duration / buckets, 1.0 / audio_mod.SAMPLE_RATE)
+        peaks = np.zeros(int(np.ceil(info.duration / bucket_seconds)) + 1, dtype=np.float32)
+        views: list[SegmentView] = []
         for seg in segments:
-            samples = next(decoded)
-            chunk = make_chunk(seg, samples, options.vad)
+            with clock("VAD"):
+                samples = spool.read(seg.start, seg.end)
+                chunk = make_chunk(seg, samples, options.vad)
             views.append(SegmentView(seg, tuple((s.start, s.end) for s in chunk.spans), round(chunk.speech_seconds, 3)))
-            _add_peaks(peaks, samples, seg.start, bucket_seconds)
-            del samples, chunk
-    finally:
-        decoded.close()
-    return VadInspection(info, max_seconds, engine_cap, tuple(views), peaks, bucket_seconds)
+            with clock("waveform outline"):
+                _add_peaks(peaks, samples, seg.start, bucket_seconds)
+    return VadInspection(info, max_seconds, engine_cap, tuple(views), peaks, bucket_seconds, planned.windows,
+                         clock.totals())
 
 
 def _add_peaks(peaks: np.ndarray, samples: np.ndarray, start: float, bucket_seconds: float) -> None:
