@@ -300,7 +300,7 @@ def test_chinese_wetext_quirks_are_pinned():
 
 
 def test_chinese_grammar_reads_simplified_only():
-    """萬, 兩, 點, 號 stop the grammar: why pipeline.assemble runs ITN on Simplified text and
+    """萬, 兩, 點, 號 stop the grammar: why merge.assemble runs ITN on Simplified text and
     writes the changed pieces back in Traditional (tests/test_script.py)."""
     traditional = ["一共一萬兩千五百個人", "兩千零二十三年", "下午三點十五分開會"]
     assert itn.normalize_segments(traditional, "zh").texts == ["一共一萬兩千500個人", "兩千零23年", "下午三點15分開會"]

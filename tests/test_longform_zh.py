@@ -24,7 +24,8 @@ from webui.modules import script
 from webui.modules.engines.base import EngineSettings
 from webui.modules.events import Finished, Planned, SegmentDone
 from webui.modules.options import PipelineOptions
-from webui.modules.pipeline import assemble, transcribe
+from webui.modules.merge import assemble
+from webui.modules.pipeline import transcribe
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = (ROOT / "tests" / "data" / "real_zh", ROOT.parent / "shared" / "testdata" / "real_zh")

@@ -18,7 +18,8 @@ from webui.modules.audio import AudioInfo
 from webui.modules.engines.base import EngineOutput, LocalText
 from webui.modules.events import Finished, WindowDone
 from webui.modules.options import PipelineOptions, options_from_record
-from webui.modules.pipeline import assemble, transcribe
+from webui.modules.merge import assemble
+from webui.modules.pipeline import transcribe
 from webui.modules.settings import AppSettings
 from webui.modules.transcript import Segment, SegmentResult, TimedText
 

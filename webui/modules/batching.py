@@ -16,6 +16,15 @@ from .hostmem import trim_host_heap
 # limit(padded_seconds) -> how many inputs of that padded length may share the next batch
 BatchLimit = Callable[[float], int]
 
+_sizes_lock = threading.Lock()
+_sizes: dict[int, int] = {}  # inputs in a batch -> batches run with that many, since the process started
+
+
+def batch_size_counts() -> dict[int, int]:
+    """How many batches of each size (inputs) this process has run (for /metrics)."""
+    with _sizes_lock:
+        return dict(_sizes)
+
 
 @dataclass
 class Tally:
@@ -95,6 +104,8 @@ def run_batches(engine: Engine, chunks: list[SpeechChunk], language: str, tally:
         for k, out in zip(batch, batch_out):
             store(k, out)
         tally.batches += 1
+        with _sizes_lock:
+            _sizes[len(batch)] = _sizes.get(len(batch), 0) + 1
         if language in ("", "auto") and batch_out and batch_out[0].language:
             language = batch_out[0].language  # detect once, then keep it for the recording
         yield len(batch)
