@@ -712,9 +712,9 @@ def score(rec: Recording, run: Run, alone: dict, section: Section | None = None,
 
 
 def _check_words(ref, hyp, alone, i0, i1, ops_h, to_h, ins_h, ops_a, to_a, ins_a) -> CutCheck:
-    """Dropped: a reference word the long run deleted where the alone run heard something.
-    Duplicated: a word the long run has more often around the cut than both the reference and
-    the alone run (and more than once)."""
+    """Around reference words i0..i1: dropped, a reference word the long run deleted where the
+    alone run heard something; duplicated, a word the long run inserted that repeats a word
+    said there (in the reference or in its own text), beyond what the alone run repeats."""
     def span(words, to_x, ins_x) -> list[str]:
         out = []
         for r in range(i0, i1 + 2):
@@ -723,10 +723,16 @@ def _check_words(ref, hyp, alone, i0, i1, ops_h, to_h, ins_h, ops_a, to_a, ins_a
                 out.append(words[to_x[r]])
         return out
 
+    said = Counter(ref[i0:i1 + 1])
+
+    def repeats(words, ins_x, text: list[str]) -> Counter:
+        inserted = [words[j] for r in range(i0, i1 + 2) for j in ins_x.get(r, ())]
+        in_text = Counter(text)
+        return Counter(w for w in inserted if said[w] or in_text[w] > 1)
+
     span_h, span_a = span(hyp, to_h, ins_h), span(alone, to_a, ins_a)
     dropped = [ref[r] for r in range(i0, i1 + 1) if ops_h[r] == "delete" and ops_a[r] != "delete"]
-    c_ref, c_h, c_a = Counter(ref[i0:i1 + 1]), Counter(span_h), Counter(span_a)
-    duplicated = [w for w, n in c_h.items() for _ in range(n - max(c_ref[w], c_a[w], 1))]
+    duplicated = list((repeats(hyp, ins_h, span_h) - repeats(alone, ins_a, span_a)).elements())
     context = (f"ref: {' '.join(ref[max(0, i0 - 2):i1 + 3])} | long: {' '.join(span_h)} | alone: {' '.join(span_a)}")
     return CutCheck([], False, False, dropped, duplicated, context)
 

@@ -5,8 +5,11 @@ silence, a music bed under the speech, a telephone-band call, more dialogue; one
 options, ITN on, the bundled Whisper model on the CPU); then every clip is transcribed alone.
 
 Per section: minutes, WER of the long run against the same clips transcribed alone (same
-reference words), words dropped or duplicated around planned cuts, clip onsets that start a
-line within ±0.5 s, wall seconds spent on it, RTFx, peak RSS of the run so far.
+reference words), planned cuts with speech within 3 s and the words dropped or duplicated
+around them, clip onsets that start a line within ±0.5 s, wall seconds spent on the section
+(the silence scan shared out by length, each window's time by how much of the window lies in
+the section), RTFx, peak RSS of the run so far. The same builders and checks as
+tests/test_longform_kinds.py (tests/longform_kinds.py).
 
     .venv/bin/python scripts/bench/longform_accuracy.py --minutes 150
 """
@@ -86,7 +89,7 @@ def main() -> None:
     parser.add_argument("--container", default="mp4", choices=["mp4", "mp3", "opus", "flac", "wav"])
     parser.add_argument("--window-seconds", type=float, default=None, help="pipeline window (default: the pipeline's)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--keep", type=Path, help="build the recording in this folder and keep it")
+    parser.add_argument("--keep", type=Path, help="build the recording in this folder and keep it (and run.json)")
     parser.add_argument("--child", nargs=2, metavar=("PATH", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -113,6 +116,8 @@ def main() -> None:
         if proc.returncode:
             raise SystemExit(f"the pipeline run failed:\n{proc.stderr[-3000:]}")
         data = json.loads(out.read_text())
+        if args.keep:
+            (args.keep / "run.json").write_text(json.dumps(data))
         run = load_run(data)
         print(f"pipeline: {data['wall_seconds']:.0f} s, peak RSS {data['peak_rss_mb']:.0f} MB, stats {data['stats']}",
               flush=True)

