@@ -96,13 +96,15 @@ def site(tmp_path_factory: pytest.TempPathFactory):
 
 class Session:
     """One visitor's HTTP session: the login cookie from POST /login, Gradio's upload route and
-    its queue API (join, then read the event stream), as the page itself uses them."""
+    its queue API (join, then read the event stream), as the page itself uses them. Events and
+    their inputs are found by elem_id (or label) in /config, so added fields keep their defaults."""
 
     def __init__(self, url: str, user: str | None = None) -> None:
         self.http = httpx.Client(base_url=url, timeout=120)
         if user is not None:
             response = self.http.post("/login", data={"username": user, "password": USERS[user]})
             assert response.status_code == 200, response.text
+        self._config: dict | None = None
 
     def upload(self, name: str, data: bytes) -> httpx.Response:
         return self.http.post("/gradio_api/upload", files={"files": (name, data)})
@@ -112,20 +114,41 @@ class Session:
         assert response.status_code == 200, response.text
         return response.json()[0]
 
-    def fn(self, elem_id: str | None = None, api_name: str | None = None) -> int:
-        """The id of the event that clicking `elem_id` runs on the server (or the named endpoint)."""
-        config = self.http.get("/config").json()
-        names = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
-        for dep in config["dependencies"]:
+    @property
+    def config(self) -> dict:
+        if self._config is None:
+            self._config = self.http.get("/config").json()
+        return self._config
+
+    def _props(self, component_id: int) -> dict:
+        return next((c.get("props", {}) for c in self.config["components"] if c["id"] == component_id), {})
+
+    def _key(self, component_id: int) -> str | None:
+        props = self._props(component_id)
+        return props.get("elem_id") or props.get("label")
+
+    def _default(self, component_id: int):
+        return self._props(component_id).get("value")
+
+    def event(self, elem_id: str | None = None, api_name: str | None = None) -> dict:
+        """The server-side event that clicking `elem_id` runs (or the named endpoint)."""
+        for dep in self.config["dependencies"]:
             if api_name and dep.get("api_name") == api_name:
-                return dep["id"]
-            if elem_id and dep.get("backend_fn") and any(names.get(t[0]) == elem_id and t[1] == "click"
+                return dep
+            if elem_id and dep.get("backend_fn") and any(self._key(t[0]) == elem_id and t[1] == "click"
                                                         for t in dep["targets"]):
-                return dep["id"]
+                return dep
         raise LookupError(elem_id or api_name)
 
+    def run(self, dep: dict, **values) -> Outcome:
+        """Run the event with `values` by input elem_id/label (the others: their defaults)."""
+        keys = [self._key(c) for c in dep["inputs"]]
+        assert set(values) <= set(keys), (values, keys)  # a renamed field fails here, not silently
+        data = [values[k] if k in values else self._default(c) for k, c in zip(keys, dep["inputs"])]
+        return Outcome(self.call(dep["id"], data), [self._key(c) for c in dep["outputs"]])
+
     def call(self, fn: int, data: list) -> dict:
-        """Run event `fn` with `data`; the 'process_completed' message (output.data or output.error)."""
+        """The 'process_completed' message of event `fn` run on `data`."""
         session = uuid.uuid4().hex[:12]
         joined = self.http.post("/gradio_api/queue/join", json={"data": data, "fn_index": fn, "session_hash": session,
                                                                "trigger_id": None, "event_data": None})
@@ -137,6 +160,25 @@ class Session:
                     if message.get("msg") == "process_completed":
                         return message
         raise AssertionError("the event stream ended without a result")
+
+
+@dataclass
+class Outcome:
+    message: dict
+    outputs: list
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.message.get("success"))
+
+    @property
+    def error(self) -> str:
+        return (self.message.get("output") or {}).get("error") or ""
+
+    def __getitem__(self, key: str | int):
+        """An output by elem_id/label, or by position."""
+        data = self.message["output"]["data"]
+        return data[key if isinstance(key, int) else self.outputs.index(key)]
 
 
 def file_data(path: str) -> dict:
@@ -232,6 +274,7 @@ def make_evil(clean: Path, folder: Path, marker: Path) -> Path:
 
 def test_nothing_answers_without_a_login(site: Site) -> None:
     from gradio_client import Client
+    from gradio_client.exceptions import AuthenticationError
 
     anonymous = httpx.Client(base_url=site.url, timeout=30)
     assert anonymous.get("/config").status_code == 401
@@ -241,8 +284,10 @@ def test_nothing_answers_without_a_login(site: Site) -> None:
     assert anonymous.get(f"/gradio_api/file={site.settings_file}").status_code == 401
     assert anonymous.get("/api/health").status_code == 401
     assert anonymous.post("/login", data={"username": "bob", "password": "guess"}).status_code == 400
-    with pytest.raises(Exception):
+    with pytest.raises(AuthenticationError, match="credentials were not provided"):
         Client(site.url, verbose=False)
+    with pytest.raises((AuthenticationError, ValueError), match="Could not login"):
+        Client(site.url, auth=("bob", "guess"), verbose=False)
 
 
 # --- 1. a model path outside the offered list -----------------------------------------------
@@ -330,12 +375,6 @@ def test_an_operator_placed_model_folder_naming_files_outside_it_is_refused(site
 
 # --- 3. the operator's settings, edited by a non-admin ----------------------------------------
 
-def save_values(history: Path, models: Path) -> list:
-    """The System tab's 21 fields in order, as a raw save would send them: roots '/', another History."""
-    return ["cpu", "auto", False, None, 0.15, "auto", "librosa", "auto", True, "", str(history), "/", str(models), "",
-            7, 20, 0, 1, MAX_HOURS, 2, 1]
-
-
 @pytest.mark.browser
 def test_only_the_admin_saves_settings(site: Site, bob_page, ann_page) -> None:
     from playwright.sync_api import expect
@@ -355,12 +394,12 @@ def test_only_the_admin_saves_settings(site: Site, bob_page, ann_page) -> None:
     # The same save straight to Gradio's queue API (the event is api_visibility="private": Gradio
     # still runs it for any logged-in session, so the refusal must come from the server's own check).
     bob = Session(site.url, "bob")
-    result = bob.call(bob.fn("sys-save"), save_values(site.server.workdir / "stolen.db", site.models))
-    assert result["success"] and "Not saved: Only an administrator" in result["output"]["data"][0], result
+    result = bob.run(bob.event("sys-save"), **{"sys-roots": "/", "sys-history": str(site.server.workdir / "stolen.db")})
+    assert result.ok and "Not saved: Only an administrator" in result["sys-save-msg"], result.message
     assert site.settings_file.read_bytes() == before
     assert not (site.server.workdir / "stolen.db").exists()
-    refused = bob.call(bob.fn("batch-start"), [None, "/etc"])  # the roots in use are still the old ones
-    assert "is not under an allowed folder" in refused["output"]["data"][2]
+    refused = bob.run(bob.event("batch-start"), **{"batch-folder": "/etc"})  # the roots in use are still the old ones
+    assert "is not under an allowed folder" in refused["batch-status"]
 
     # The admin saves from the page; the operator's limits and roots survive the round trip.
     page = ann_page
@@ -416,26 +455,26 @@ def test_another_users_history_id_finds_nothing(site: Site, bob_page) -> None:
     assert record is not None and record.owner == "ann" and "forward" in record.text.lower()
 
     bob = Session(site.url, "bob")  # the same through the queue API
-    shown = bob.call(bob.fn("hist-view"), [str(job)])["output"]["data"]
-    assert shown[0] == f"No job {job} in History." and "forward" not in json.dumps(shown).lower()
+    shown = bob.run(bob.event("hist-view"), **{"hist-id": str(job)})
+    assert shown["hist-details"] == f"No job {job} in History." and "forward" not in json.dumps(shown.message).lower()
 
 
-@pytest.mark.xfail(strict=True, raises=AttackSucceeded, reason=(
-    "results_dir is in Gradio's allowed_paths and the download files are written under guessable names "
-    "(results/history-<id>/<stem>.<fmt>, results/<job id>/...): any login reads another user's transcript "
-    "through GET /gradio_api/file=<path>"))
 def test_another_users_transcript_cannot_be_fetched_by_its_download_path(site: Site) -> None:
     job = anns_job(site)
     ann = Session(site.url, "ann")
-    shown = ann.call(ann.fn("hist-view"), [str(job)])  # ann opens her job: its downloads are written
-    assert shown["success"], shown
-    guessed = site.results / f"history-{job}" / "goforward.txt"
-    assert guessed.is_file()
+    shown = ann.run(ann.event("hist-view"), **{"hist-id": str(job)})  # ann opens her job: downloads written
+    assert shown.ok and "goforward.wav" in shown["hist-details"], shown.message
+    written = sorted(site.results.rglob("goforward.txt"))
+    assert written, "the downloads were not written"
+    for path in written:  # in folders no one can guess: not named after the job
+        folder = path.parent.name
+        assert len(folder) >= 16 and str(job) not in folder and not folder.startswith(("history", "batch")), folder
     bob = Session(site.url, "bob")
-    response = bob.http.get(f"/gradio_api/file={guessed}")
-    if response.status_code == 200 and "forward" in response.text.lower():
-        raise AttackSucceeded(f"bob read ann's transcript at {guessed}: {response.text.strip()!r}")
-    assert response.status_code in (403, 404)
+    for guessed in (site.results / f"history-{job}" / "goforward.txt", site.results / str(job) / "goforward.txt"):
+        response = bob.http.get(f"/gradio_api/file={guessed}")
+        if response.status_code == 200 and "forward" in response.text.lower():
+            raise AttackSucceeded(f"bob read ann's transcript at {guessed}: {response.text.strip()!r}")
+        assert response.status_code in (403, 404)
 
 
 # --- 5. an oversized upload -------------------------------------------------------------------
@@ -506,12 +545,11 @@ def test_protocol_and_option_names_as_the_transcribe_audio_are_refused(site: Sit
             api.predict(name, "", "auto", "", True, api_name="/transcribe")
         assert "input_value" not in str(err.value)  # internals stay hidden with logins
     bob = Session(site.url, "bob")
-    fn = bob.fn(api_name="transcribe")
+    endpoint = bob.event(api_name="transcribe")
     for name in names:  # FileData naming them, straight to the queue API
-        result = bob.call(fn, [file_data(name), "", "auto", "", True])
-        assert not result["success"], result
-        error = result["output"].get("error") or ""
-        assert "file not found" in error or "http" in name, result
+        result = bob.run(endpoint, audio=file_data(name))
+        assert not result.ok, result.message
+        assert "file not found" in result.error or name.startswith("http"), result.message
     response = bob.http.get(f"/gradio_api/file=http://127.0.0.1:{port}/x.wav")  # Gradio's file route as a proxy
     assert response.status_code != 200
     time.sleep(0.3)
@@ -519,23 +557,19 @@ def test_protocol_and_option_names_as_the_transcribe_audio_are_refused(site: Sit
     assert site.history().count() == rows
 
 
-@pytest.mark.xfail(strict=True, raises=AttackSucceeded, reason=(
-    "Gradio checks that a file input was uploaded only when blocks.has_launched, which gr.mount_gradio_app "
-    "never sets: a FileData naming any server path is copied into the upload cache and handed to the handler, "
-    "so /transcribe transcribes files that were never uploaded"))
 def test_a_server_file_that_was_never_uploaded_is_refused(site: Site) -> None:
     bob = Session(site.url, "bob")
-    fn = bob.fn(api_name="transcribe")
+    endpoint = bob.event(api_name="transcribe")
     found = []
     secret = site.outside / "secret.wav"  # audio outside every root and the uploads
-    result = bob.call(fn, [file_data(str(secret)), "", "auto", "", True])
-    if result["success"]:
-        found.append(f"transcribed {secret}: {result['output']['data'][0]!r}")
-    result = bob.call(fn, [file_data("/etc/passwd"), "", "auto", "", True])
-    assert not result["success"]  # not audio either way
+    result = bob.run(endpoint, audio=file_data(str(secret)))
+    if result.ok:
+        found.append(f"transcribed {secret}: {result['text']!r}")
+    result = bob.run(endpoint, audio=file_data("/etc/passwd"))
+    assert not result.ok  # not audio either way
     copies = [p for p in site.uploads.rglob("passwd") if p.read_bytes() == Path("/etc/passwd").read_bytes()]
     if copies:
-        found.append(f"/etc/passwd copied to {copies[0]} (served by /gradio_api/file= to any login)")
+        found.append(f"/etc/passwd copied into the upload cache as {copies[0]}")
     if found:
         raise AttackSucceeded("; ".join(found))
 
@@ -596,8 +630,8 @@ def test_a_batch_over_the_file_limit_is_refused_in_one_line(site: Site, bob_page
     folder.mkdir()
     for f in (ENGLISH, FORWARD, DATA / "1089-134691-0000.flac"):
         shutil.copy(f, folder / f.name)
-    refused = bob.call(bob.fn("batch-start"), [None, str(folder)])["output"]["data"][2]
-    assert "3 files: a batch on this server takes at most 2." in refused
+    refused = bob.run(bob.event("batch-start"), **{"batch-folder": str(folder)})
+    assert "3 files: a batch on this server takes at most 2." in refused["batch-status"]
     assert site.history().count() == rows
 
 
@@ -624,9 +658,10 @@ def test_binding_beyond_loopback_warns_without_logins_and_keeps_passwords_out_of
         for var in ("WEBUI_AUTH", "GRADIO_TEMP_DIR", "WEBUI_SETTINGS"):
             env.pop(var, None)
         port = free_port()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "webui.server", "--host", "0.0.0.0", "--port", str(port), "--settings",
-             str(settings), *extra], cwd=work, env=env, stdout=open(work / "out", "wb"), stderr=open(work / "err", "wb"))
+        with open(work / "out", "wb") as out, open(work / "err", "wb") as err:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "webui.server", "--host", "0.0.0.0", "--port", str(port), "--settings",
+                 str(settings), *extra], cwd=work, env=env, stdout=out, stderr=err)
         return process, port, work, old, fresh
 
     def listening(port: int) -> bool:
@@ -650,8 +685,8 @@ def test_binding_beyond_loopback_warns_without_logins_and_keeps_passwords_out_of
         assert f"Web UI on http://0.0.0.0:{port}" in out
         assert "WARNING: listening on 0.0.0.0 WITHOUT logins" in err and "Add --auth-file FILE" in err
         anyone = Session(f"http://127.0.0.1:{port}")  # on the network, the local user is no admin
-        saved = anyone.call(anyone.fn("sys-save"), save_values(work / "stolen.db", work))["output"]["data"][0]
-        assert "Not saved: Only an administrator" in saved
+        saved = anyone.run(anyone.event("sys-save"), **{"sys-roots": "/", "sys-history": str(work / "stolen.db")})
+        assert "Not saved: Only an administrator" in saved["sys-save-msg"]
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and old.exists():
             time.sleep(0.1)
@@ -661,7 +696,7 @@ def test_binding_beyond_loopback_warns_without_logins_and_keeps_passwords_out_of
         cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
         assert str(logins).encode() in cmdline
         assert not any(p.encode() in arg for p in USERS.values() for arg in cmdline)
-        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
         assert not any(p in ps for p in USERS.values())
         out, err = (work / "out").read_text(), (work / "err").read_text()
         assert f"Web UI on http://0.0.0.0:{port}" in out

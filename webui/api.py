@@ -1,8 +1,11 @@
-"""HTTP API beside the Gradio page: GET /api/health and POST /api/deep_cleanup.
+"""HTTP API beside the Gradio page: GET /api/health, POST /api/deep_cleanup, GET /metrics
+(Prometheus) and, given the app's context, the OpenAI-compatible /v1/audio/transcriptions and
+/v1/models (openai_api.py).
 
-The FastAPI app carries these two routes and has the Gradio Blocks mounted at "/", so
-Gradio's own API (gradio_client, /gradio_api/...) keeps working unchanged. With --auth the
-two routes take the same user names and passwords as HTTP Basic credentials.
+The FastAPI app carries these routes and has the Gradio Blocks mounted at "/", so Gradio's own
+API (gradio_client, /gradio_api/...) keeps working unchanged. With logins, /api/* and /metrics
+take the same user names and passwords as HTTP Basic credentials, or an API key as a Bearer
+token; /v1/* takes API keys only (required once there are logins or keys).
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import secrets
 from dataclasses import asdict
 from typing import Callable, Sequence
 
-from fastapi import Depends, FastAPI, HTTPException, status
+from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi.responses import Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from .modules import gpu
@@ -60,14 +64,19 @@ def health_json(queue: JobQueue, requested_device: str = "auto") -> dict:
     }
 
 
-def _basic_auth(credentials: Credentials | None):
-    """A dependency that accepts any of `credentials` as HTTP Basic; a no-op when there are none."""
+def _basic_auth(credentials: Credentials | None, api_keys=None):
+    """A dependency that accepts any of `credentials` as HTTP Basic, or one of `api_keys`
+    (openai_api.ApiKeys) as a Bearer token; a no-op when there are no credentials."""
     security = HTTPBasic(auto_error=False)
 
-    def check(given: HTTPBasicCredentials | None = Depends(security)) -> None:
+    def check(request: Request, given: HTTPBasicCredentials | None = Depends(security)) -> None:
         if not credentials:
             return
-        if given is not None:
+        header = request.headers.get("authorization", "")
+        if api_keys is not None and api_keys.keys and header.lower().startswith("bearer "):
+            if api_keys.user_of(header) is not None:
+                return
+        elif given is not None:
             for user, password in credentials:
                 user_ok = secrets.compare_digest(given.username.encode(), user.encode())
                 password_ok = secrets.compare_digest(given.password.encode(), password.encode())
@@ -82,12 +91,17 @@ def _basic_auth(credentials: Credentials | None):
 def create_app(blocks, queue: JobQueue, *, device: Callable[[], str] = lambda: "auto",
                auth: Credentials | None = None, allowed_paths: Sequence[str] = (),
                css: str | None = None, theme=None, head: str | None = None, show_error: bool = False,
-               max_file_size: int | None = None) -> FastAPI:
-    """The FastAPI app: the API routes first, then the Gradio page mounted at '/'."""
+               max_file_size: int | None = None, ctx=None, api_keys: Sequence = ()) -> FastAPI:
+    """The FastAPI app: the API routes first, then the Gradio page mounted at '/'. With `ctx`
+    (context.AppContext) the OpenAI-compatible routes too, keyed by `api_keys` (openai_api.ApiKey)."""
     import gradio as gr
 
+    from . import metrics, openai_api
+
     app = FastAPI(title="Long-form transcription", docs_url=None, redoc_url=None, openapi_url=None)
-    guard = _basic_auth(auth)
+    keys = openai_api.ApiKeys(api_keys, logins=bool(auth))
+    guard = _basic_auth(auth, keys)
+    registry = metrics.build_registry(queue)
 
     @app.get("/api/health", dependencies=[Depends(guard)])
     def health() -> dict:
@@ -97,11 +111,22 @@ def create_app(blocks, queue: JobQueue, *, device: Callable[[], str] = lambda: "
     def deep_cleanup() -> dict:
         return deep_cleanup_json(queue)
 
-    return gr.mount_gradio_app(
+    @app.get("/metrics", dependencies=[Depends(guard)])
+    def prometheus_metrics() -> Response:
+        return Response(metrics.exposition(registry), media_type=metrics.CONTENT_TYPE)
+
+    if ctx is not None:
+        app.include_router(openai_api.router(ctx, keys))
+
+    mounted = gr.mount_gradio_app(
         app, blocks, path="/", auth=list(auth) if auth else None, allowed_paths=list(allowed_paths),
         ssr_mode=False, mcp_server=False, show_error=show_error, css=css, theme=theme, head=head,
         max_file_size=max_file_size,
     )
+    # Gradio checks that a file input was uploaded by a user only once the Blocks "launched";
+    # mounted, it never is, and a raw call could name any server file (/etc/passwd, /dev/zero).
+    blocks.has_launched = True
+    return mounted
 
 
 def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 7860, log_level: str = "warning") -> None:

@@ -4,6 +4,7 @@ what with it: the visitor (login name, admin or not), the models offered, the pe
 from __future__ import annotations
 
 import logging
+import secrets
 import sqlite3
 import threading
 from dataclasses import dataclass, field
@@ -54,6 +55,11 @@ class AppContext:
     @property
     def results_dir(self) -> Path:
         return Path(self.settings.results_dir).resolve()
+
+    def download_dir(self) -> Path:
+        """A new folder for one set of downloads: its name cannot be guessed, so a login cannot
+        fetch another user's transcript by its path (the results folder is served)."""
+        return self.results_dir / secrets.token_urlsafe(16)
 
     # --- who is asking -----------------------------------------------------------------
 

@@ -136,7 +136,7 @@ class _Handlers:
             transcript = record.to_transcript()
             body = render(transcript, "txt")
             try:
-                files = write_transcript_files(transcript, self.ctx.results_dir / f"history-{record.id}",
+                files = write_transcript_files(transcript, self.ctx.download_dir(),
                                                record.file_name)
                 buttons = [gr.DownloadButton(value=str(files[f]), interactive=True) for f in FORMATS]
             except OSError as exc:  # a full results folder: the text is still shown

@@ -202,7 +202,7 @@ class _View:
         if state.transcript is None or not state.segments or not (state.status == DONE or has_partial(state)):
             return _downloads()
         try:
-            files = write_transcript_files(state.transcript, self.ctx.results_dir / state.id, state.file_name)
+            files = write_transcript_files(state.transcript, self.ctx.download_dir(), state.file_name)
         except OSError as exc:  # a full results folder: the transcript stays on the page
             gr.Warning(f"{exc} The transcript is shown above: copy it from there.")
             return _downloads()
