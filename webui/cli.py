@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start afresh even when OUT holds a checkpoint of an interrupted run of the same file "
                         "and options (by default that run is resumed at its first unfinished window)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--ray", default="", metavar="ADDRESS",
+                   help="run on a Ray cluster: auto (the one this machine belongs to), host:port, or local "
+                        "(a private one on this machine); one actor per GPU (or CPU core) holds the model. "
+                        "Several files are spread over the actors, longest first; one file has its windows "
+                        "spread (same transcript as without --ray). Off by default")
     return parser
 
 
@@ -100,7 +105,7 @@ def plan_command(path: str, options: PipelineOptions, as_json: bool) -> int:
 
 
 def run_one(path: str, options: PipelineOptions, formats: tuple[str, ...], out_dir: Path, quiet: bool,
-            resume: bool = True) -> list[Path]:
+            resume: bool = True, runner=None) -> list[Path]:
     """Transcribe one file, checkpointing every finished window beside the output; the
     checkpoint goes once the outputs are written, and stays (for a resume) if anything fails."""
     from tqdm import tqdm
@@ -117,7 +122,7 @@ def run_one(path: str, options: PipelineOptions, formats: tuple[str, ...], out_d
               " starting afresh", file=sys.stderr)
     bar = None
     written: list[Path] = []
-    events = checkpoint.persist(transcribe(path, options, resume=previous), sidecar, path, options,
+    events = checkpoint.persist((runner or transcribe)(path, options, resume=previous), sidecar, path, options,
                                 resuming=previous is not None)
     try:
         for event in events:
@@ -237,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
     formats = FORMATS if args.format == "all" else (args.format,)
+    if args.ray:
+        return ray_command(args, options, formats)
     try:
         get_engine(options.engine)
     except EngineError as exc:
@@ -261,6 +268,53 @@ def main(argv: list[str] | None = None) -> int:
             failures += 1
             print(f"error: {path}: unexpected {type(exc).__name__}: {exc} (finished windows are kept; "
                   "run the same command to resume)", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def ray_command(args: argparse.Namespace, options: PipelineOptions, formats: tuple[str, ...]) -> int:
+    """--ray: one file has its windows spread over the actors (checkpointed and resumed as without
+    Ray); several files are spread over the actors whole, longest first."""
+    try:
+        from .modules import ray_backend
+    except ImportError as exc:
+        print(f"error: --ray needs the ray package ({exc})", file=sys.stderr)
+        return 2
+    try:
+        pool = ray_backend.Pool.start(args.ray, options.engine)
+    except Exception as exc:
+        print(f"error: could not start the Ray workers at {args.ray!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    failures = 0
+    try:
+        if len(args.files) == 1:
+            path = args.files[0]
+            try:
+                for written in run_one(path, options, formats, args.out, args.quiet, resume=not args.no_resume,
+                                       runner=lambda p, o, resume: ray_backend.transcribe(p, o, pool, resume=resume)):
+                    print(written)
+            except (audio.InputError, EngineError, OSError, ValueError) as exc:
+                failures += 1
+                print(f"error: {path}: {exc}", file=sys.stderr)
+        else:
+            for path, result in ray_backend.transcribe_files(args.files, options, pool):
+                if isinstance(result, Exception):
+                    failures += 1
+                    print(f"error: {path}: {result}", file=sys.stderr)
+                    continue
+                stem = Path(path).stem or "transcript"
+                for note in run_warnings(result.stats):
+                    print(f"warning: {path}: {note}", file=sys.stderr)
+                try:
+                    for fmt in formats:
+                        print(write(result.transcript, fmt, args.out, stem))
+                except OSError as exc:
+                    failures += 1
+                    print(f"error: {path}: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("error: interrupted; finished windows are kept, run the same command to resume", file=sys.stderr)
+        return 130
+    finally:
+        pool.close()
     return 1 if failures else 0
 
 

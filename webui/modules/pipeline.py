@@ -14,22 +14,21 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 import numpy as np
 
 from . import audio as audio_mod
-from .batching import Tally, run_chunks, with_progress
-from .chunks import make_chunk, pack
+from .batching import Tally
 from .engines import get_engine
 from .engines.base import Engine
-from .events import Cancelled, Event, Finished, Planned, Progress, Resume, RunStats, SegmentDone, StageClock, WindowDone
-from .lines import UTTERANCE_PAUSE, to_result
+from .events import Cancelled, Event, Finished, Planned, Progress, Resume, RunStats, SegmentDone, StageClock
 from .merge import assemble
 from .options import PipelineOptions
 from .segment import limits_for, plan_segments, plan_windows
 from .spool import Spool
-from .transcript import Segment, SegmentResult
+from .transcript import SegmentResult
+from .windows import by_utterance, segments_of, transcribe_window  # noqa: F401  (by_utterance: re-exported)
 
 
 def plan(path: str | Path, options: PipelineOptions, engine_cap: float | None, device: str = "cpu",
@@ -88,30 +87,12 @@ def _run(path: str | Path, options: PipelineOptions, engine: Engine, cancel: thr
     decoded = spool.ranges((s.start, s.end) for n in todo for s in _window(planned, n))
     for n in todo:
         stop_if_cancelled()
-        window, tally = _window(planned, n), replace(totals)
-        with clock("vad"):
-            chunks = [make_chunk(seg, next(decoded), options.vad) for seg in window]
-            if by_utterance(options, language):
-                chunks = [u for c in chunks for u in c.by_utterance(UTTERANCE_PAUSE)]
-            elif options.pack:
-                chunks = pack(chunks, engine.max_input_seconds, options.vad.keep_gap)
-        runner = run_chunks(engine, chunks, language, tally, cancel, options.retry_tail_seconds)
-        with clock("asr"):
-            outputs = yield from with_progress(runner, window[0].start, window[-1].end, chunks, info.duration)
-        first = len(results)
-        for chunk, output in zip(chunks, outputs):
-            tally.done += chunk.covers
-            tally.skipped += 0 if chunk.spans else chunk.covers
-            if output is None:  # silent, or a cancel came before its batch
-                continue
-            if language in ("", "auto"):
-                language = output.language or language  # detected once, then kept
-            results.append(to_result(chunk, output, options.snap_seconds))
-            yield SegmentDone(results[-1], tally.done, len(segments))
+        tally = replace(totals)
+        done = yield from transcribe_window(planned, n, decoded, engine, options, language, tally, cancel, clock, results)
         stop_if_cancelled()  # a window cut short is in the partial transcript, never checkpointed
-        yield WindowDone(n, tuple(results[first:]), language, tally.since(totals))
-        totals = tally
-        yield Progress("transcribe", window[-1].end, info.duration)
+        yield done
+        language, totals = done.language, tally
+        yield Progress("transcribe", _window(planned, n)[-1].end, info.duration)
 
     yield Progress("itn", 0, 1)
     with clock("itn"):
@@ -132,12 +113,4 @@ def _missing(planned: Planned) -> float:
     return round(missing, 1) if missing > max(2.0, 0.02 * planned.probed_seconds) else 0.0
 
 
-def by_utterance(options: PipelineOptions, language: str) -> bool:
-    if options.utterance_inputs is not None:
-        return options.utterance_inputs
-    return (language or "").split("-")[0].lower() in ("zh", "yue", "cmn", "ja", "ko")
-
-
-def _window(planned: Planned, n: int) -> Sequence[Segment]:
-    first, last = planned.windows[n]
-    return planned.segments[first:last]
+_window = segments_of

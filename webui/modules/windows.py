@@ -1,0 +1,75 @@
+"""One window of a planned recording, transcribed: VAD on each of its segments, then packing (or
+one input per utterance), the batch runner and the lines in recording time. The single-process
+pipeline and the Ray workers both run exactly this, so a window's text does not depend on where
+it ran, and windows merged in index order give the same transcript either way."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from typing import Generator, Iterator, Sequence
+
+import numpy as np
+
+from .batching import Tally, run_chunks, with_progress
+from .chunks import make_chunk, pack
+from .engines.base import Engine
+from .events import Planned, SegmentDone, StageClock, WindowDone
+from .lines import UTTERANCE_PAUSE, to_result
+from .options import PipelineOptions
+from .transcript import Segment, SegmentResult
+
+
+def segments_of(planned: Planned, n: int) -> Sequence[Segment]:
+    first, last = planned.windows[n]
+    return planned.segments[first:last]
+
+
+def by_utterance(options: PipelineOptions, language: str) -> bool:
+    if options.utterance_inputs is not None:
+        return options.utterance_inputs
+    return (language or "").split("-")[0].lower() in ("zh", "yue", "cmn", "ja", "ko")
+
+
+def transcribe_window(planned: Planned, n: int, audio: Iterator[np.ndarray], engine: Engine,
+                      options: PipelineOptions, language: str, tally: Tally, cancel: threading.Event | None = None,
+                      clock: StageClock | None = None, results: list[SegmentResult] | None = None,
+                      ) -> Generator[object, None, WindowDone]:
+    """Transcribe window `n`; `audio` gives the float32 samples of each of its segments in turn.
+    Yields Progress and SegmentDone events and returns the WindowDone (its language: the one
+    known after it, detected once then kept). `tally` runs on from the counts before the window;
+    every result is also appended to `results` (the caller's partial transcript on a cancel)."""
+    clock = clock or StageClock()
+    results = [] if results is None else results
+    before, window = replace(tally), segments_of(planned, n)
+    with clock("vad"):
+        chunks = [make_chunk(seg, next(audio), options.vad) for seg in window]
+        if by_utterance(options, language):
+            chunks = [u for c in chunks for u in c.by_utterance(UTTERANCE_PAUSE)]
+        elif options.pack:
+            chunks = pack(chunks, engine.max_input_seconds, options.vad.keep_gap)
+    runner = run_chunks(engine, chunks, language, tally, cancel, options.retry_tail_seconds)
+    with clock("asr"):
+        outputs = yield from with_progress(runner, window[0].start, window[-1].end, chunks, planned.info.duration)
+    first = len(results)
+    for chunk, output in zip(chunks, outputs):
+        tally.done += chunk.covers
+        tally.skipped += 0 if chunk.spans else chunk.covers
+        if output is None:  # silent, or a cancel came before its batch
+            continue
+        if language in ("", "auto"):
+            language = output.language or language  # detected once, then kept
+        results.append(to_result(chunk, output, options.snap_seconds))
+        yield SegmentDone(results[-1], tally.done, len(planned.segments))
+    return WindowDone(n, tuple(results[first:]), language, tally.since(before))
+
+
+def run_window(planned: Planned, n: int, audio: Iterator[np.ndarray], engine: Engine, options: PipelineOptions,
+               language: str, cancel: threading.Event | None = None) -> WindowDone:
+    """transcribe_window run to its end, its events dropped (what a worker returns)."""
+    steps = transcribe_window(planned, n, audio, engine, options, language, Tally(), cancel)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
