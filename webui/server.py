@@ -2,9 +2,12 @@
 housekeeping timer and the server itself.
 
     python -m webui.app [--host 127.0.0.1] [--port 7860] [--auth-file FILE] [--admin USER] [--settings FILE]
+                        [--api-key-file FILE]
 
 Logins come from a file (--auth-file, one `user:password` a line) or $WEBUI_AUTH
 (`user:password,user2:password2`), never from the command line by default: argv is visible in `ps`.
+API keys for /v1/* (OpenAI-compatible) likewise: --api-key-file (one `key[:user]` a line) or
+$WEBUI_API_KEYS (`key:user,key2`).
 """
 
 from __future__ import annotations
@@ -55,10 +58,28 @@ def read_logins(auth_file: Path | None, argv_auth: list[str] | None) -> Logins:
     return parse_auth(argv_auth)
 
 
+def read_api_keys(key_file: Path | None) -> list:
+    """API keys from --api-key-file, else $WEBUI_API_KEYS (openai_api.ApiKey each)."""
+    from .openai_api import parse_api_keys
+
+    if key_file is not None:
+        try:
+            lines = key_file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise argparse.ArgumentTypeError(f"cannot read --api-key-file {key_file}: {exc.strerror}") from None
+    else:
+        lines = os.environ.get("WEBUI_API_KEYS", "").split(",")
+    try:
+        return parse_api_keys(lines)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m webui.app",
-        description="Start the web application (Gradio page plus /api/health and /api/deep_cleanup).",
+        description="Start the web application (Gradio page plus /api/health, /api/deep_cleanup, /metrics "
+                    "and the OpenAI-compatible /v1/audio/transcriptions).",
     )
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0 for the network)")
@@ -71,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--admin", action="append", default=[], metavar="USER",
                         help="a login that may change the server's settings in the page and sees every "
                              "user's History (repeat for more); without logins the local user is the admin")
+    parser.add_argument("--api-key-file", type=Path, default=None, metavar="FILE",
+                        help="API keys for /v1/* (OpenAI-compatible): FILE holds one key[:user] a line (or set "
+                             "WEBUI_API_KEYS='key:user,key2'); the user owns the key's jobs. Keys are required "
+                             "once there are logins or keys")
     parser.add_argument("--settings", type=Path, default=None,
                         help="settings file (default $WEBUI_SETTINGS or ./settings.json)")
     parser.add_argument("--history", default=None, help="history database (default: the settings' history_path)")
@@ -85,7 +110,8 @@ def is_loopback(host: str) -> bool:
 
 
 def create_server(settings_path: Path | None = None, history_path: str | None = None,
-                  auth: Logins | None = None, admins: list[str] | None = None, host: str = "127.0.0.1"):
+                  auth: Logins | None = None, admins: list[str] | None = None, host: str = "127.0.0.1",
+                  api_keys: list | None = None):
     """(FastAPI app, context): everything main() runs, without starting the server."""
     local = is_loopback(host)
     ctx = AppContext.create(settings_path or settings_mod.default_path(), history_path, logins=bool(auth),
@@ -104,7 +130,7 @@ def create_server(settings_path: Path | None = None, history_path: str | None = 
     # Errors of our own (gr.Error) always show; unexpected ones show their text only to a local admin.
     app = api.create_app(demo, ctx.queue, device=lambda: ctx.settings.device, auth=auth,
                          allowed_paths=[str(ctx.results_dir)], css=CSS, show_error=local and not auth,
-                         max_file_size=int(ctx.settings.max_upload_mb * 1e6))
+                         max_file_size=int(ctx.settings.max_upload_mb * 1e6), ctx=ctx, api_keys=api_keys or ())
     resumed = ctx.queue.resume_unfinished()  # jobs a crash or kill left queued or running
     if resumed:
         log.info("resuming %d unfinished job(s) from %s", resumed, ctx.history.path)
@@ -115,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         auth = read_logins(args.auth_file, args.auth)
+        api_keys = read_api_keys(args.api_key_file)
     except argparse.ArgumentTypeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -123,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --admin {', '.join(unknown)}: no such login", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app, ctx = create_server(args.settings, args.history, auth, args.admin, args.host)
+    app, ctx = create_server(args.settings, args.history, auth, args.admin, args.host, api_keys)
     from . import api
+    from .metrics import Sampler
     from .modules.housekeeping import Housekeeper
 
     url_host = f"[{args.host}]" if ":" in args.host else args.host
@@ -135,9 +163,11 @@ def main(argv: list[str] | None = None) -> int:
               "machine can\nupload files and read every transcript. Add --auth-file FILE (and --admin USER).\n"
               + "!" * 78 + "\n", file=sys.stderr, flush=True)
     keeper = Housekeeper(ctx.housekeeping).start()
+    sampler = Sampler(ctx.queue).start()  # the System tab's chart: GPU memory and queue depth
     try:
         api.serve(app, args.host, args.port)
     finally:
+        sampler.stop()
         keeper.stop()
         ctx.queue.shutdown(timeout=2.0, keep_unfinished=True)  # the next start resumes them
     return 0

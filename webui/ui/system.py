@@ -1,11 +1,16 @@
 """The System tab: the server's settings (an admin changes them; others see them), the GPU
-memory panel, Deep GPU cleanup and Unload model."""
+memory panel with a chart of the last hour (GPU memory, host RSS, queue depth), Deep GPU
+cleanup and Unload model."""
 
 from __future__ import annotations
 
-import gradio as gr
+import time
+from datetime import datetime
 
-from .. import api
+import gradio as gr
+import pandas as pd
+
+from .. import api, metrics
 from ..context import AppContext
 from ..modules import gpu
 from ..modules import settings as settings_mod
@@ -26,6 +31,12 @@ def build(ctx: AppContext) -> OnLoad:
             with gr.Column(scale=2, min_width=320):
                 gr.Markdown("### GPU memory")
                 memory = gr.Markdown(elem_id="sys-memory")
+                gr.Markdown("### The last hour\nSampled every 10 s. Without a CUDA GPU its memory is zero.",
+                            elem_classes=["muted"])
+                memory_chart = gr.LinePlot(x="time", y="GiB", color="series", title="Memory (GiB)",
+                                           height=220, elem_id="sys-memory-chart")
+                queue_chart = gr.LinePlot(x="time", y="jobs", color="series", title="Queue depth (jobs)",
+                                          height=180, elem_id="sys-queue-chart")
                 refresh = gr.Button("Refresh", size="sm", elem_id="sys-refresh")
                 cleanup = gr.Button("Deep GPU cleanup", variant="primary", elem_id="sys-cleanup")
                 unload = gr.Button("Unload model", variant="stop", elem_id="sys-unload")
@@ -45,16 +56,16 @@ def build(ctx: AppContext) -> OnLoad:
         return message, memory_md(ctx)
 
     save.click(do_save, inputs=fields, outputs=[save_msg], **PRIVATE)
-    refresh.click(lambda: memory_md(ctx), outputs=[memory], **PRIVATE)
+    refresh.click(lambda: (memory_md(ctx), *charts(ctx)), outputs=[memory, memory_chart, queue_chart], **PRIVATE)
     cleanup.click(do_cleanup, outputs=[action, memory], **PRIVATE)
     unload.click(do_unload, outputs=[action, memory], **PRIVATE)
     def on_load(request: gr.Request) -> tuple:
         admin = ctx.visitor(request).is_admin
         note = "" if admin else ("*The server's settings, as the administrator set them. Your own choices "
                                  "(model, language, ITN, hotwords) go with each job on the Transcribe tab.*")
-        return (note, *_settings_values(ctx), memory_md(ctx), gr.Button(interactive=admin))
+        return (note, *_settings_values(ctx), memory_md(ctx), *charts(ctx), gr.Button(interactive=admin))
 
-    return OnLoad([who, *fields, memory, save], on_load)
+    return OnLoad([who, *fields, memory, memory_chart, queue_chart, save], on_load)
 
 
 def _settings_fields() -> list:
@@ -156,6 +167,24 @@ def memory_md(ctx: AppContext) -> str:
     if stats.device == "cpu":
         table += "\n\nNo CUDA GPU: figures are zero."
     return table
+
+
+def charts(ctx: AppContext, ring: metrics.Ring = metrics.RING) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The chart's data (memory in GiB, queue depth) from the sampler's ring buffer, with a
+    sample taken now when the newest is older than one sampling period (or there is none)."""
+    samples = ring.samples()
+    if not samples or time.time() - samples[-1].time > metrics.SAMPLE_SECONDS:
+        samples.append(metrics.take_sample(ctx.queue))
+    memory_rows, queue_rows = [], []
+    for s in samples:
+        when = datetime.fromtimestamp(s.time)
+        for series, value in (("GPU, this process", s.gpu_process), ("GPU, whole card", s.gpu_device_used),
+                              ("Host RSS", s.host_rss)):
+            if value is not None:
+                memory_rows.append({"time": when, "GiB": round(value / 2**30, 3), "series": series})
+        queue_rows.append({"time": when, "jobs": s.queue_depth, "series": "waiting + running"})
+    return (pd.DataFrame(memory_rows, columns=["time", "GiB", "series"]),
+            pd.DataFrame(queue_rows, columns=["time", "jobs", "series"]))
 
 
 def _cleanup_report(result: dict) -> str:
