@@ -242,8 +242,8 @@ class FunASREngine:
             with torch.inference_mode(), autocast:
                 try:
                     res = self._model.inference(data_in=data, key=keys, **kwargs)
-                except (IndexError, ValueError) as exc:
-                    if not kwargs.get("output_timestamp") or self.family is not SENSEVOICE:
+                except (IndexError, ValueError, RuntimeError) as exc:  # torch raises RuntimeError there too
+                    if not kwargs.get("output_timestamp") or self.family is not SENSEVOICE or gpu.is_oom(exc):
                         raise
                     # funasr's SenseVoice alignment can index past its tokens (a repeated token):
                     # the text is still good, so the batch runs again without word times.
