@@ -14,7 +14,7 @@ Region = tuple[float, float]  # (start, end) seconds inside the audio given to t
 @dataclass(frozen=True)
 class VadOptions:
     backend: str = "librosa"      # librosa (fast, CPU) | fsmn-vad | silero-vad (model VADs)
-    top_db: float = 40.0         # below the loudest frame (floored): a quiet speaker beside a loud one is speech
+    top_db: float = 25.0
     frame_length: int = 2048
     hop_length: int = 512
     min_speech: float = 0.25      # shorter bursts are clicks and breaths, not words
@@ -23,7 +23,7 @@ class VadOptions:
     floor_db: float = -55.0       # a segment quieter than this (dBFS peak) has no speech
     # top_db is relative to the segment's loudest frame, so a segment of pure room noise would
     # count as all speech; the reference never drops below this (frame RMS, dBFS), so frames
-    # quieter than ref_floor_db - top_db (-75 dBFS) are always silence.
+    # quieter than ref_floor_db - top_db (-60 dBFS) are always silence.
     ref_floor_db: float = -35.0
 
 
