@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from webui.modules.history import SCHEMA_VERSION, History, JobRecord
+from webui.modules.history import History, JobRecord
+from webui.modules.history_db import SCHEMA_VERSION
 from webui.modules.transcript import TimedText, Transcript, render
 
 NASTY_NAME = '会议 "quarterly" $(rm -rf ~) 50%_off\\.wav'
@@ -329,6 +330,26 @@ def test_two_threads_lose_nothing(history: History) -> None:
     assert history.count() == 100 and len(set(all_ids)) == 100
     assert len(history.search(status="done", limit=1000)) == 100
     assert len(history.search(text="a", name="a-", limit=1000)) == 50
+
+
+def open_fresh_files(folder: str, start_at: float, n: int) -> int:
+    """Worker: open n brand-new history files, in the same order and from the same moment as
+    the other workers, so that several processes switch one new file to WAL at once."""
+    time.sleep(max(0.0, start_at - time.time()))
+    for i in range(n):
+        History(Path(folder) / f"h{i}.db")
+    return n
+
+
+def test_processes_opening_one_new_file_at_once_all_succeed(tmp_path: Path) -> None:
+    # SQLite answers "database is locked" at once, without waiting, when two processes switch
+    # one new file to WAL together; the CLI and the server do exactly that on a first run.
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        start_at = time.time() + 3  # after every worker has started up
+        opened = pool.starmap(open_fresh_files, [(str(tmp_path), start_at, 80)] * 4)
+    assert opened == [80] * 4
+    assert all(History(tmp_path / f"h{i}.db").count() == 0 for i in range(80))
 
 
 def test_two_processes_lose_nothing(tmp_path: Path) -> None:

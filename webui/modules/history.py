@@ -1,4 +1,4 @@
-"""SQLite store of transcription jobs (history.db); the only module that writes SQL.
+"""SQLite store of transcription jobs (history.db); with history_db.py, the only code that writes SQL.
 
 Every operation opens its own short-lived connection, so the store is safe to call
 from Gradio's handler threads and from several processes at once: SQLite's WAL mode
@@ -13,59 +13,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+from . import history_db
 from .transcript import Transcript
 
-STATUSES = ("queued", "running", "done", "failed", "cancelled")
-BUSY_TIMEOUT_MS = 10_000
-
-# MIGRATIONS[i] takes the schema from version i to i + 1. Append, never edit.
-MIGRATIONS: list[list[str]] = [
-    [
-        f"""CREATE TABLE jobs (
-            id INTEGER PRIMARY KEY,
-            file_name TEXT NOT NULL,
-            file_path TEXT NOT NULL DEFAULT '',
-            duration REAL,
-            model TEXT NOT NULL DEFAULT '',
-            settings TEXT NOT NULL DEFAULT '{{}}',
-            status TEXT NOT NULL DEFAULT 'queued' CHECK (status IN {STATUSES}),
-            error TEXT NOT NULL DEFAULT '',
-            created_at TEXT NOT NULL,
-            started_at TEXT,
-            finished_at TEXT,
-            text TEXT NOT NULL DEFAULT '',
-            text_itn TEXT NOT NULL DEFAULT '',
-            segments TEXT NOT NULL DEFAULT '[]',
-            language TEXT NOT NULL DEFAULT '',
-            archived INTEGER NOT NULL DEFAULT 0 CHECK (archived IN (0, 1))
-        )""",
-        "CREATE INDEX jobs_created_at ON jobs (created_at)",
-        "CREATE INDEX jobs_status ON jobs (status)",
-    ],
-    [  # checkpoints: a running job's plan and finished windows, dropped once it ends
-        """CREATE TABLE checkpoints (
-            job_id INTEGER PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
-            header TEXT NOT NULL
-        )""",
-        """CREATE TABLE checkpoint_windows (
-            job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-            idx INTEGER NOT NULL,
-            data TEXT NOT NULL,
-            PRIMARY KEY (job_id, idx)
-        )""",
-    ],
-    [  # per-user History when the server has logins
-        "ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
-        "CREATE INDEX jobs_owner ON jobs (owner)",
-    ],
-]
-SCHEMA_VERSION = len(MIGRATIONS)
+STATUSES = history_db.STATUSES
 
 
 def _iso(moment: datetime | None = None) -> str:
@@ -145,47 +102,14 @@ class History:
         previous = getattr(self, "_path", None)
         self._path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with self._connect() as con:
-                con.execute("PRAGMA journal_mode=WAL")  # persistent: stored in the file
-                self._migrate(con)
+            history_db.prepare(path)
         except BaseException:
             if previous is not None:
                 self._path = previous
             raise
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        # isolation_level=None: each statement commits by itself; multi-statement
-        # work (migrations) opens its own transaction explicitly.
-        con = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        try:
-            con.row_factory = sqlite3.Row
-            con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            con.execute("PRAGMA foreign_keys=ON")
-            yield con
-        finally:
-            con.close()
-
-    def _migrate(self, con: sqlite3.Connection) -> None:
-        # BEGIN IMMEDIATE takes the write lock before reading the version, so two
-        # processes opening a fresh file cannot both apply the same migration.
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            version = con.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self._path} has schema version {version}, but this code knows only up to "
-                    f"{SCHEMA_VERSION}; it was written by a newer version of the app"
-                )
-            for step in MIGRATIONS[version:]:
-                for statement in step:
-                    con.execute(statement)
-            con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")  # int constant, not user data
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return history_db.connect(self._path)
 
     def _update(self, sql: str, params: Iterable) -> int:
         with self._connect() as con:
@@ -377,10 +301,7 @@ class History:
         if archive.resolve() == Path(self._path).resolve():
             raise ValueError(f"the archive must be another file than the history itself ({archive})")
         History(archive)  # create and migrate the archive; it also closes it again
-        con = sqlite3.connect(archive, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        try:
-            con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            con.execute("PRAGMA foreign_keys=ON")
+        with history_db.connect(archive) as con:
             con.execute("ATTACH DATABASE ? AS live", (str(self._path),))
             columns = {}
             for table in ("jobs", "checkpoints", "checkpoint_windows"):
@@ -424,5 +345,3 @@ class History:
                 con.execute("ROLLBACK")
                 raise
             return total
-        finally:
-            con.close()
