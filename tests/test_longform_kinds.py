@@ -159,31 +159,15 @@ def test_finishes_with_itn_on(kind, kind_runs):
           f"{stats.second_passes} second passes, {stats.itn_fallbacks} ITN fallbacks, {run.wall:.1f} s")
 
 
-# Failing before this session's fixes of the VAD (a quiet speaker beside a loud one) and of
-# Whisper's word timing across a batch; re-measured after them only in part, so they stay
-# marked (not strict: a pass shows as XPASS) until a full run on an idle machine confirms them.
-KNOWN = {("silence", "cuts"), ("music_bed", "timestamps"), ("telephone", "wer"), ("telephone", "cuts"),
-         ("telephone", "timestamps"), ("video", "cuts"), ("meeting", "wer"), ("meeting", "cuts"),
-         ("meeting", "timestamps")}
-
-
-def known(request, kind: str, check: str) -> None:
-    if (kind, check) in KNOWN:
-        request.applymarker(pytest.mark.xfail(strict=False, reason=f"{kind} {check}: failed before the VAD and "
-                                              "word-timing fixes; not yet re-measured on an idle machine"))
-
-
 @pytest.mark.parametrize("kind", KINDS)
-def test_wer_within_one_point_of_the_clips_alone(kind, kind_runs, request):
-    known(request, kind, "wer")
+def test_wer_within_one_point_of_the_clips_alone(kind, kind_runs):
     _, _, score = kind_runs(kind)
     assert score.ref_words > 0
     assert score.wer_long <= score.wer_alone + WER_MARGIN, "\n".join(lk.describe(score))
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_no_word_duplicated_or_dropped_at_cuts(kind, kind_runs, request):
-    known(request, kind, "cuts")
+def test_no_word_duplicated_or_dropped_at_cuts(kind, kind_runs):
     _, _, score = kind_runs(kind)
     assert score.cuts, "the recording must be cut somewhere for this check to mean anything"
     if kind == "continuous":
@@ -194,8 +178,7 @@ def test_no_word_duplicated_or_dropped_at_cuts(kind, kind_runs, request):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_timestamps_follow_the_speech(kind, kind_runs, request):
-    known(request, kind, "timestamps")
+def test_timestamps_follow_the_speech(kind, kind_runs):
     _, _, score = kind_runs(kind)
     assert not score.timestamp_problems, "\n".join(lk.describe(score))
     assert not score.onset_misses and not score.close_uncovered, "\n".join(lk.describe(score))

@@ -14,9 +14,10 @@ from webui.modules.transcript import Segment
 class ForgetfulEngine(EchoEngine):
     """Skips most of a long input's speech, or stops early, the way batched decoders do."""
 
-    def __init__(self, mode):
+    def __init__(self, mode, early_end=5.5):
         super().__init__(cap=4)
         self.mode = mode
+        self.early_end = early_end
 
     def transcribe_batch(self, audios, language="auto"):
         self.batches.append([a.size for a in audios])
@@ -26,7 +27,8 @@ class ForgetfulEngine(EchoEngine):
             if seconds > 10 and self.mode == "sparse":
                 outs.append(EngineOutput((LocalText(0.0, seconds, "hm"),), "en"))
             elif seconds > 10 and self.mode == "early":
-                outs.append(EngineOutput((LocalText(0.0, 4.0, "one two three four five six seven eight nine ten"),), "en"))
+                outs.append(EngineOutput((LocalText(0.0, self.early_end, "one two three four five six seven eight nine ten"),),
+                                        "en"))
             else:
                 text = " ".join(["word"] * max(1, int(seconds * 2)))
                 outs.append(EngineOutput((LocalText(0.0, seconds, text),), "en"))
@@ -57,6 +59,12 @@ def test_text_that_stops_early_gets_the_rest_transcribed():
     out = _run_engine(engine, [chunk], "en", _Tally(), None, retry_tail=2.0)[0]
     assert [p.text.split()[0] for p in out.pieces] == ["one", "word"]
     assert out.pieces[1].start == pytest.approx(chunk.offsets[1], abs=0.01)
+    # Stopped with two seconds of its utterance still to come: run again from right there.
+    engine = ForgetfulEngine("early", early_end=4.0)
+    out = _run_engine(engine, [chunk], "en", _Tally(), None, retry_tail=2.0)[0]
+    assert [p.text.split()[0] for p in out.pieces] == ["one", "word"]
+    assert out.pieces[1].start == pytest.approx(4.0, abs=0.01)
+    assert engine.batches[1] == [int(round((chunk.seconds - 4.0) * 16000))]
     # Off switch: one pass only.
     engine = ForgetfulEngine("early")
     assert len(_run_engine(engine, [chunk], "en", _Tally(), None, retry_tail=0.0)[0].pieces) == 1
@@ -69,3 +77,39 @@ def test_plan_leaves_short_silent_and_well_covered_inputs_alone():
     assert second_pass.plan([chunk], [None], retry_tail=2.0) == []  # cancelled: nothing to judge
     sparse = EngineOutput((LocalText(0.0, chunk.seconds, "hm"),), "en")
     assert [r.replaces for r in second_pass.plan([chunk], [sparse], retry_tail=2.0)] == [True, True]
+
+
+class StopsAfterThreeSeconds(EchoEngine):
+    """Writes dense text for the first 3 s of any input, then stops: an early end-of-text on
+    every pass, the way Whisper stops after a short first utterance of a long stretch."""
+
+    def transcribe_batch(self, audios, language="auto"):
+        self.batches.append([a.size for a in audios])
+        return [EngineOutput((LocalText(0.0, 3.0, "one two three four five six seven eight"),), "en")
+                for _ in audios]
+
+
+def _one_long_utterance(seconds=40.0):
+    from tests.conftest import tone
+    from webui.modules.chunks import make_chunk
+
+    return make_chunk(Segment(0, 100.0, 100.0 + seconds), tone(seconds))
+
+
+def test_a_sparse_single_utterance_is_not_run_again_unchanged_but_from_where_its_text_stopped():
+    chunk = _one_long_utterance()
+    assert len(chunk.utterances(second_pass.UTTERANCE_PAUSE)) == 1
+    sparse_and_early = EngineOutput((LocalText(0.0, 2.5, "one two three"),), "en")
+    redo = second_pass.plan([chunk], [sparse_and_early], retry_tail=2.0)
+    assert [(r.start, r.end, r.replaces) for r in redo] == [(pytest.approx(2.5, abs=0.05), chunk.seconds, False)]
+
+
+def test_a_rerun_that_stops_early_again_is_followed_up_a_bounded_number_of_times():
+    chunk = _one_long_utterance()
+    engine = StopsAfterThreeSeconds(cap=4)
+    out = _run_engine(engine, [chunk], "en", _Tally(), None, retry_tail=2.0)[0]
+    starts = [round(p.start, 1) for p in out.pieces]
+    # first pass, then MAX_RERUNS passes, each taking up where the last text stopped
+    assert starts == [3.0 * k for k in range(1 + second_pass.MAX_RERUNS)]
+    assert len(engine.batches) == 1 + second_pass.MAX_RERUNS
+    assert [b[0] for b in engine.batches] == sorted((b[0] for b in engine.batches), reverse=True)  # shorter each time

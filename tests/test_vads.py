@@ -59,3 +59,27 @@ def test_room_noise_alone_is_not_speech_but_quiet_speech_is():
     soft = np.concatenate([quiet(2.0, -65.0), tone(2.0, amp=10 ** (-42 / 20)), quiet(2.0, -65.0)])
     spans = speech_spans(soft, 0.0)
     assert len(spans) == 1 and spans[0].start == pytest.approx(2.0, abs=0.3)
+
+
+def _level(seconds: float, db: float, freq: float = 220.0) -> np.ndarray:
+    return tone(seconds, freq, amp=10 ** (db / 20))
+
+
+def test_a_quiet_voice_after_a_loud_one_is_judged_against_its_own_level():
+    # A near speaker at -6 dBFS, then a far one 14 dB quieter whose softer second half is 24 dB
+    # under the near speaker: below the segment-wide threshold (25 dB under its loudest, almost).
+    audio = np.concatenate([quiet(1.0, -65.0), _level(3.0, -6.0), quiet(1.0, -65.0),
+                            _level(1.5, -20.0, 180.0), _level(1.5, -32.0, 180.0), quiet(2.0, -65.0)])
+    far_end = 1.0 + 3.0 + 1.0 + 3.0
+    spans = speech_spans(audio, 0.0)
+    assert spans[-1].end == pytest.approx(far_end, abs=0.3), spans
+    segment_wide = speech_spans(audio, 0.0, VadOptions(local_depth_db=0))  # the old behaviour
+    assert segment_wide[-1].end == pytest.approx(far_end - 1.5, abs=0.3), segment_wide
+
+
+def test_a_pause_in_room_noise_stays_a_pause_next_to_loud_speech():
+    for noise_db in (-65.0, -50.0, -40.0):
+        audio = np.concatenate([_level(3.0, -6.0), quiet(3.0, noise_db), _level(3.0, -6.0)])
+        spans = speech_spans(audio, 0.0)
+        assert len(spans) == 2, (noise_db, spans)
+        assert spans[0].end == pytest.approx(3.0, abs=0.3) and spans[1].start == pytest.approx(6.0, abs=0.3)

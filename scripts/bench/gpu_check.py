@@ -1163,6 +1163,22 @@ def word_errors(ref: str, hyp: str) -> tuple[int, int]:
     return previous[-1], len(r)
 
 
+def wer_over_clips(cfg: Config, transcribe: Callable[[str], str], detail: str) -> dict:
+    """One row's figures: WER of `transcribe` over the English clips, and its speed."""
+    clips = english_clips(cfg)
+    edits = words = 0
+    seconds = 0.0
+    started = time.perf_counter()
+    for clip in clips:
+        e, n = word_errors(clip["text"], transcribe(clip["path"]))
+        edits, words, seconds = edits + e, words + n, seconds + clip["duration"]
+    wall = time.perf_counter() - started
+    return {"wer": round(100 * edits / max(1, words), 2), "wall_s": round(wall, 2), "audio_s": seconds,
+            "rtfx": round(seconds / wall, 1),
+            "detail": f"WER {100 * edits / max(1, words):.2f} % over {len(clips)} clips ({words} words, "
+                      f"{seconds:.0f} s); {detail}"}
+
+
 def english_clips(cfg: Config) -> list[dict]:
     """The real English clips of tests/data (../shared/testdata/real_en holds the same files)."""
     data = ROOT / "tests" / "data"
@@ -1512,18 +1528,8 @@ def job_whisper_ours(cfg: Config, rows: Rows) -> None:
     texts.mkdir(exist_ok=True)
 
     def wer() -> dict:
-        clips = english_clips(cfg)
-        edits = words = 0
-        seconds = 0.0
-        started = time.perf_counter()
-        for clip in clips:
-            result = run_pipeline(clip["path"], engine, retry=None)  # product defaults (second pass on)
-            e, n = word_errors(clip["text"], result.text)
-            edits, words, seconds = edits + e, words + n, seconds + clip["duration"]
-        wall = time.perf_counter() - started
-        return {"wer": round(100 * edits / max(1, words), 2), "wall_s": round(wall, 2), "audio_s": seconds,
-                "rtfx": round(seconds / wall, 1), "detail": f"WER {100 * edits / max(1, words):.2f} % over "
-                f"{len(clips)} clips ({words} words, {seconds:.0f} s), {engine.compute_type}, greedy, ITN off"}
+        return wer_over_clips(cfg, lambda path: run_pipeline(path, engine, retry=None).text,  # product defaults
+                              f"{engine.compute_type}, greedy, ITN off")
 
     rows.guarded("wh.wer.ours", wer)
     run_pipeline(rec(cfg, cfg.warm_minutes)[0], engine)  # warm-up
@@ -1593,17 +1599,7 @@ def job_whisper_fw(cfg: Config, rows: Rows) -> None:
     detail = f"{compute}, batch {cfg.fw_batch}, beam 1, its silero VAD; decoded by ffmpeg (timed)"
 
     def wer() -> dict:
-        clips = english_clips(cfg)
-        edits = words = 0
-        seconds = 0.0
-        started = time.perf_counter()
-        for clip in clips:
-            e, n = word_errors(clip["text"], transcribe(clip["path"]))
-            edits, words, seconds = edits + e, words + n, seconds + clip["duration"]
-        wall = time.perf_counter() - started
-        return {"wer": round(100 * edits / max(1, words), 2), "wall_s": round(wall, 2), "audio_s": seconds,
-                "rtfx": round(seconds / wall, 1),
-                "detail": f"WER {100 * edits / max(1, words):.2f} % over {len(clips)} clips ({words} words); {detail}"}
+        return wer_over_clips(cfg, transcribe, detail)
 
     rows.guarded("wh.wer.fw", wer)
     transcribe(rec(cfg, cfg.warm_minutes)[0])  # warm-up

@@ -74,14 +74,20 @@ def run_chunks(engine: Engine, chunks: list[SpeechChunk], language: str, tally: 
     if retry_tail <= 0:
         return outputs
     redo = second_pass.plan(chunks, outputs, retry_tail)
-    tally.second_passes += len(redo)
-    second_pass.cleared(outputs, redo)
+    for _ in range(second_pass.MAX_RERUNS):
+        if not redo:
+            break
+        tally.second_passes += len(redo)
+        second_pass.cleared(outputs, redo)
+        slices = [chunks[r.index].slice(r.start, r.end) for r in redo]
+        answers: list[EngineOutput | None] = [None] * len(redo)
 
-    def merge(k: int, out: EngineOutput) -> None:
-        outputs[redo[k].index] = second_pass.merged(outputs[redo[k].index], out, redo[k].start)
+        def merge(k: int, out: EngineOutput, redo=redo, answers=answers) -> None:
+            answers[k] = out
+            outputs[redo[k].index] = second_pass.merged(outputs[redo[k].index], out, redo[k].start)
 
-    yield from run_batches(engine, [chunks[r.index].slice(r.start, r.end) for r in redo], language, tally,
-                           cancel, merge)
+        yield from run_batches(engine, slices, language, tally, cancel, merge)
+        redo = second_pass.follow_up(redo, slices, answers, retry_tail)
     return outputs
 
 

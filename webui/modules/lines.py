@@ -8,6 +8,11 @@ from .engines.base import EngineOutput, LocalText, LocalWord
 from .transcript import SegmentResult, TimedText, join_texts, tidy_spaces
 
 UTTERANCE_PAUSE = 0.8        # seconds of silence that separate two utterances
+# A subtitle line breaks at about that much real silence. Pauses are measured between VAD
+# spans, which carry padding and frame smear at each edge (0.1 s pad + ~0.06 s), so a gap of
+# 0.6 s between spans is ~0.9 s of silence: a quiet speaker's utterance edges, judged against
+# their own level, otherwise narrow a clear sentence pause below the utterance threshold.
+LINE_PAUSE = 0.6
 MIN_CUE = 0.3                # seconds: a shorter subtitle flashes by unread
 SENTENCE_END = (".", "?", "!", "。", "？", "！", "…")
 
@@ -31,7 +36,7 @@ def to_result(chunk: SpeechChunk, output: EngineOutput, snap: float) -> SegmentR
                          output.language, output.itn_applied)
 
 
-def split_at_pauses(piece: LocalText, chunk: SpeechChunk, min_pause: float = UTTERANCE_PAUSE,
+def split_at_pauses(piece: LocalText, chunk: SpeechChunk, min_pause: float = LINE_PAUSE,
                     max_line: float = 7.0) -> list[LocalText]:
     """Split a model's text into subtitle lines using its word times: at every pause VAD found
     (each line then starts at its own speech onset), and at sentence ends once a line is

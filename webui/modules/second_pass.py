@@ -14,6 +14,8 @@ from .transcript import is_cjk
 
 MIN_UNITS_PER_SECOND = 0.6   # words (or CJK characters) per second of speech; people say 2–5
 MIN_SPEECH_SECONDS = 4.0     # shorter inputs are too short to judge
+MID_SPAN_REST = 1.0          # seconds of a span left after the text: more is speech not yet written
+MAX_RERUNS = 3               # passes after the first: a decoder may stop early again on the rest
 
 
 @dataclass(frozen=True)
@@ -27,10 +29,11 @@ class Redo:
 
 
 def plan(chunks: Sequence[SpeechChunk], outputs: Sequence[EngineOutput | None], retry_tail: float) -> list[Redo]:
-    """Inputs whose text cannot cover their speech get a second pass (bounded: once each).
+    """Inputs whose text cannot cover their speech get a second pass.
 
     - The text is far too sparse for the speech (a batched decoder sometimes skips whole
-      utterances): every utterance is run on its own and replaces the first answer.
+      utterances): every utterance is run on its own and replaces the first answer. An input
+      of one utterance would only be run again unchanged: it gets the tail rule instead.
     - The text stops more than `retry_tail` seconds early: the rest is run again from the
       next speech onset.
     """
@@ -38,11 +41,31 @@ def plan(chunks: Sequence[SpeechChunk], outputs: Sequence[EngineOutput | None], 
     for i, (chunk, out) in enumerate(zip(chunks, outputs)):
         if out is None or not chunk.spans or chunk.speech_seconds < MIN_SPEECH_SECONDS:
             continue
-        if text_units(out) < MIN_UNITS_PER_SECOND * chunk.speech_seconds:
-            redo.extend(Redo(i, lo, hi, True) for lo, hi in chunk.utterances(UTTERANCE_PAUSE))
-        elif (end := text_end(out)) is not None and chunk.seconds - end > retry_tail:
-            redo.append(Redo(i, resume_point(chunk, end), chunk.seconds, False))
+        utterances = chunk.utterances(UTTERANCE_PAUSE)
+        if text_units(out) < MIN_UNITS_PER_SECOND * chunk.speech_seconds and len(utterances) > 1:
+            redo.extend(Redo(i, lo, hi, True) for lo, hi in utterances)
+        else:
+            redo.extend(tail(i, chunk, out, retry_tail))
     return redo
+
+
+def follow_up(redo: Sequence[Redo], slices: Sequence[SpeechChunk], outputs: Sequence[EngineOutput | None],
+              retry_tail: float) -> list[Redo]:
+    """After a pass over `slices` (the stretches `redo` named): the ones whose new text again
+    stops early get the rest run once more, in the original input's time."""
+    again = []
+    for r, piece, out in zip(redo, slices, outputs):
+        again.extend(Redo(r.index, r.start + t.start, r.start + t.end, False)
+                     for t in tail(r.index, piece, out, retry_tail))
+    return again
+
+
+def tail(index: int, chunk: SpeechChunk, out: EngineOutput | None, retry_tail: float) -> list[Redo]:
+    """The rest of `chunk` after its text stopped more than `retry_tail` s early (none if not)."""
+    end = text_end(out)
+    if end is None or chunk.seconds - end <= retry_tail or not chunk.spans:
+        return []
+    return [Redo(index, resume_point(chunk, end), chunk.seconds, False)]
 
 
 def cleared(outputs: list[EngineOutput | None], redo: Sequence[Redo]) -> None:
@@ -71,8 +94,13 @@ def text_end(output: EngineOutput | None) -> float | None:
 
 
 def resume_point(chunk: SpeechChunk, text_end: float) -> float:
-    """Resume at the next speech onset after the text's end, or right there if mid-span."""
-    for offset in chunk.offsets:
+    """Where to run again from: right where the text stopped when that is inside a stretch of
+    speech with more than a second of it left (a decoder stopped mid-speech), else the next
+    speech onset (what is left of the span is the last word's tail)."""
+    for offset, span in zip(chunk.offsets, chunk.spans):
+        span_end = offset + span.end - span.start
+        if offset <= text_end < span_end - MID_SPAN_REST:
+            return text_end
         if offset >= text_end - 0.05:
             return offset
     return text_end

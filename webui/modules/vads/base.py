@@ -25,6 +25,12 @@ class VadOptions:
     # count as all speech; the reference never drops below this (frame RMS, dBFS), so frames
     # quieter than ref_floor_db - top_db (-60 dBFS) are always silence.
     ref_floor_db: float = -35.0
+    # A quiet voice next to a loud one (librosa backend): where the sound within local_window
+    # seconds stands local_margin_db above the segment's noise floor, top_db is measured from
+    # that local loudest frame, at most local_depth_db below the segment's loudest (0: off).
+    local_window: float = 1.5
+    local_margin_db: float = 10.0
+    local_depth_db: float = 15.0
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,58 @@
-"""The fast default VAD: librosa's energy split, with a floor so room noise is not speech."""
+"""The fast default VAD: frame energy against a reference level, as librosa's split does,
+with two changes for real recordings.
+
+- The reference never drops below `ref_floor_db`, so a segment of pure room noise is not
+  all speech (librosa's reference is the segment's loudest frame, whatever it is).
+- Where the sound within `local_window` seconds stands well above the segment's noise floor,
+  the reference is that local loudest frame, not the segment's: a quiet speaker answering a
+  loud one is judged against their own voice, not dropped as silence. It goes down at most
+  `local_depth_db` below the segment's loudest, never in a stretch of noise alone (there the
+  local loudest is only the noise itself), and never so low that the noise floor itself would
+  pass: pauses, hiss and a music bed stay silence.
+"""
 
 from __future__ import annotations
 
 import librosa
 import numpy as np
+from scipy.ndimage import maximum_filter1d
 
 from ..audio import SAMPLE_RATE
 from .base import Region, VadOptions
 
+NOISE_PERCENTILE = 10  # the segment's quieter frames: pauses between words and sentences
+
 
 def regions(audio: np.ndarray, opts: VadOptions) -> list[Region]:
-    floor = 10 ** (opts.ref_floor_db / 20)
-    intervals = librosa.effects.split(
-        audio, top_db=opts.top_db, frame_length=opts.frame_length, hop_length=opts.hop_length,
-        ref=lambda rms: max(float(np.max(rms)), floor),
-    )
-    return [(lo / SAMPLE_RATE, hi / SAMPLE_RATE) for lo, hi in intervals]
+    if audio.size == 0:
+        return []
+    rms = librosa.feature.rms(y=audio, frame_length=opts.frame_length, hop_length=opts.hop_length)[0]
+    speech = rms > threshold(rms, opts)
+    return [(lo / SAMPLE_RATE, min(hi, audio.size) / SAMPLE_RATE) for lo, hi in _runs(speech, opts.hop_length)]
+
+
+def threshold(rms: np.ndarray, opts: VadOptions) -> np.ndarray:
+    """Per frame, the level above which a frame is speech."""
+    loudest = max(float(rms.max()), _ratio(opts.ref_floor_db))
+    usual = np.full_like(rms, loudest * _ratio(-opts.top_db))
+    if opts.local_window <= 0 or opts.local_depth_db <= 0:
+        return usual
+    width = max(1, int(round(opts.local_window * SAMPLE_RATE / opts.hop_length)) | 1)  # odd: centred
+    local = maximum_filter1d(rms, size=width, mode="nearest")
+    noise = float(np.percentile(rms, NOISE_PERCENTILE))
+    above_noise = noise * _ratio(opts.local_margin_db)
+    lowest = max(loudest * _ratio(-opts.local_depth_db), _ratio(opts.ref_floor_db))
+    # Lowered only near sound that stands out, and never to within local_margin_db of the noise
+    # floor: under a music bed or a hiss, the bed next to a word must not become speech.
+    lowered = np.maximum(np.clip(local, lowest, loudest) * _ratio(-opts.top_db), above_noise)
+    return np.where(local >= above_noise, np.minimum(lowered, usual), usual)
+
+
+def _ratio(db: float) -> float:
+    return 10 ** (db / 20)
+
+
+def _runs(mask: np.ndarray, hop: int) -> list[tuple[int, int]]:
+    """(start, end) samples of each run of True frames (frame k is centred on sample k * hop)."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], mask, [False]]).astype(np.int8)))
+    return [(int(lo) * hop, int(hi) * hop) for lo, hi in edges.reshape(-1, 2)]
