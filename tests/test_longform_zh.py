@@ -2,14 +2,17 @@
 the whole recording's CER against the same clips transcribed one by one, and every character of
 the output in the chosen script (Simplified; the same transcript assembled again for Taiwan).
 
-The bundled Whisper base is weak on Mandarin (CER ~15-20 % on the clips alone) and writes
+The bundled Whisper base is weak on Mandarin (CER ~18-27 % on the clips alone) and writes
 Traditional for some inputs and Simplified for others within one recording: the test compares
 the long run with the clips alone, not with a fixed bound.
 
 One decode of a clip is one draw: Whisper base's Mandarin output changes when the same clip
-starts a few milliseconds later (the meeting clip, 58 characters, beam 5: 14 to 21 errors over
-0-20 ms shifts). The clips-alone baseline is therefore the mean over a few lead-in shifts of
-every clip file (0, 5, 10, 15 ms of silence), not the luck of one decode.
+starts a few milliseconds later (over 0/5/10/15 ms of lead-in silence, the CER of the 6 clips in
+tests/data alone went 17 %, 26 %, 19 %, 23 %). So "the same clips transcribed one by one" is
+taken literally: each placed clip is cut out of the recording itself (its own noise and timing,
+from 0.3 s before its audio to 1 s after its speech) and transcribed alone. The difference
+then measures what long-form processing (segments, windows, VAD over a whole segment) costs,
+not the luck of where a clip happens to start.
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = (ROOT / "tests" / "data" / "real_zh", ROOT.parent / "shared" / "testdata" / "real_zh")
 MINUTES = 20
 OPTIONS = PipelineOptions(engine=EngineSettings(language="zh"))  # as in the issue: --language zh
-SHIFTS_MS = (0, 5, 10, 15)  # lead-in silence before each clip alone (see the module docstring)
 pytestmark = pytest.mark.slow
 
 
@@ -72,31 +74,6 @@ def clips() -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def alone(clips, whisper_engine, tmp_path_factory) -> list[dict[str, str]]:
-    """Each clip transcribed on its own, with the same options, once per lead-in shift
-    (SHIFTS_MS of silence before the clip's audio; 0: the file itself): one dict
-    reference text -> hypothesis per shift."""
-    import soundfile as sf
-
-    from webui.modules.audio import decode
-
-    folder = tmp_path_factory.mktemp("alone_zh")
-    out = []
-    for ms in SHIFTS_MS:
-        texts = {}
-        for n, clip in enumerate(clips):
-            path = clip["path"]
-            if ms:
-                path = folder / f"{n}-{ms}ms.wav"
-                lead = np.zeros(int(ms * 16), dtype=np.float32)
-                sf.write(str(path), np.concatenate([lead, decode(clip["path"])]), 16000, subtype="PCM_16")
-            finished = [e for e in transcribe(path, OPTIONS, engine=whisper_engine) if isinstance(e, Finished)]
-            texts[clip["text"]] = finished[0].transcript.text
-        out.append(texts)
-    return out
-
-
-@pytest.fixture(scope="module")
 def long_run(clips, whisper_engine, tmp_path_factory):
     from webui.modules.audio import decode
 
@@ -114,8 +91,28 @@ def long_run(clips, whisper_engine, tmp_path_factory):
         elif isinstance(event, Finished):
             finished = event
     print(f"{len(placed)} clips in {MINUTES} min transcribed in {time.perf_counter() - started:.0f} s")
-    return {"placed": placed, "info": planned.info, "results": results, "finished": finished,
+    return {"path": path, "placed": placed, "info": planned.info, "results": results, "finished": finished,
             "engine": whisper_engine.name}
+
+
+@pytest.fixture(scope="module")
+def alone(long_run, whisper_engine, tmp_path_factory) -> list[str]:
+    """Each placed clip cut out of the recording and transcribed on its own, with the same
+    options: one hypothesis per placement, in order."""
+    import soundfile as sf
+
+    from webui.modules.audio import decode
+
+    folder = tmp_path_factory.mktemp("alone_zh")
+    audio = decode(long_run["path"])
+    texts = []
+    for n, p in enumerate(long_run["placed"]):
+        lo, hi = int((p.offset - 0.3) * 16000), int((p.end + 1.0) * 16000)
+        path = folder / f"{n}.wav"
+        sf.write(str(path), audio[max(0, lo):hi], 16000, subtype="PCM_16")
+        finished = [e for e in transcribe(path, OPTIONS, engine=whisper_engine) if isinstance(e, Finished)]
+        texts.append(finished[0].transcript.text)
+    return texts
 
 
 def test_the_recording_is_long_and_mandarin(long_run):
@@ -138,22 +135,20 @@ def test_cer_of_the_recording_is_within_two_points_of_the_clips_alone(long_run, 
     placed = long_run["placed"]
     reference = chars("".join(p.text for p in placed))
     long_cer = jiwer.cer(reference, chars(long_run["finished"].transcript.text))
-    by_shift = [jiwer.cer(reference, chars("".join(texts[p.text] for p in placed))) for texts in alone]
-    alone_cer = float(np.mean(by_shift))
-    print(f"CER over {len(placed)} clips: whole recording {long_cer:.1%}, the same clips alone {alone_cer:.1%} "
-          f"(mean over lead-in shifts of {', '.join(f'{ms} ms: {c:.1%}' for ms, c in zip(SHIFTS_MS, by_shift))})")
-    assert long_cer <= alone_cer + 0.02, "\n".join(per_clip(long_run, alone[0]))
+    alone_cer = jiwer.cer(reference, chars("".join(alone)))
+    print(f"CER over {len(placed)} clips: whole recording {long_cer:.1%}, the same clips alone {alone_cer:.1%}")
+    assert long_cer <= alone_cer + 0.02, "\n".join(per_clip(long_run, alone))
 
 
-def per_clip(long_run, alone: dict[str, str]) -> list[str]:
+def per_clip(long_run, alone: list[str]) -> list[str]:
     """For a failure: each placed clip's text in the long run (the lines that start or end inside
     its audio) beside its clip-alone text, worst first."""
     lines = long_run["finished"].transcript.segments
     rows = []
-    for p in long_run["placed"]:
+    for p, alone_text in zip(long_run["placed"], alone):
         lo, hi = p.offset - 0.5, p.end + 1.0
         heard = chars("".join(s.text for s in lines if lo <= s.start <= hi or lo <= s.end <= hi))
-        ref, alone_text = chars(p.text), chars(alone[p.text])
+        ref, alone_text = chars(p.text), chars(alone_text)
         extra = round((jiwer.cer(ref, heard) - jiwer.cer(ref, alone_text)) * len(ref))
         rows.append((extra, f"{p.start:7.1f} s  {extra:+d} errors  long: {heard}  alone: {alone_text}"))
     return [row for _, row in sorted(rows, key=lambda r: -r[0])[:12]]
