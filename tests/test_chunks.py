@@ -73,3 +73,38 @@ def test_slice_and_utterances_map_back_exactly():
 def test_silent_segment_has_no_speech():
     chunk = make_chunk(Segment(0, 0.0, 10.0), quiet(10.0, -80.0))
     assert chunk.spans == () and chunk.seconds == 0
+
+
+def _cut_inside_speech(before, after):
+    """One stretch of speech cut in two by the plan (no silence there): two segments whose
+    speech meets at the cut. `before`/`after`: (kind, seconds) parts on each side."""
+    from tests.conftest import tone
+
+    audio = np.concatenate([layout(*before), tone(4.0, 300.0)])
+    cut = audio.size / SR - 2.0  # in the middle of the last 4 s of speech
+    rest = np.concatenate([audio[int(cut * SR):], layout(*after)])
+    first = make_chunk(Segment(0, 0.0, cut), audio[:int(cut * SR)])
+    second = make_chunk(Segment(1, cut, cut + rest.size / SR), rest)
+    return first, second, cut
+
+
+def test_speech_cut_by_the_plan_is_joined_back_without_a_gap():
+    first, second, cut = _cut_inside_speech([("q", 1.0), ("s", 3.0), ("q", 2.0)], [("q", 2.0)])
+    assert first.spans[-1].end == pytest.approx(cut, abs=1e-3) and second.spans[0].start == pytest.approx(cut, abs=1e-3)
+    (joined,) = pack([first, second], 30.0, 0.6)
+    assert joined.seconds == pytest.approx(first.seconds + second.seconds, abs=1e-3)  # no gap at the cut
+    assert joined.covers == 2
+    assert joined.to_absolute(joined.offsets[-1] + 1.0) == pytest.approx(cut + 1.0, abs=1e-3)
+
+
+def test_an_input_never_ends_at_a_cut_inside_speech_when_the_speech_before_can_move_on():
+    first, second, cut = _cut_inside_speech([("s", 15.0), ("q", 2.0), ("s", 5.0), ("q", 2.0)], [("q", 1.0)])
+    assert len(first.spans) == 3  # 15 s, 5 s, and the 2 s before the cut
+    assert first.seconds < 24.0 < first.seconds + 0.6 + second.seconds
+    inputs = pack([first, second], 24.0, 0.6)  # both sides together do not fit in one input
+    ends = [c.spans[-1].end for c in inputs]
+    assert all(abs(end - cut) > 0.01 for end in ends[:-1]), ends
+    assert [round(c.spans[0].start, 1) for c in inputs][1] < cut - 1.5  # the speech before the cut moved on
+    assert sum(c.covers for c in inputs) == 2
+    spans = [s for c in inputs for s in c.spans]
+    assert spans == list(first.spans) + list(second.spans)  # nothing lost or repeated

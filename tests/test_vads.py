@@ -78,8 +78,11 @@ def test_a_quiet_voice_after_a_loud_one_is_judged_against_its_own_level():
 
 
 def test_a_pause_in_room_noise_stays_a_pause_next_to_loud_speech():
+    # Also after digital silence (an editor's fade, a muted start): zeros are not the room's floor.
     for noise_db in (-65.0, -50.0, -40.0):
-        audio = np.concatenate([_level(3.0, -6.0), quiet(3.0, noise_db), _level(3.0, -6.0)])
-        spans = speech_spans(audio, 0.0)
-        assert len(spans) == 2, (noise_db, spans)
-        assert spans[0].end == pytest.approx(3.0, abs=0.3) and spans[1].start == pytest.approx(6.0, abs=0.3)
+        for lead in (0.0, 2.0):
+            audio = np.concatenate([np.zeros(int(lead * SR), np.float32), _level(3.0, -6.0),
+                                    quiet(3.0, noise_db), _level(3.0, -6.0)])
+            spans = speech_spans(audio, -lead)
+            assert len(spans) == 2, (noise_db, lead, spans)
+            assert spans[0].end == pytest.approx(3.0, abs=0.3) and spans[1].start == pytest.approx(6.0, abs=0.3)

@@ -139,22 +139,47 @@ def pack(chunks: list[SpeechChunk], max_seconds: float, gap_seconds: float) -> l
     full one; packing spans cuts the encoder passes by a third on conversational audio. The
     time map keeps every span's absolute time. Silent chunks pass through alone (they are
     skipped, never sent to a model); a chunk's `covers` goes with the input holding its end.
+
+    Where the cut plan had to cut inside speech (no silence to cut at), the two sides are
+    joined back without a gap, and an input never ends at such a cut when the speech before it
+    can move to the next input: a decoder drops the word cut in two at an input's edge.
     """
     packed: list[SpeechChunk] = []
-    current: SpeechChunk | None = None
+    group: list[SpeechChunk] = []  # the pieces of the input being filled, in order
     for chunk in chunks:
         if not chunk.spans:
             packed.append(chunk)
             continue
         for piece in chunk.pieces():
-            if current is not None and current.seconds + gap_seconds + piece.seconds > max_seconds:
-                packed.append(current)
-                current = None
-            current = piece if current is None else _join(current, piece, gap_seconds)
-        current = replace(current, covers=current.covers + chunk.covers)
-    if current is not None:
-        packed.append(current)
+            if group and _length(group + [piece], gap_seconds) > max_seconds:
+                carried: list[SpeechChunk] = []
+                if len(group) > 1 and _contiguous(group[-1], piece) and \
+                        _length([group[-1], piece], gap_seconds) <= max_seconds:
+                    carried = [group.pop()]
+                packed.append(_joined(group, gap_seconds))
+                group = carried
+            group.append(piece)
+        group[-1] = replace(group[-1], covers=group[-1].covers + chunk.covers)
+    if group:
+        packed.append(_joined(group, gap_seconds))
     return packed
+
+
+def _contiguous(a: SpeechChunk, b: SpeechChunk) -> bool:
+    """b's speech starts where a's stops: a cut made inside speech, not a pause."""
+    return abs(b.spans[0].start - a.spans[-1].end) < 0.002
+
+
+def _length(pieces: list[SpeechChunk], gap_seconds: float) -> float:
+    gaps = sum(0.0 if _contiguous(a, b) else gap_seconds for a, b in zip(pieces, pieces[1:]))
+    return sum(p.seconds for p in pieces) + gaps
+
+
+def _joined(pieces: list[SpeechChunk], gap_seconds: float) -> SpeechChunk:
+    out = pieces[0]
+    for piece in pieces[1:]:
+        out = _join(out, piece, 0.0 if _contiguous(out, piece) else gap_seconds)
+    return out
 
 
 def _join(a: SpeechChunk, b: SpeechChunk, gap_seconds: float) -> SpeechChunk:
