@@ -82,7 +82,7 @@ def run_chunks(engine: Engine, chunks: list[SpeechChunk], language: str, tally: 
         slices = [chunks[r.index].slice(r.start, r.end) for r in redo]
         answers: list[EngineOutput | None] = [None] * len(redo)
 
-        def merge(k: int, out: EngineOutput, redo=redo, answers=answers) -> None:
+        def merge(k: int, out: EngineOutput) -> None:  # called within this pass only
             answers[k] = out
             outputs[redo[k].index] = second_pass.merged(outputs[redo[k].index], out, redo[k].start)
 

@@ -34,15 +34,16 @@ def plan(chunks: Sequence[SpeechChunk], outputs: Sequence[EngineOutput | None], 
     - The text is far too sparse for the speech (a batched decoder sometimes skips whole
       utterances): every utterance is run on its own and replaces the first answer. An input
       of one utterance would only be run again unchanged: it gets the tail rule instead.
-    - The text stops more than `retry_tail` seconds early: the rest is run again from the
-      next speech onset.
+    - The text stops more than `retry_tail` seconds early: the rest is run again (see
+      `resume_point`).
     """
     redo: list[Redo] = []
     for i, (chunk, out) in enumerate(zip(chunks, outputs)):
         if out is None or not chunk.spans or chunk.speech_seconds < MIN_SPEECH_SECONDS:
             continue
-        utterances = chunk.utterances(UTTERANCE_PAUSE)
-        if text_units(out) < MIN_UNITS_PER_SECOND * chunk.speech_seconds and len(utterances) > 1:
+        sparse = text_units(out) < MIN_UNITS_PER_SECOND * chunk.speech_seconds
+        utterances = chunk.utterances(UTTERANCE_PAUSE) if sparse else []
+        if len(utterances) > 1:
             redo.extend(Redo(i, lo, hi, True) for lo, hi in utterances)
         else:
             redo.extend(tail(i, chunk, out, retry_tail))
