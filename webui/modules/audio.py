@@ -17,9 +17,23 @@ from typing import IO, Callable, Iterable, Iterator
 import numpy as np
 
 SAMPLE_RATE = 16_000
-# Input options for every ffmpeg/ffprobe call: a file may only open local files, so a crafted
-# playlist or concat list cannot make the server fetch URLs (http:, tcp:, ...).
-INPUT_GUARD = ("-protocol_whitelist", "file")
+# Demuxers that read nothing but the bytes of the file itself. Everything else is refused by
+# ffmpeg, which checks the probed format against this list before it reads any header: playlists
+# (hls, dash, webm_dash_manifest), lists (concat, ffconcat), image sequences (image2), IMF
+# compositions, SDP/RTSP and the rest name other files or addresses, and `-protocol_whitelist
+# file` cannot stop a local file being named. The refusal comes before any named file is opened,
+# so it is the same whether that file exists or not. (mov's external data references stay off:
+# its `enable_drefs` defaults to false.)
+SAFE_DEMUXERS = (
+    "aac", "ac3", "aiff", "amr", "amrnb", "amrwb", "ape", "asf", "au", "avi", "caf", "dsf", "dts", "dtshd", "eac3",
+    "flac", "flv", "gsm", "ircam", "loas", "matroska", "mlp", "mov", "mp3", "mpc", "mpc8", "mpeg", "mpegts",
+    "nistsphere", "nut", "ogg", "oma", "qcp", "rm", "shn", "sox", "tak", "truehd", "tta", "voc", "w64", "wav",
+    "wv", "xwma",
+)
+# Input options for every ffmpeg/ffprobe call: local files only (no http:, tcp:, ...), and only
+# the demuxers above.
+INPUT_GUARD = ("-protocol_whitelist", "file", "-format_whitelist", ",".join(SAFE_DEMUXERS))
+_NOT_ON_WHITELIST = re.compile(r"\[([\w,]+) @ [^]]*\] Format not on whitelist")
 ENVELOPE_HOP = 0.1  # seconds per loudness value kept for the quietest-window fallback
 _READ_BYTES = 1 << 20
 
@@ -78,14 +92,18 @@ def probe(path: str | Path) -> AudioInfo:
     if p.stat().st_size == 0:
         raise InputError(path, "file is empty (0 bytes)")
     argv = [
-        _require("ffprobe"), "-v", "error", "-print_format", "json",
+        _require("ffprobe"), "-v", "warning", "-print_format", "json",
         "-show_entries", "format=duration:stream=codec_type,codec_name,sample_rate,channels,duration",
         "-select_streams", "a", *INPUT_GUARD, media_arg(p),
     ]
     proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=120)
     if proc.returncode != 0:
+        if refused := _NOT_ON_WHITELIST.search(proc.stderr):
+            raise InputError(path, _refusal(refused.group(1).split(",")[0]))
         detail = proc.stderr.strip().splitlines()[-1:] or ["unknown error"]
         raise InputError(path, f"not a readable audio or video file ({_short(detail[0], p)})")
+    if _EXTERNAL_TRACK in proc.stderr:  # ffmpeg did not follow it, but the file is not self-contained
+        raise InputError(path, _refusal("external data reference"))
     data = json.loads(proc.stdout or "{}")
     streams = data.get("streams") or []
     if not streams:
@@ -104,6 +122,20 @@ def probe(path: str | Path) -> AudioInfo:
         channels=int(stream.get("channels") or 0),
         codec=str(stream.get("codec_name") or ""),
     )
+
+
+# Formats that name other files or addresses: said so, since a user may not know a .m3u8 is a list.
+_REFERENCING = frozenset("concat dash hls image2 imf rtp rtsp sdp webm_dash_manifest".split())
+_EXTERNAL_TRACK = "Skipped opening external track"  # mov/mp4 with a data reference to another file
+
+
+def _refusal(demuxer: str) -> str:
+    if demuxer in _REFERENCING:
+        return (f"refused: a {demuxer} file is a playlist, list or sequence that names other files or "
+                "addresses; upload the recording itself")
+    if demuxer == "external data reference":
+        return "refused: its audio is kept in another file (an external data reference); upload the recording itself"
+    return f"not a readable audio or video file (the {demuxer} format is not accepted)"
 
 
 def media_arg(path: Path) -> str:
