@@ -137,9 +137,9 @@ def test_a_job_whose_file_is_gone_ends_failed_with_the_text_it_had(tmp_path):
     sidecar = checkpoint.Sidecar(tmp_path / "c.jsonl")
     run(audio, store=sidecar)
     head, windows = sidecar.load()
-    history.begin_checkpoint(job, head)
-    history.add_checkpoint_window(job, windows[0])
-    history.mark_running(job)
+    history.mark_running(job)  # a checkpoint is only ever written for a running job
+    assert history.begin_checkpoint(job, head)
+    assert history.add_checkpoint_window(job, windows[0])
     audio.unlink()
     queue = JobQueue(history, engine_factory=lambda s: EchoEngine())
     try:

@@ -144,7 +144,8 @@ def test_bad_arguments_raise_value_error(history: History, call) -> None:
 
 def test_delete(history: History) -> None:
     keep = history.create_job("keep.wav", "", "m", {})
-    drop = history.create_job("drop.wav", "", "m", {})
+    drop = history.create_job("drop.wav", "", "m", {}, status="done")
+    assert history.delete(keep) is False  # queued: its runner still writes to it
     assert history.delete(drop) is True
     assert history.delete(drop) is False
     assert history.get(drop) is None

@@ -301,3 +301,27 @@ def test_api_keys_owners_and_when_they_are_required() -> None:
     assert ApiKeys(keys).user_of("Bearer sk-bbbbbbbb") == LOCAL
     for header in (None, "", "Bearer", "Bearer sk-aaaaaaa", "Basic c2stYWFhYWFhYWE=", "Bearer sk-aaaaaaaa:ann"):
         assert with_logins.user_of(header) is None
+
+
+def test_verbose_json_carries_the_models_own_scores_per_line(server: Server) -> None:
+    """avg_logprob, no_speech_prob, compression_ratio, temperature and tokens come from the
+    model: two_cities (44 s) is decoded as two inputs, so the values differ between lines; each
+    line has its own tokens; History keeps them, so its transcript answers the same; no `seek`."""
+    from webui.openai_api import verbose_json
+
+    with open(DATA / "two_cities.wav", "rb") as f:
+        verbose = client(server).audio.transcriptions.create(file=f, model="whisper-1", language="en",
+                                                             response_format="verbose_json")
+    segments = verbose.segments
+    assert len(segments) >= 2
+    for s in segments:
+        assert s.avg_logprob < 0 and 0 <= s.no_speech_prob <= 1 and s.compression_ratio > 0, s
+        assert s.temperature == 0.0  # the decoder's (greedy, no temperature fallback)
+        assert s.tokens and all(isinstance(t, int) and t >= 0 for t in s.tokens), s
+        assert "seek" not in s.model_fields_set
+    assert len({s.avg_logprob for s in segments}) > 1 and len({s.no_speech_prob for s in segments}) > 1
+    assert len({s.compression_ratio for s in segments}) > 1
+    assert len({tuple(s.tokens) for s in segments}) == len(segments)
+    record = History(server.history_path).search(name="two_cities.wav", limit=1)[0]
+    stored = verbose_json(record.to_transcript(), False)["segments"]
+    assert stored == [s.model_dump(exclude_unset=True) for s in segments]

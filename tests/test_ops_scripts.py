@@ -57,7 +57,7 @@ def app(tmp_path_factory: pytest.TempPathFactory):
     logins = work / "logins"
     logins.write_text("# the server's own login file\nops:s3cret-pass\n")
     logins.chmod(0o600)
-    server = start_server(work / "srv", "--auth-file", str(logins))
+    server = start_server(work / "srv", "--auth-file", str(logins), "--admin", "ops")  # cleanup is the admin's
     yield server, logins
     server.stop()
 

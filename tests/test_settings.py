@@ -99,11 +99,17 @@ def test_batch_folders_must_lie_under_an_allowed_root(tmp_path: Path) -> None:
     for folder in (uploads, allowed / "sub", outside):
         folder.mkdir(parents=True)
     s = AppSettings(upload_dir=str(uploads))
-    # None by default besides the upload folder.
-    assert s.allowed_roots() == [uploads.resolve()]
-    assert s.check_batch_folder(uploads) == uploads.resolve()
+    # None by default, and never the upload folder (every user's uploads), even when listed.
+    assert s.allowed_roots() == []
+    with pytest.raises(ValueError, match="not under an allowed folder"):
+        s.check_batch_folder(uploads)
     with pytest.raises(ValueError, match="not under an allowed folder"):
         s.check_batch_folder(allowed / "sub")
+    wide = s.with_changes(batch_roots=(str(uploads), str(tmp_path)))
+    assert wide.allowed_roots() == [tmp_path.resolve()]
+    (uploads / "bob").mkdir()
+    with pytest.raises(ValueError, match="not under an allowed folder"):
+        wide.check_batch_folder(uploads / "bob")  # under a wide root, but inside the upload area
     s = s.with_changes(batch_roots=(str(allowed),))
     assert s.check_batch_folder(allowed / "sub") == (allowed / "sub").resolve()
     with pytest.raises(ValueError, match="not under an allowed folder"):

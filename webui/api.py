@@ -66,24 +66,49 @@ def health_json(queue: JobQueue, requested_device: str = "auto") -> dict:
 
 def _basic_auth(credentials: Credentials | None, api_keys=None):
     """A dependency that accepts any of `credentials` as HTTP Basic, or one of `api_keys`
-    (openai_api.ApiKeys) as a Bearer token; a no-op when there are no credentials."""
+    (openai_api.ApiKeys) as a Bearer token, and returns the user's name; None when there are no
+    credentials (a server without logins)."""
     security = HTTPBasic(auto_error=False)
 
-    def check(request: Request, given: HTTPBasicCredentials | None = Depends(security)) -> None:
+    def check(request: Request, given: HTTPBasicCredentials | None = Depends(security)) -> str | None:
         if not credentials:
-            return
+            return None
         header = request.headers.get("authorization", "")
         if api_keys is not None and api_keys.keys and header.lower().startswith("bearer "):
-            if api_keys.user_of(header) is not None:
-                return
+            user = api_keys.user_of(header)
+            if user is not None:
+                return user
         elif given is not None:
-            for user, password in credentials:
+            found = None
+            for user, password in credentials:  # every login compared, in constant time each
                 user_ok = secrets.compare_digest(given.username.encode(), user.encode())
                 password_ok = secrets.compare_digest(given.password.encode(), password.encode())
                 if user_ok and password_ok:
-                    return
+                    found = user
+            if found is not None:
+                return found
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "authentication required",
                             headers={"WWW-Authenticate": "Basic"})
+
+    return check
+
+
+class _NoAdmins:  # create_app without a context (tests): no login is an admin
+    admins: frozenset[str] = frozenset()
+    local_admin = True
+
+
+_NO_ADMINS = _NoAdmins()
+
+
+def _admin_only(guard, ctx):
+    """A dependency for operator actions: the caller must be an admin login (or, without logins,
+    the local user of a loopback-only server)."""
+
+    def check(user: str | None = Depends(guard)) -> None:
+        allowed = ctx.local_admin if user is None else user in ctx.admins
+        if not allowed:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "only an administrator may do this")
 
     return check
 
@@ -107,7 +132,9 @@ def create_app(blocks, queue: JobQueue, *, device: Callable[[], str] = lambda: "
     def health() -> dict:
         return health_json(queue, device())
 
-    @app.post("/api/deep_cleanup", dependencies=[Depends(guard)])
+    operator = _admin_only(guard, ctx if ctx is not None else _NO_ADMINS)
+
+    @app.post("/api/deep_cleanup", dependencies=[Depends(operator)])
     def deep_cleanup() -> dict:
         return deep_cleanup_json(queue)
 

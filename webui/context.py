@@ -10,13 +10,14 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .modules import housekeeping
+from .modules import history_db, housekeeping
 from .modules import settings as settings_mod
 from .modules.history import History
 from .modules.jobs import JobQueue, Limits
 from .modules.models import ModelChoice, offered_models, pick
 from .modules.options import PipelineOptions
 from .modules.settings import AppSettings
+from .upload_quota import UploadLedger
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class AppContext:
     logins: bool = False                      # the server asks for a login (--auth)
     admins: frozenset[str] = frozenset()      # login names that are admins (--admin)
     local_admin: bool = True                  # without logins: the local user is the admin (loopback only)
+    server_lock: history_db.ServerLock | None = None  # a server holds its history file for itself
+    uploads: UploadLedger = field(default_factory=UploadLedger)  # whose each page upload is (quota)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -99,11 +102,24 @@ class AppContext:
         with self._lock:
             old = self.settings
             if new.history_path != old.history_path:
+                busy = self.queue.unfinished_history_ids() | {r.id for r in self.history.unfinished()}
+                if busy:  # their runners write to rows of this file; elsewhere they would hit other jobs' rows
+                    raise ValueError(f"History database cannot change while jobs are queued or running "
+                                     f"({len(busy)} unfinished); wait until they end or cancel them. "
+                                     f"Still using {old.history_path}.")
+                lock = None
                 try:
+                    if self.server_lock is not None:
+                        lock = history_db.ServerLock(new.history_path)
                     self.history.path = new.history_path  # creates/migrates the new file first
                 except (OSError, sqlite3.Error, RuntimeError) as exc:
+                    if lock is not None:
+                        lock.release()
                     raise ValueError(f"History database {new.history_path} cannot be used ({exc}); "
                                      f"still using {old.history_path}.") from None
+                if lock is not None:
+                    self.server_lock.release()
+                    self.server_lock = lock
             settings_mod.save(new, self.settings_path)
             self.settings = new
             self._apply_limits()
@@ -120,6 +136,11 @@ class AppContext:
         s = self.settings
         keep = {Path(j.path).resolve() for j in self.queue.jobs() if not j.finished}
         keep |= {Path(r.file_path).resolve() for r in self.history.unfinished() if r.file_path}
+        used = keep | {Path(p).resolve() for p in self.history.file_paths()}
+        orphans = housekeeping.prune_orphan_uploads(Path(s.upload_dir).resolve(), used)
+        if orphans.deleted_files:
+            log.info("housekeeping: deleted %d upload(s) no job uses, %d bytes", orphans.deleted_files,
+                     orphans.deleted_bytes)
         report = housekeeping.prune_files([Path(s.upload_dir).resolve(), self.results_dir],
                                           s.retention_days * housekeeping.DAY, int(s.disk_quota_gb * 1e9), keep)
         if report.deleted_files:

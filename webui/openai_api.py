@@ -10,12 +10,15 @@ What OpenAI's clients send is accepted: multipart `file`, `model`, `language`, `
   clients) is added to them. `temperature` is accepted and ignored (decoding is deterministic).
 * `language`: an ISO code or `auto`; zh-CN, zh-TW and zh-HK mean Chinese written in that script.
   The extra field `script` (zh, zh-TW, zh-HK, keep) chooses the Chinese script explicitly and wins.
-* verbose_json: segments are the transcript's subtitle lines with their real times;
-  avg_logprob, compression_ratio, no_speech_prob, tokens and seek are placeholders (the pipeline
-  does not keep them). Words (`timestamp_granularities[]=word`) are NOT aligned: each line's time
-  is shared out among its words in proportion to their length (CJK: one word per character), so
-  the first word starts with the line and the last ends with it; the response says so in
-  `word_timestamps: "interpolated"`.
+* verbose_json: segments are the transcript's subtitle lines with their real times. tokens,
+  temperature, avg_logprob, compression_ratio and no_speech_prob are the model's (Whisper: those
+  of the decode the line came from, tokens the line's own; see transcript.Scores), left out where
+  the engine does not report them (FunASR models) or, for tokens, cannot attribute them; never a
+  made-up constant. `seek` is left out: inputs are VAD-packed speech decoded in batches, not a
+  window sought through the file. Words (`timestamp_granularities[]=word`) are NOT aligned: each
+  line's time is shared out among its words in proportion to their length (CJK: one word per
+  character), so the first word starts with the line and the last ends with it; the response says
+  so in `word_timestamps: "interpolated"`.
 * `stream=true` and `diarized_json` are refused (400).
 
 The upload is streamed to a file under the upload folder in chunks (never read whole into
@@ -48,7 +51,7 @@ from .context import LOCAL, AppContext
 from .modules import script as script_mod
 from .modules.audio import InputError
 from .modules.jobs import DONE, JobState, LimitError
-from .modules.transcript import Transcript, is_cjk, render
+from .modules.transcript import TimedText, Transcript, is_cjk, render
 
 log = logging.getLogger(__name__)
 
@@ -390,11 +393,20 @@ def words_of(start: float, end: float, text: str) -> list[dict]:
     return words
 
 
+def verbose_segment(i: int, s: TimedText) -> dict:
+    """One line as an OpenAI segment: the model's scores where the engine reported them (see
+    transcript.Scores for what they mean for a line), left out where not; never `seek`."""
+    segment = {"id": i, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.display_text}
+    if s.scores is not None:
+        if s.scores.tokens is not None:
+            segment["tokens"] = list(s.scores.tokens)
+        segment.update(temperature=s.scores.temperature, avg_logprob=s.scores.avg_logprob,
+                       compression_ratio=s.scores.compression_ratio, no_speech_prob=s.scores.no_speech_prob)
+    return segment
+
+
 def verbose_json(t: Transcript, with_words: bool) -> dict:
-    segments = [{"id": i, "seek": round(s.start * 100), "start": round(s.start, 3), "end": round(s.end, 3),
-                 "text": s.display_text, "tokens": [], "temperature": 0.0, "avg_logprob": 0.0,
-                 "compression_ratio": 1.0, "no_speech_prob": 0.0}
-                for i, s in enumerate(t.segments)]
+    segments = [verbose_segment(i, s) for i, s in enumerate(t.segments)]
     body = {"task": "transcribe", "language": LANGUAGE_NAMES.get(t.language, t.language or "unknown"),
             "duration": round(t.duration, 3), "text": t.text_itn or t.text, "segments": segments,
             "usage": {"type": "duration", "seconds": round(t.duration, 3)}}

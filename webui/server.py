@@ -25,7 +25,7 @@ from pathlib import Path  # noqa: E402
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # no version check or telemetry at import/launch
 
-from .context import AppContext  # noqa: E402  (imports no gradio: the upload folder is set first)
+from .context import LOCAL, AppContext  # noqa: E402  (imports no gradio: the upload folder is set first)
 from .modules import settings as settings_mod  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -113,9 +113,12 @@ def create_server(settings_path: Path | None = None, history_path: str | None = 
                   auth: Logins | None = None, admins: list[str] | None = None, host: str = "127.0.0.1",
                   api_keys: list | None = None):
     """(FastAPI app, context): everything main() runs, without starting the server."""
+    from .modules.history_db import ServerLock
+
     local = is_loopback(host)
     ctx = AppContext.create(settings_path or settings_mod.default_path(), history_path, logins=bool(auth),
                             admins=frozenset(admins or ()), local_admin=local)
+    ctx.server_lock = ServerLock(ctx.history.path)  # ServedElsewhere: another server resumes its jobs
     upload_dir = Path(ctx.settings.upload_dir).resolve()
     upload_dir.mkdir(parents=True, exist_ok=True)
     ctx.results_dir.mkdir(parents=True, exist_ok=True)
@@ -131,6 +134,15 @@ def create_server(settings_path: Path | None = None, history_path: str | None = 
     app = api.create_app(demo, ctx.queue, device=lambda: ctx.settings.device, auth=auth,
                          allowed_paths=[str(ctx.results_dir)], css=CSS, show_error=local and not auth,
                          max_file_size=int(ctx.settings.max_upload_mb * 1e6), ctx=ctx, api_keys=api_keys or ())
+    from .logins import keep_logins, login_of, mounted_gradio
+    from .upload_quota import UploadQuota
+
+    if auth:  # a restart keeps everyone logged in (the secret and sessions beside the settings file)
+        keep_logins(app, Path(ctx.settings_path).resolve().parent, {user for user, _ in auth})
+    gradio_app = mounted_gradio(app)
+    app.add_middleware(UploadQuota, ledger=ctx.uploads,
+                       user_of=(lambda request: login_of(gradio_app, request)) if auth else (lambda request: LOCAL),
+                       quota_bytes=lambda: int(ctx.settings.upload_quota_gb * 1e9))
     resumed = ctx.queue.resume_unfinished()  # jobs a crash or kill left queued or running
     if resumed:
         log.info("resuming %d unfinished job(s) from %s", resumed, ctx.history.path)
@@ -150,7 +162,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --admin {', '.join(unknown)}: no such login", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app, ctx = create_server(args.settings, args.history, auth, args.admin, args.host, api_keys)
+    from .modules.history_db import ServedElsewhere
+
+    try:
+        app, ctx = create_server(args.settings, args.history, auth, args.admin, args.host, api_keys)
+    except ServedElsewhere as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     from . import api
     from .metrics import Sampler
     from .modules.housekeeping import Housekeeper
@@ -162,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + "!" * 78 + f"\nWARNING: listening on {args.host} WITHOUT logins: anyone who can reach this "
               "machine can\nupload files and read every transcript. Add --auth-file FILE (and --admin USER).\n"
               + "!" * 78 + "\n", file=sys.stderr, flush=True)
-    keeper = Housekeeper(ctx.housekeeping).start()
+    keeper = Housekeeper(ctx.housekeeping, every=600).start()  # unused uploads go within the hour
     sampler = Sampler(ctx.queue).start()  # the System tab's chart: GPU memory and queue depth
     try:
         api.serve(app, args.host, args.port)

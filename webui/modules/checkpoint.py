@@ -19,7 +19,7 @@ from typing import Iterator, Protocol
 from .audio import AudioInfo
 from .events import Event, Planned, Resume, WindowCounts, WindowDone
 from .options import PipelineOptions
-from .transcript import Segment, SegmentResult, TimedText
+from .transcript import Scores, Segment, SegmentResult, TimedText
 
 log = logging.getLogger(__name__)
 
@@ -175,12 +175,16 @@ def _result_to_dict(result: SegmentResult) -> dict:
     seg = result.segment
     return {"segment": [seg.index, seg.start, seg.end], "speech": result.speech_seconds,
             "language": result.language, "itn_applied": result.itn_applied,
-            "pieces": [[p.start, p.end, p.text, p.text_itn] for p in result.pieces]}
+            "pieces": [[p.start, p.end, p.text, p.text_itn] + ([p.scores.to_dict()] if p.scores else [])
+                       for p in result.pieces]}
 
 
 def _result_from_dict(data: dict) -> SegmentResult:
     index, start, end = data["segment"]
-    pieces = tuple(TimedText(float(s), float(e), str(t), str(ti)) for s, e, t, ti in data["pieces"])
+    # A piece is [start, end, text, text_itn], then its scores where the engine reported them
+    # (checkpoints written before they were kept have none).
+    pieces = tuple(TimedText(float(s), float(e), str(t), str(ti), Scores.from_dict(rest[0]) if rest else None)
+                   for s, e, t, ti, *rest in data["pieces"])
     return SegmentResult(Segment(int(index), float(start), float(end)), pieces, float(data["speech"]),
                          str(data.get("language", "")), bool(data.get("itn_applied", False)))
 

@@ -23,6 +23,8 @@ from . import history_db
 from .transcript import Transcript
 
 STATUSES = history_db.STATUSES
+_OPEN = "status IN ('queued', 'running')"  # a job still owned by a runner
+_RUNNING = "status = 'running'"
 
 
 def _iso(moment: datetime | None = None) -> str:
@@ -133,9 +135,12 @@ class History:
             )
             return int(cur.lastrowid)
 
+    # A job writes only to its own row and only while that row is unfinished: ids are never
+    # reused (AUTOINCREMENT), and a row that ended (or was deleted) takes no more writes.
+
     def mark_running(self, job_id: int) -> bool:
-        """Returns False when the job no longer exists (e.g. deleted from the UI meanwhile)."""
-        return self._update("UPDATE jobs SET status = 'running', started_at = ? WHERE id = ?",
+        """Returns False when the job no longer exists or has already ended."""
+        return self._update(f"UPDATE jobs SET status = 'running', started_at = ? WHERE id = ? AND {_OPEN}",
                             (_iso(), job_id)) > 0
 
     def finish_job(self, job_id: int, transcript: Transcript, status: str = "done", error: str = "") -> bool:
@@ -145,7 +150,7 @@ class History:
         data = transcript.to_dict()
         return self._update(
             "UPDATE jobs SET status = ?, error = ?, finished_at = ?, duration = ?, text = ?,"
-            " text_itn = ?, language = ?, segments = ? WHERE id = ?",
+            f" text_itn = ?, language = ?, segments = ? WHERE id = ? AND {_OPEN}",
             (status, error, _iso(), transcript.duration, transcript.text, transcript.text_itn, transcript.language,
              json.dumps(data["segments"], ensure_ascii=False), job_id),
         ) > 0
@@ -153,22 +158,30 @@ class History:
     def fail_job(self, job_id: int, error: str, status: str = "failed") -> bool:
         if status not in ("failed", "cancelled"):
             raise ValueError(f"fail_job status must be 'failed' or 'cancelled', not {status!r}")
-        return self._update("UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
+        return self._update(f"UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE id = ? AND {_OPEN}",
                             (status, error, _iso(), job_id)) > 0
 
     # --- checkpoints (see checkpoint.py for what the JSON holds) ----------------
 
-    def begin_checkpoint(self, job_id: int, header: dict) -> None:
+    def begin_checkpoint(self, job_id: int, header: dict) -> bool:
+        """False (nothing written) unless the job's row is running."""
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
+            if not con.execute(f"SELECT 1 FROM jobs WHERE id = ? AND {_RUNNING}", (job_id,)).fetchone():
+                con.execute("ROLLBACK")
+                return False
             con.execute("DELETE FROM checkpoint_windows WHERE job_id = ?", (job_id,))
             con.execute("INSERT OR REPLACE INTO checkpoints (job_id, header) VALUES (?, ?)",
                         (job_id, json.dumps(header, ensure_ascii=False)))
             con.execute("COMMIT")
+        return True
 
-    def add_checkpoint_window(self, job_id: int, window: dict) -> None:
-        self._update("INSERT OR REPLACE INTO checkpoint_windows (job_id, idx, data) VALUES (?, ?, ?)",
-                     (job_id, int(window["index"]), json.dumps(window, ensure_ascii=False)))
+    def add_checkpoint_window(self, job_id: int, window: dict) -> bool:
+        """False (nothing written) unless the job's row is running."""
+        return self._update(
+            "INSERT OR REPLACE INTO checkpoint_windows (job_id, idx, data) SELECT ?, ?, ?"
+            f" WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ? AND {_RUNNING})",
+            (job_id, int(window["index"]), json.dumps(window, ensure_ascii=False), job_id)) > 0
 
     def checkpoint(self, job_id: int) -> tuple[dict | None, list[dict]]:
         """(header, windows) stored for the job; (None, []) when there is none."""
@@ -248,6 +261,11 @@ class History:
             rows = con.execute(sql, (*params, limit)).fetchall()
         return [JobRecord.from_row(row) for row in rows]
 
+    def file_paths(self) -> set[str]:
+        """The recording of every job, archived ones included (housekeeping keeps these)."""
+        with self._connect() as con:
+            return {r[0] for r in con.execute("SELECT DISTINCT file_path FROM jobs WHERE file_path != ''")}
+
     def count(self, include_archived: bool = True) -> int:
         sql = "SELECT COUNT(*) FROM jobs" + ("" if include_archived else " WHERE archived = 0")
         with self._connect() as con:
@@ -256,10 +274,12 @@ class History:
     # --- housekeeping --------------------------------------------------------
 
     def delete(self, job_id: int, owner: str | None = None) -> bool:
-        """Delete the job (with `owner`, only if it is that user's); False if nothing matched."""
+        """Delete a finished job (with `owner`, only if it is that user's); False if nothing
+        matched. A queued or running job is never deleted: its runner still writes to it, so it
+        must be cancelled first."""
         if owner is None:
-            return self._update("DELETE FROM jobs WHERE id = ?", (job_id,)) > 0
-        return self._update("DELETE FROM jobs WHERE id = ? AND owner = ?", (job_id, owner)) > 0
+            return self._update(f"DELETE FROM jobs WHERE id = ? AND NOT {_OPEN}", (job_id,)) > 0
+        return self._update(f"DELETE FROM jobs WHERE id = ? AND owner = ? AND NOT {_OPEN}", (job_id, owner)) > 0
 
     def archive_older_than(self, days: int) -> int:
         """Hide jobs created more than `days` days ago from default searches; returns how many."""

@@ -57,6 +57,35 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
         "CREATE INDEX jobs_owner ON jobs (owner)",
     ],
+    [  # ids never reused (AUTOINCREMENT): a deleted job's id must not reach the next job, whose
+       # row a still-running or resumed old job would otherwise write into
+        f"""CREATE TABLE jobs_v4 (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            file_name TEXT NOT NULL,
+            file_path TEXT NOT NULL DEFAULT '',
+            duration REAL,
+            model TEXT NOT NULL DEFAULT '',
+            settings TEXT NOT NULL DEFAULT '{{}}',
+            status TEXT NOT NULL DEFAULT 'queued' CHECK (status IN {STATUSES}),
+            error TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            finished_at TEXT,
+            text TEXT NOT NULL DEFAULT '',
+            text_itn TEXT NOT NULL DEFAULT '',
+            segments TEXT NOT NULL DEFAULT '[]',
+            language TEXT NOT NULL DEFAULT '',
+            archived INTEGER NOT NULL DEFAULT 0 CHECK (archived IN (0, 1)),
+            owner TEXT NOT NULL DEFAULT ''
+        )""",
+        "INSERT INTO jobs_v4 SELECT id, file_name, file_path, duration, model, settings, status, error, created_at,"
+        " started_at, finished_at, text, text_itn, segments, language, archived, owner FROM jobs",
+        "DROP TABLE jobs",
+        "ALTER TABLE jobs_v4 RENAME TO jobs",
+        "CREATE INDEX jobs_created_at ON jobs (created_at)",
+        "CREATE INDEX jobs_status ON jobs (status)",
+        "CREATE INDEX jobs_owner ON jobs (owner)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -107,6 +136,9 @@ def enable_wal(con: sqlite3.Connection) -> None:
 def migrate(con: sqlite3.Connection, path: Path) -> None:
     # BEGIN IMMEDIATE takes the write lock before reading the version, so two
     # processes opening a fresh file cannot both apply the same migration.
+    # Foreign keys off while a table is rebuilt: dropping the old jobs table must not cascade
+    # into the checkpoints (the pragma cannot change inside a transaction).
+    con.execute("PRAGMA foreign_keys=OFF")
     con.execute("BEGIN IMMEDIATE")
     try:
         version = con.execute("PRAGMA user_version").fetchone()[0]
@@ -123,3 +155,40 @@ def migrate(con: sqlite3.Connection, path: Path) -> None:
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    finally:
+        con.execute("PRAGMA foreign_keys=ON")
+
+
+class ServedElsewhere(RuntimeError):
+    """Another live server process holds the history file."""
+
+
+class ServerLock:
+    """One server per history file: two would both resume the same unfinished jobs and run each
+    twice. An exclusive flock on `<history>.lock` (released by the kernel when the process dies,
+    so a killed server never leaves a stale lock); the file holds the holder's PID for the message."""
+
+    def __init__(self, history_path: str | Path) -> None:
+        import fcntl
+        import os
+
+        self.path = Path(f"{history_path}.lock")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise ServedElsewhere(f"{history_path} is already served by PID {holder}; stop that server "
+                                  "or give this one another history file (--history)") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        import os
+
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None

@@ -59,6 +59,34 @@ def prune_files(folders: Iterable[Path], retention_seconds: float, quota_bytes: 
     return PruneReport(deleted, deleted_bytes, total)
 
 
+ORPHAN_SECONDS = 50 * 60  # with a pass every 10 minutes, an unused upload is gone within the hour
+
+
+def prune_orphan_uploads(upload_dir: Path, used: set[Path], max_age: float = ORPHAN_SECONDS,
+                         now: float | None = None) -> PruneReport:
+    """Delete uploads older than `max_age` that no job uses (`used`: resolved paths of every job
+    in History and the queue): an upload never submitted, or refused, must not sit on the disk
+    until the retention runs out."""
+    now = time.time() if now is None else now
+    deleted = deleted_bytes = kept = 0
+    for path in _walk(upload_dir):
+        try:
+            info = path.lstat()
+        except OSError:
+            continue
+        if now - info.st_mtime <= max_age or path.resolve() in used:
+            kept += info.st_size
+            continue
+        try:
+            path.unlink()
+        except OSError as exc:
+            log.warning("could not delete %s: %s", path, exc)
+            continue
+        deleted, deleted_bytes = deleted + 1, deleted_bytes + info.st_size
+    _remove_empty_dirs(upload_dir)
+    return PruneReport(deleted, deleted_bytes, kept)
+
+
 def delete_old_archives(history_path: Path, older_than_days: float, now: float | None = None) -> int:
     """history_*.db archives beside the database, older than `older_than_days`, are deleted."""
     now = time.time() if now is None else now

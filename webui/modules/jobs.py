@@ -55,6 +55,7 @@ class JobQueue:
         self._transcribe = transcribe_fn
         self._keep_finished = keep_finished
         self._lock = threading.Lock()
+        self._submit_lock = threading.Lock()  # taken before _lock, never inside it
         self._wakeup = threading.Condition(self._lock)
         self._pending: deque[Job] = deque()
         self._jobs: dict[str, Job] = {}
@@ -76,27 +77,31 @@ class JobQueue:
         (resumed after a restart), so no new row is made."""
         info = audio_mod.probe(path)
         file_name = name or Path(path).name
-        if history_id is None:  # a resumed job was accepted before
+        # One submit at a time from the limit check to the queue: two submits of one user cannot
+        # both pass the limit, and a shutdown cannot fall between the History row and the queue
+        # (a refused submit would leave a row that the next start runs).
+        with self._submit_lock:
             with self._lock:
+                if self._stopping:
+                    raise RuntimeError("the job queue is shut down")
                 owner_jobs = sum(1 for j in self._jobs.values() if j.owner == owner and j.status in (QUEUED, RUNNING))
-            check_limits(self.limits, file_name, float(info.duration), owner_jobs)
-        job = Job(
-            id=f"{next(self._ids)}-{int(time.time() * 1000) % 100_000_000:08d}",
-            path=str(path), file_name=file_name, options=options, owner=owner, group=group,
-            duration=float(info.duration), model=model_label(options), history_id=history_id,
-        )
-        if self.records is not None and history_id is None:
-            job.history_id = self.records.create(job)
-            if job.history_id is None:
-                job.warnings.append(HISTORY_WARNING)
-        with self._wakeup:
-            if self._stopping:
-                raise RuntimeError("the job queue is shut down")
-            self._jobs[job.id] = job
-            self._pending.append(job)
-            self._prune_locked()
-            self._ensure_worker_locked()
-            self._wakeup.notify_all()
+            if history_id is None:  # a resumed job was accepted before
+                check_limits(self.limits, file_name, float(info.duration), owner_jobs)
+            job = Job(
+                id=f"{next(self._ids)}-{int(time.time() * 1000) % 100_000_000:08d}",
+                path=str(path), file_name=file_name, options=options, owner=owner, group=group,
+                duration=float(info.duration), model=model_label(options), history_id=history_id,
+            )
+            if self.records is not None and history_id is None:
+                job.history_id = self.records.create(job)
+                if job.history_id is None:
+                    job.warnings.append(HISTORY_WARNING)
+            with self._wakeup:
+                self._jobs[job.id] = job
+                self._pending.append(job)
+                self._prune_locked()
+                self._ensure_worker_locked()
+                self._wakeup.notify_all()
         return job.id
 
     def get(self, job_id: str) -> JobState | None:
@@ -155,6 +160,21 @@ class JobQueue:
         self._record(job, CANCELLED, job.error, None)
         return True
 
+    def unfinished_history_ids(self) -> set[int]:
+        """History rows this queue still writes to (its jobs waiting or running)."""
+        with self._lock:
+            return {j.history_id for j in self._jobs.values() if j.history_id is not None and j.status not in FINAL}
+
+    def cancel_history_job(self, history_id: int) -> str | None:
+        """Cancel the job writing to History row `history_id`; its new status, or None if no
+        unfinished job of this queue has that row."""
+        with self._lock:
+            job = next((j for j in self._jobs.values() if j.history_id == history_id and j.status not in FINAL), None)
+        if job is None or not self.cancel(job.id):
+            return None
+        with self._lock:
+            return job.status
+
     def cancel_group(self, group: str) -> int:
         return sum(self.cancel(s.id) for s in self.jobs(group=group) if not s.finished)
 
@@ -205,7 +225,7 @@ class JobQueue:
     def shutdown(self, timeout: float = 5.0, keep_unfinished: bool = False) -> None:
         """Stop the worker. Tests cancel everything; a server stopping keeps its unfinished jobs
         as they are in History (`keep_unfinished`), so the next start resumes them."""
-        with self._wakeup:
+        with self._submit_lock, self._wakeup:  # a submit under way completes first, or is refused
             self._stopping = True
             self._suspending = keep_unfinished
             pending = list(self._pending)

@@ -3,9 +3,11 @@ each line's start pulled onto the VAD speech onset it belongs to."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .chunks import SpeechChunk
 from .engines.base import EngineOutput, LocalText, LocalWord
-from .transcript import SegmentResult, TimedText, join_texts, tidy_spaces
+from .transcript import Scores, SegmentResult, TimedText, join_scores, join_texts, tidy_spaces
 
 UTTERANCE_PAUSE = 0.8        # seconds of silence that separate two utterances
 # A subtitle line breaks at about that much real silence. Pauses are measured between VAD
@@ -30,7 +32,8 @@ def to_result(chunk: SpeechChunk, output: EngineOutput, snap: float) -> SegmentR
         if abs(nearest - start) <= snap:
             start = nearest  # VAD onsets are sharper than model timestamps
         start = max(start, previous_start)
-        pieces.append(TimedText(round(float(start), 3), round(float(max(end, start)), 3), tidy_spaces(piece.text)))
+        pieces.append(TimedText(round(float(start), 3), round(float(max(end, start)), 3), tidy_spaces(piece.text),
+                                scores=piece.scores))
         previous_start = start
     return SegmentResult(chunk.segment, tuple(pieces), round(float(chunk.speech_seconds), 3),
                          output.language, output.itn_applied)
@@ -59,18 +62,22 @@ def split_at_pauses(piece: LocalText, chunk: SpeechChunk, min_pause: float = LIN
         groups[-1].append(word)
     if len(groups) == 1:
         return [piece]
-    return [_line(g, chunk) for g in groups]
+    return [_line(g, chunk, piece.scores) for g in groups]
 
 
-def _line(words: list[LocalWord], chunk: SpeechChunk) -> LocalText:
+def _line(words: list[LocalWord], chunk: SpeechChunk, scores: Scores | None = None) -> LocalText:
     """A line of words, its times kept inside the speech spans its words belong to (word
-    alignment smears short words across pauses)."""
+    alignment smears short words across pauses); its scores are the piece's, with the tokens
+    of its own words."""
     first = chunk.span_index((words[0].start + words[0].end) / 2)
     last = chunk.span_index((words[-1].start + words[-1].end) / 2)
     span_end = chunk.offsets[last] + chunk.spans[last].end - chunk.spans[last].start
     start = max(words[0].start, chunk.offsets[first])
     end = max(start, min(words[-1].end, span_end))
-    return LocalText(start, end, "".join(w.text for w in words).strip(), tuple(words))
+    if scores is not None:
+        known = all(w.tokens is not None for w in words)
+        scores = replace(scores, tokens=tuple(t for w in words for t in w.tokens or ()) if known else None)
+    return LocalText(start, end, "".join(w.text for w in words).strip(), tuple(words), scores)
 
 
 def tidy_cues(pieces: list[TimedText], min_seconds: float = MIN_CUE, join_gap: float = 1.0) -> list[TimedText]:
@@ -84,12 +91,14 @@ def tidy_cues(pieces: list[TimedText], min_seconds: float = MIN_CUE, join_gap: f
         limit = nxt.start if nxt is not None else float("inf")
         end = round(max(min(piece.end, limit), min(piece.start + min_seconds, limit)), 3)
         if end - piece.start >= min_seconds - 1e-6 or nxt is None:
-            out.append(TimedText(piece.start, end, piece.text))
+            out.append(TimedText(piece.start, end, piece.text, scores=piece.scores))
             continue
         gap_before = piece.start - out[-1].end if out else float("inf")
         if gap_before <= min(join_gap, nxt.start - piece.end):
             last = out[-1]
-            out[-1] = TimedText(last.start, max(last.end, end), join_texts([last.text, piece.text]))
+            out[-1] = TimedText(last.start, max(last.end, end), join_texts([last.text, piece.text]),
+                                scores=join_scores(last.scores, piece.scores))
         else:
-            pending[i + 1] = TimedText(piece.start, max(nxt.end, piece.end), join_texts([piece.text, nxt.text]))
+            pending[i + 1] = TimedText(piece.start, max(nxt.end, piece.end), join_texts([piece.text, nxt.text]),
+                                       scores=join_scores(piece.scores, nxt.scores))
     return out

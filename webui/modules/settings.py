@@ -60,6 +60,7 @@ class AppSettings:
     retention_days: float = 7.0               # uploads and results older than this are deleted
     disk_quota_gb: float = 20.0               # uploads + results beyond this: the oldest go first
     max_upload_mb: float = 8192.0             # a 10-hour 48 kHz stereo WAV is 6.9 GB
+    upload_quota_gb: float = 20.0             # one user's page uploads on disk at once
     max_audio_hours: float = 12.0
     max_batch_files: int = 200
     max_jobs_per_user: int = 20               # waiting or running at once
@@ -77,8 +78,8 @@ class AppSettings:
             if isinstance(lines, str):
                 lines = lines.splitlines()
             object.__setattr__(self, name, tuple(str(r).strip() for r in lines if str(r).strip()))
-        for name in ("retention_days", "disk_quota_gb", "max_upload_mb", "max_audio_hours", "max_batch_files",
-                     "max_jobs_per_user"):
+        for name in ("retention_days", "disk_quota_gb", "max_upload_mb", "upload_quota_gb", "max_audio_hours",
+                     "max_batch_files", "max_jobs_per_user"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
                 raise ValueError(f"{name} must be a positive number, not {value!r}")
@@ -126,8 +127,14 @@ class AppSettings:
                                itn=bool(itn), script=script)
 
     def allowed_roots(self) -> list[Path]:
-        """Folders a server-side batch may read: the configured roots plus the upload folder."""
-        return [Path(p).expanduser().resolve() for p in (*self.batch_roots, self.upload_dir)]
+        """Folders a server-side batch may read: the configured roots (none by default). The upload
+        folder never is one: it holds every user's uploads."""
+        uploads = self.upload_root()
+        roots = [Path(p).expanduser().resolve() for p in self.batch_roots]
+        return [r for r in roots if r != uploads and uploads not in r.parents]
+
+    def upload_root(self) -> Path:
+        return Path(self.upload_dir).expanduser().resolve()
 
     def check_batch_folder(self, folder: str | Path) -> Path:
         """The resolved folder if it lies under an allowed root; ValueError with a clear reason otherwise."""
@@ -142,11 +149,13 @@ class AppSettings:
         if not resolved.is_dir():
             raise ValueError(f"not a folder: {text}")
         roots = self.allowed_roots()
-        if not any(resolved == root or root in resolved.parents for root in roots):
-            listed = ", ".join(str(r) for r in roots) or "(none)"
+        uploads = self.upload_root()
+        inside_uploads = resolved == uploads or uploads in resolved.parents
+        if inside_uploads or not any(resolved == root or root in resolved.parents for root in roots):
+            listed = ", ".join(str(r) for r in roots) or "none"
             raise ValueError(
-                f"{resolved} is not under an allowed folder. Allowed: {listed}. "
-                "Add a folder to 'Batch folders' on the System tab to allow it."
+                f"{resolved} is not under an allowed folder (allowed: {listed}). "
+                "An administrator allows server folders under 'Batch folders' on the System tab."
             )
         return resolved
 

@@ -25,6 +25,60 @@ class Segment:
 
 
 @dataclass(frozen=True)
+class Scores:
+    """What the model reported about one subtitle line (Whisper; engines that report nothing,
+    e.g. FunASR, leave a line's `scores` None and verbose_json then omits these fields).
+
+    avg_logprob, no_speech_prob, compression_ratio and temperature are those of the decode (one
+    model input) the line's text came from, shared by all of that input's lines as Whisper
+    shares them over a 30-s window's segments; `tokens` are the line's own token ids (the
+    model's, cut at its word boundaries), None where they cannot be attributed. A line joined
+    from two (join_scores): avg_logprob is their mean weighted by token count (equal weights
+    when a part's tokens are unknown), no_speech_prob, compression_ratio and temperature the
+    higher of the two, tokens both parts' in order (None when a part has none)."""
+
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+    temperature: float
+    tokens: tuple[int, ...] | None = None
+
+    def to_dict(self) -> dict:
+        data = {"avg_logprob": self.avg_logprob, "no_speech_prob": self.no_speech_prob,
+                "compression_ratio": self.compression_ratio, "temperature": self.temperature}
+        if self.tokens is not None:
+            data["tokens"] = list(self.tokens)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: object) -> "Scores | None":
+        """None for a record written without scores (older History rows and checkpoints)."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            tokens = data.get("tokens")
+            return cls(float(data["avg_logprob"]), float(data["no_speech_prob"]), float(data["compression_ratio"]),
+                       float(data["temperature"]), None if tokens is None else tuple(int(t) for t in tokens))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def join_scores(first: Scores | None, second: Scores | None) -> Scores | None:
+    """The scores of a line made of `first` then `second` (see Scores); None if either is unknown."""
+    if first is None or second is None:
+        return None
+    known = first.tokens is not None and second.tokens is not None
+    weights = (len(first.tokens), len(second.tokens)) if known else (1, 1)  # type: ignore[arg-type]
+    if first.avg_logprob == second.avg_logprob or sum(weights) == 0:
+        avg_logprob = first.avg_logprob  # the same decode: its value, exactly
+    else:
+        avg_logprob = (first.avg_logprob * weights[0] + second.avg_logprob * weights[1]) / sum(weights)
+    return Scores(avg_logprob, max(first.no_speech_prob, second.no_speech_prob),
+                  max(first.compression_ratio, second.compression_ratio), max(first.temperature, second.temperature),
+                  first.tokens + second.tokens if known else None)  # type: ignore[operator]
+
+
+@dataclass(frozen=True)
 class TimedText:
     """One piece of recognised text with absolute times (seconds)."""
 
@@ -32,6 +86,7 @@ class TimedText:
     end: float
     text: str
     text_itn: str = ""
+    scores: Scores | None = None  # None: the engine does not report them
 
     @property
     def display_text(self) -> str:
@@ -71,20 +126,25 @@ class Transcript:
             "language": self.language,
             "text": self.text,
             "text_itn": self.text_itn,
-            "segments": [
-                {"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text, "text_itn": s.text_itn}
-                for s in self.segments
-            ],
+            "segments": [_segment_dict(s) for s in self.segments],
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> "Transcript":
         segments = [
-            TimedText(float(s["start"]), float(s["end"]), s.get("text", ""), s.get("text_itn", ""))
+            TimedText(float(s["start"]), float(s["end"]), s.get("text", ""), s.get("text_itn", ""),
+                      Scores.from_dict(s.get("scores")))
             for s in data.get("segments", [])
         ]
         fields = {k: data[k] for k in ("file", "duration", "model", "language", "text", "text_itn") if k in data}
         return cls(segments=segments, **fields)
+
+
+def _segment_dict(s: TimedText) -> dict:
+    data = {"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text, "text_itn": s.text_itn}
+    if s.scores is not None:
+        data["scores"] = s.scores.to_dict()
+    return data
 
 
 def is_cjk(text: str) -> bool:
@@ -184,6 +244,6 @@ def write(t: Transcript, fmt: str, out_dir: Path, stem: str) -> Path:
 
 
 __all__ = [
-    "FORMATS", "Segment", "TimedText", "SegmentResult", "Transcript",
+    "FORMATS", "Segment", "Scores", "join_scores", "TimedText", "SegmentResult", "Transcript",
     "is_cjk", "join_texts", "tidy_spaces", "format_timestamp", "render", "write",
 ]

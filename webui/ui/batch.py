@@ -16,7 +16,7 @@ from ..modules.audio import InputError, list_media
 from ..modules.exports import write_batch_outputs
 from ..modules.jobs import DONE, QUEUED, RUNNING, JobState, LimitError
 from .common import (
-    POLL_SECONDS, QUIET, SCRIPT_CHOICES, RECENT_SECONDS, OnLoad, Screens, fmt_seconds, fmt_size, no_downloads, note_html, ordinal,
+    POLL_SECONDS, QUIET, SCRIPT_CHOICES, RECENT_SECONDS, OnLoad, Screens, fmt_seconds, fmt_size, md_text, no_downloads, note_html, ordinal,
     paths, progress_html, status_html, user_jobs, user_of,
 )
 
@@ -55,7 +55,10 @@ def build(ctx: AppContext, demo: gr.Blocks) -> OnLoad:
         refused_state = gr.State([])  # files refused at submit: rows of the summary, never jobs
 
     def on_load(request=None) -> tuple:
-        listed = "\n".join(f"- `{p}`" for p in ctx.settings.allowed_roots())
+        roots = ctx.settings.allowed_roots()
+        if not roots:
+            return "This server allows no server folders: upload the files instead.", ctx.settings.script
+        listed = "\n".join(f"- {md_text(p)}" for p in roots)
         return f"Allowed server folders:\n{listed}", ctx.settings.script
 
     def cancel_batch(group: str):

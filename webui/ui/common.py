@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 import threading
 from collections import OrderedDict
 from typing import Callable, NamedTuple
@@ -51,6 +52,17 @@ class OnLoad(NamedTuple):
 
     outputs: list
     values: Callable[[gr.Request], tuple]  # who opened the page decides some values
+
+
+_MARKDOWN_SIGNS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>&])")
+
+
+def md_text(value: object) -> str:
+    """Anything a user sent (names, hotwords, errors quoting them, settings), made literal text
+    inside a Markdown component: every Markdown and HTML sign is backslash-escaped, so no element,
+    link or emphasis can come from it, and line breaks become spaces."""
+    text = " ".join(str(value).split())
+    return _MARKDOWN_SIGNS.sub(r"\\\1", text)
 
 
 def fmt_seconds(seconds: float | None) -> str:

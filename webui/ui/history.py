@@ -10,7 +10,7 @@ import gradio as gr
 from ..context import AppContext
 from ..modules.exports import write_transcript_files
 from ..modules.transcript import FORMATS, render
-from .common import PRIVATE, OnLoad, fmt_seconds, fmt_size, no_downloads, status_word
+from .common import PRIVATE, OnLoad, fmt_seconds, fmt_size, md_text, no_downloads, status_word
 
 HISTORY_HEADERS = ["ID", "Created (UTC)", "File", "Duration", "Model", "Status", "Text"]
 
@@ -106,9 +106,9 @@ class _Handlers:
         try:
             found = self.rows(request, text, name, date_from, date_to, archived)
         except ValueError as exc:
-            return gr.skip(), f"**{exc}**"
+            return gr.skip(), f"**{md_text(exc)}**"
         except sqlite3.Error as exc:  # a full or unreadable disk under history.db
-            return gr.skip(), f"**History cannot be read right now ({exc}).**"
+            return gr.skip(), f"**History cannot be read right now ({md_text(exc)}).**"
         return found, f"{len(found)} job(s) found."
 
     def show(self, job_text, request: gr.Request):
@@ -121,15 +121,16 @@ class _Handlers:
             return f"No job {job_id} in History.", *none, "", None
         live = next((s for s in self.ctx.queue.jobs() if s.history_id == job_id and not s.finished), None)
         lines = [
-            f"**Job {record.id}: {record.file_name}** · {status_word(live) if live else record.status}"
+            f"**Job {record.id}: {md_text(record.file_name)}** · {status_word(live) if live else record.status}"
             + (" (archived)" if record.archived else ""),
-            f"Duration {fmt_seconds(record.duration)} · model `{record.model}` · language {record.language or '–'}",
+            f"Duration {fmt_seconds(record.duration)} · model {md_text(record.model)} · "
+            f"language {md_text(record.language or '–')}",
             _settings_line(record.settings),
             f"Created {record.created_at[:19]} · started {(record.started_at or '–')[:19]} · "
             f"finished {(record.finished_at or '–')[:19]} (UTC)",
         ]
         if record.error:
-            lines.append(f"Error: {record.error}")
+            lines.append(f"Error: {md_text(record.error)}")
         buttons = none
         body = ""
         if record.segments:
@@ -140,21 +141,33 @@ class _Handlers:
                                                record.file_name)
                 buttons = [gr.DownloadButton(value=str(files[f]), interactive=True) for f in FORMATS]
             except OSError as exc:  # a full results folder: the text is still shown
-                lines.append(f"**Downloads unavailable: {exc}**")
-        if record.text_itn and record.text and record.text_itn != record.text:
-            lines.append(f"Raw text (before ITN): {record.text}")
+                lines.append(f"**Downloads unavailable: {md_text(exc)}**")
         return "  \n".join(lines), *buttons, body, record.settings
 
     def remove(self, job_text, text, name, date_from, date_to, archived, request: gr.Request):
         job_id = _job_number(job_text)
         if job_id is None:
             return "Enter a job ID or click a row.", gr.skip()
-        ok = self.ctx.history.delete(job_id, owner=self.owner(request))
-        message = f"Deleted job {job_id}." if ok else f"No job {job_id} in History."
+        message = self._delete(job_id, self.owner(request))
         try:
             return message, self.rows(request, text, name, date_from, date_to, archived)
         except ValueError:
             return message, gr.skip()
+
+    def _delete(self, job_id: int, owner: str | None) -> str:
+        """A finished job goes at once; a waiting one is cancelled, then deleted; a running one is
+        cancelled and stays until it has stopped (its runner still writes to its row)."""
+        record = self.ctx.history.get(job_id, owner=owner)
+        if record is None:
+            return f"No job {job_id} in History."
+        if record.status in ("queued", "running"):
+            status = self.ctx.queue.cancel_history_job(job_id)
+            if status == "running":
+                return f"Job {job_id} is running: it is being cancelled. Delete it once it shows cancelled."
+            if status is None:
+                return f"Job {job_id} is {record.status} and cannot be deleted until it has ended."
+        ok = self.ctx.history.delete(job_id, owner=owner)
+        return f"Deleted job {job_id}." if ok else f"Job {job_id} could not be deleted (it has not ended yet)."
 
     def archive(self, n, request: gr.Request):
         if not self.ctx.visitor(request).is_admin:
@@ -162,7 +175,7 @@ class _Handlers:
         try:
             count = self.ctx.history.archive_older_than(int(n if n is not None else -1))
         except ValueError as exc:
-            return f"**{exc}**"
+            return f"**{md_text(exc)}**"
         return f"Archived {count} job(s) older than {int(n)} day(s)."
 
     def vacuum(self, request: gr.Request):
@@ -181,9 +194,9 @@ def _settings_line(settings: dict | None) -> str:
     engine = settings.get("engine") or {}
     vad = settings.get("vad") or {}
     itn = "on" if settings.get("itn", True) else "off (raw text)"
-    return (f"Settings: device {engine.get('device', '–')} · precision {engine.get('precision', '–')} · "
-            f"ITN {itn} · hotwords {engine.get('hotwords') or '–'} · maximum segment "
-            f"{settings.get('max_segment', '–')} · VAD {vad.get('backend', '–')}")
+    return md_text(f"Settings: device {engine.get('device', '–')} · precision {engine.get('precision', '–')} · "
+                   f"ITN {itn} · hotwords {engine.get('hotwords') or '–'} · maximum segment "
+                   f"{settings.get('max_segment', '–')} · VAD {vad.get('backend', '–')}")
 
 
 def _db_size(path: Path) -> int:

@@ -17,7 +17,7 @@ from ..modules import settings as settings_mod
 from ..modules.engines import loaded_engine
 from ..modules.models import pick
 from ..modules.vads import VAD_BACKENDS
-from .common import LANGUAGES, MAX_SEGMENT_CHOICES, PRIVATE, SCRIPT_CHOICES, OnLoad, fmt_bytes
+from .common import LANGUAGES, MAX_SEGMENT_CHOICES, PRIVATE, SCRIPT_CHOICES, OnLoad, fmt_bytes, md_text
 
 
 def build(ctx: AppContext) -> OnLoad:
@@ -46,12 +46,17 @@ def build(ctx: AppContext) -> OnLoad:
         try:
             return ctx.update(_settings_from(ctx, *values), ctx.visitor(request))
         except (ValueError, OSError, RuntimeError, PermissionError) as exc:
-            return f"**Not saved: {exc}**"
+            return f"**Not saved: {md_text(exc)}**"
 
-    def do_cleanup():
+    # Operator actions: a cleanup or unload makes the next job of every user wait for a reload.
+    def do_cleanup(request: gr.Request):
+        if not ctx.visitor(request).is_admin:
+            return "**Only an administrator can run Deep GPU cleanup.**", memory_md(ctx)
         return _cleanup_report(api.deep_cleanup_json(ctx.queue)), memory_md(ctx)
 
-    def do_unload():
+    def do_unload(request: gr.Request):
+        if not ctx.visitor(request).is_admin:
+            return "**Only an administrator can unload the model.**", memory_md(ctx)
         _, message = ctx.queue.unload_model()
         return message, memory_md(ctx)
 
@@ -61,11 +66,13 @@ def build(ctx: AppContext) -> OnLoad:
     unload.click(do_unload, outputs=[action, memory], **PRIVATE)
     def on_load(request: gr.Request) -> tuple:
         admin = ctx.visitor(request).is_admin
-        note = "" if admin else ("*The server's settings, as the administrator set them. Your own choices "
-                                 "(model, language, ITN, hotwords) go with each job on the Transcribe tab.*")
-        return (note, *_settings_values(ctx), memory_md(ctx), *charts(ctx), gr.Button(interactive=admin))
+        note = "" if admin else ("*The server's settings, as the administrator set them (read-only). Your own "
+                                 "choices (model, language, ITN, hotwords) go with each job on the Transcribe tab.*")
+        # A non-admin sees the values only: fields that cannot be typed in, no Save, no operator buttons.
+        operator = gr.update(visible=admin)
+        return (note, *_settings_values(ctx, admin), memory_md(ctx), *charts(ctx), operator, operator, operator)
 
-    return OnLoad([who, *fields, memory, memory_chart, queue_chart, save], on_load)
+    return OnLoad([who, *fields, memory, memory_chart, queue_chart, save, cleanup, unload], on_load)
 
 
 def _settings_fields() -> list:
@@ -111,13 +118,17 @@ def _settings_fields() -> list:
             max_jobs, chinese]
 
 
-def _settings_values(ctx: AppContext) -> tuple:
+def _settings_values(ctx: AppContext, admin: bool = True) -> tuple:
+    """The fields' values (as updates: editable for an admin only)."""
     s = ctx.settings
     names = [m.name for m in ctx.models()]
-    return (s.device, s.precision, s.compile, gr.Dropdown(choices=names, value=names[0]), s.memory_margin,
+    values = (s.device, s.precision, s.compile, None, s.memory_margin,
             str(s.max_segment).removesuffix(".0"), s.vad, s.language, s.itn, s.hotwords, s.history_path,
             "\n".join(s.batch_roots), s.models_dir, "\n".join(s.hub_models), s.retention_days, s.disk_quota_gb,
             s.vram_limit_gb, s.max_upload_mb, s.max_audio_hours, s.max_batch_files, s.max_jobs_per_user, s.script)
+    updates = [gr.update(value=v, interactive=admin) for v in values]
+    updates[3] = gr.update(choices=names, value=names[0], interactive=admin)  # the model list
+    return tuple(updates)
 
 
 def _settings_from(ctx: AppContext, dev, prec, comp, mdl, marg, maxseg, vad_name, lang, itn_on, hot, hist,

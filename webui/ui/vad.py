@@ -11,7 +11,7 @@ from ..context import AppContext
 from ..modules.audio import InputError
 from ..modules.engines import EngineError
 from ..modules.vad_view import VadInspection, engine_cap_for, inspect_vad
-from .common import MAX_SEGMENT_CHOICES, file_path, fmt_seconds
+from .common import MAX_SEGMENT_CHOICES, file_path, fmt_seconds, md_text
 
 VAD_HEADERS = ["#", "Start", "End", "Length (s)", "Speech (s)", "Speech spans"]
 
@@ -41,15 +41,15 @@ def build(ctx: AppContext) -> None:
         try:
             base = ctx.settings.with_changes(max_segment=max_text or "auto")
         except ValueError as exc:
-            return f"**{exc}**", None, []
+            return f"**{md_text(exc)}**", None, []
         options = base.to_pipeline_options()
         try:
             cap = engine_cap_for(options.engine)
             result = inspect_vad(path, options, cap)
         except InputError as exc:
-            return f"**Cannot read {Path(path).name}: {exc.reason}.**", None, []
+            return f"**Cannot read {md_text(Path(path).name)}: {md_text(exc.reason)}.**", None, []
         except (EngineError, ValueError) as exc:
-            return f"**{exc}**", None, []
+            return f"**{md_text(exc)}**", None, []
         table_rows = [[v.segment.index + 1, round(v.segment.start, 2), round(v.segment.end, 2),
                        round(v.segment.duration, 2), round(v.speech_seconds, 2), len(v.spans)]
                       for v in result.segments]

@@ -7,6 +7,8 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from ..transcript import Scores
+
 SAMPLE_RATE = 16_000
 
 
@@ -19,18 +21,21 @@ class LocalWord:
     start: float
     end: float
     text: str  # as the model spells it, leading space included where the language uses spaces
+    tokens: tuple[int, ...] | None = None  # the model's token ids for `text`, where it has them
 
 
 @dataclass(frozen=True)
 class LocalText:
     """Text with times relative to the start of the engine's input (seconds).
 
-    `words`, where the model gives them, let the pipeline split the text at pauses."""
+    `words`, where the model gives them, let the pipeline split the text at pauses; `scores`,
+    where it reports them, are its decode's (transcript.Scores), `tokens` those of the whole text."""
 
     start: float
     end: float
     text: str
     words: tuple[LocalWord, ...] = ()
+    scores: Scores | None = None
 
 
 @dataclass(frozen=True)

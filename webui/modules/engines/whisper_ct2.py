@@ -9,11 +9,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from .. import gpu
+from ..transcript import Scores
 from . import calibrate
 from .base import EngineError, EngineOutput, EngineSettings, LocalText, LocalWord, SAMPLE_RATE
 
@@ -178,8 +179,10 @@ class WhisperEngine:
                 for k, a in enumerate(audios)]
         stacked = np.stack([pad_or_trim(f) for f in features])
         self._batched.last_speech_timestamp = 0.0
-        results = self._batched.forward(stacked, tokenizer, meta, self._options(language))
-        return [_to_output(pieces, language, k * INPUT_ORIGIN) for k, pieces in enumerate(results)]
+        options = self._options(language)
+        results = self._batched.forward(stacked, tokenizer, meta, options)
+        return [_to_output(pieces, language, k * INPUT_ORIGIN, tokenizer.decode, options.temperatures[0])
+                for k, pieces in enumerate(results)]
 
     def beam_for(self, language: str) -> int:
         """The beam width for one language: the engine's own when it was given one."""
@@ -227,7 +230,12 @@ def _compute_type(device: str, precision: str) -> str:
     return "float16" if gpu.is_cuda(device) else "int8"
 
 
-def _to_output(pieces: list[dict], language: str, origin: float = 0.0) -> EngineOutput:
+def _to_output(pieces: list[dict], language: str, origin: float = 0.0,
+               decode: Callable[[list[int]], str] | None = None, temperature: float = 0.0) -> EngineOutput:
+    """faster-whisper's segments as pieces with their scores (one decode per input: its
+    avg_logprob and no_speech_prob are the input's; the batched pipeline has no temperature
+    fallback, so every decode ran at `temperature`). `decode` (the tokenizer's) shares the
+    segment's tokens out among its words."""
     kept = []
     for p in pieces:
         # Whisper's own rule for silence: confident "no speech" and a weak decode.
@@ -235,7 +243,41 @@ def _to_output(pieces: list[dict], language: str, origin: float = 0.0) -> Engine
             continue
         text = p["text"].strip()
         if text:
-            words = tuple(LocalWord(float(round(w["start"] - origin, 2)), float(round(w["end"] - origin, 2)), w["word"])
-                          for w in p.get("words") or ())
-            kept.append(LocalText(float(round(p["start"] - origin, 2)), float(round(p["end"] - origin, 2)), text, words))
+            raw = p.get("words") or ()
+            tokens = tuple(int(t) for t in p["tokens"])
+            per_word = (word_tokens(tokens, [w["word"] for w in raw], decode) if decode and raw else None) \
+                or [None] * len(raw)
+            words = tuple(LocalWord(float(round(w["start"] - origin, 2)), float(round(w["end"] - origin, 2)), w["word"],
+                                    wt) for w, wt in zip(raw, per_word))
+            scores = Scores(float(p["avg_logprob"]), float(p["no_speech_prob"]), float(p["compression_ratio"]),
+                            float(temperature), tokens)
+            kept.append(LocalText(float(round(p["start"] - origin, 2)), float(round(p["end"] - origin, 2)), text, words,
+                                  scores))
     return EngineOutput(tuple(kept), language=language)
+
+
+def word_tokens(tokens: Sequence[int], words: Sequence[str], decode: Callable[[list[int]], str]
+                ) -> list[tuple[int, ...]] | None:
+    """The segment's tokens cut at its words' boundaries (faster-whisper's words are its tokens
+    decoded in groups, in order): each word's run of tokens, tokens that decode to nothing
+    (timestamps) kept with the word they precede or the last word. None where the words do not
+    spell the tokens' text exactly."""
+    out: list[tuple[int, ...]] = []
+    at = 0
+    for word in words:
+        end = at
+        while True:
+            end += 1
+            if end > len(tokens):
+                return None
+            text = decode(list(tokens[at:end]))
+            if text == word:
+                break
+            if len(text) > len(word) and "\ufffd" not in text:  # past the word (not mid-character)
+                return None
+        out.append(tuple(tokens[at:end]))
+        at = end
+    if not out or decode(list(tokens[at:])).strip():
+        return None
+    out[-1] += tuple(tokens[at:])
+    return out
