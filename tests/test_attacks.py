@@ -310,27 +310,40 @@ def test_a_model_outside_the_offered_list_is_refused_and_nothing_loads(site: Sit
 # --- 2. crafted model folders with remote code ------------------------------------------------
 
 def test_an_uploaded_model_folder_with_remote_code_is_refused(site: Site, tiny_sensevoice: Path) -> None:
-    """Everything a funasr folder needs, uploaded through Gradio's upload route: each file lands in
-    its own content-hash folder, so configuration.json names the others by absolute path."""
+    """Everything a funasr folder needs, uploaded through Gradio's upload route, with a config.yaml
+    that asks funasr to import the uploaded evil.py. Named by its upload path the folder is not
+    offered at all; gathered into a folder the server offers (the uploaded bytes, copied under the
+    models folder as an operator copies a model in), the remote-code check is what refuses it."""
     bob = Session(site.url, "bob")
     evil_py = bob.uploaded("evil.py", EVIL_PY.format(marker=str(site.marker)).encode())
     parts = {name: bob.uploaded(name, (tiny_sensevoice / name).read_bytes())
-             for name in ("model.pt", "bpe.model", "am.mvn")}
-    config = bob.uploaded("config.yaml", ((tiny_sensevoice / "config.yaml").read_text()
-                                          + f"trust_remote_code: true\nremote_code: {evil_py}\n").encode())
-    metas = {"init_param": parts["model.pt"], "config": config, "tokenizer_conf": {"bpemodel": parts["bpe.model"]},
-             "frontend_conf": {"cmvn_file": parts["am.mvn"]}}
-    configuration = bob.uploaded("configuration.json", json.dumps(
-        {"framework": "pytorch", "task": "auto-speech-recognition", "model": {"type": "funasr"},
-         "file_path_metas": metas}).encode())
-    for folder in (Path(configuration).parent, Path(config).parent):
-        assert folder.is_relative_to(site.uploads.resolve())
+             for name in ("model.pt", "bpe.model", "am.mvn", "configuration.json")}
+    parts["config.yaml"] = bob.uploaded("config.yaml", ((tiny_sensevoice / "config.yaml").read_text()
+                                                        + f"trust_remote_code: true\nremote_code: {evil_py}\n").encode())
+    for name, uploaded in parts.items():
+        assert Path(uploaded).is_relative_to(site.uploads.resolve()) and Path(uploaded).name == name
+    with pytest.raises(Exception) as err:  # by its upload path: not offered
+        transcribe(site, "bob", ENGLISH, str(Path(parts["config.yaml"]).parent))
+    assert "is not offered on this server" in one_line(err.value)
+
+    folder = site.models / "uploaded-sensevoice"
+    folder.mkdir()
+    try:
+        for name, uploaded in parts.items():
+            shutil.copyfile(uploaded, folder / name)
         with pytest.raises(Exception) as err:
-            transcribe(site, "bob", ENGLISH, str(folder))
-        assert "is not offered on this server" in one_line(err.value)
-    time.sleep(0.5)
-    assert not site.marker.exists()
-    assert health(site)["model_loaded"] is False
+            transcribe(site, "bob", ENGLISH, "no-such-model")
+        assert "uploaded-sensevoice" in one_line(err.value)  # offered by name: the allow-list lets it through
+        with pytest.raises(Exception) as err:
+            transcribe(site, "bob", ENGLISH, "uploaded-sensevoice")
+        message = one_line(err.value)
+        assert "asks to run the model folder's own Python code (remote_code / trust_remote_code)" in message, message
+        assert "never runs code that comes with a model" in message
+        time.sleep(0.5)
+        assert not site.marker.exists(), "the uploaded evil.py ran"
+        assert health(site)["model_loaded"] is False
+    finally:
+        shutil.rmtree(folder)  # the next tests see the offered list without it
 
 
 def test_an_operator_placed_model_folder_that_asks_to_run_code_fails_clearly(site: Site, tiny_sensevoice: Path,
@@ -383,14 +396,11 @@ def test_only_the_admin_saves_settings(site: Site, bob_page, ann_page) -> None:
     before = site.settings_file.read_bytes()
     page = bob_page
     open_tab(page, "System")
-    save = page.locator("#sys-save")
-    expect(save).to_be_disabled()
-    field(page, "sys-roots").fill("/")
-    field(page, "sys-history").fill(str(site.server.workdir / "stolen.db"))
-    save.evaluate("el => { el.disabled = false; }")  # what anyone can do in the browser's devtools
-    save.click()
-    page.locator("#sys-save-msg").get_by_text("Not saved: Only an administrator can change").wait_for()
-    assert site.settings_file.read_bytes() == before
+    page.get_by_text("as the administrator set them (read-only)").wait_for()
+    for elem in ("sys-roots", "sys-history", "sys-hotwords"):  # values to read, no field to type in
+        expect(field(page, elem)).to_be_disabled()
+    for button in ("#sys-save", "#sys-cleanup", "#sys-unload"):  # no operator controls at all
+        expect(page.locator(button)).to_be_hidden()
 
     # The same save straight to Gradio's queue API (the event is api_visibility="private": Gradio
     # still runs it for any logged-in session, so the refusal must come from the server's own check).
@@ -401,6 +411,14 @@ def test_only_the_admin_saves_settings(site: Site, bob_page, ann_page) -> None:
     assert not (site.server.workdir / "stolen.db").exists()
     refused = bob.run(bob.event("batch-start"), **{"batch-folder": "/etc"})  # the roots in use are still the old ones
     assert "is not under an allowed folder" in refused["batch-status"]
+    # Operator actions, from the page's own events and over HTTP: the admin's only.
+    for event in ("sys-cleanup", "sys-unload"):
+        result = bob.run(bob.event(event))
+        assert result.ok and "Only an administrator" in result["sys-action"], result.message
+    as_bob = httpx.post(f"{site.url}/api/deep_cleanup", auth=("bob", USERS["bob"]), timeout=30)
+    assert as_bob.status_code == 403, as_bob.text
+    as_ann = httpx.post(f"{site.url}/api/deep_cleanup", auth=("ann", USERS["ann"]), timeout=30)
+    assert as_ann.status_code == 200 and "freed_bytes" in as_ann.json()
 
     # The admin saves from the page; the operator's limits and roots survive the round trip.
     page = ann_page
@@ -413,6 +431,34 @@ def test_only_the_admin_saves_settings(site: Site, bob_page, ann_page) -> None:
     assert saved["hotwords"] == "Kennedy, Boston"
     assert saved["batch_roots"] == [str(site.root)] and saved["models_dir"] == str(site.models)
     assert {k: saved[k] for k in LIMITS} == LIMITS
+
+
+# --- markup a user sent, shown to another user --------------------------------------------------
+
+MARKUP = "<img src=x onerror=alert(7)><b>bold<b>"
+
+
+@pytest.mark.browser
+def test_markup_a_user_sent_is_shown_as_text_in_the_admins_history(site: Site, ann_page, tmp_path: Path) -> None:
+    from gradio_client import handle_file
+
+    named = tmp_path / f"{MARKUP} *x* [l](#e).wav"
+    shutil.copy(ENGLISH, named)
+    client(site, "bob").predict(handle_file(str(named)), "", "auto", f"{MARKUP} _hot_", True, api_name="/transcribe")
+    record = next(r for r in site.history().search(owner="bob") if "onerror" in r.settings["engine"]["hotwords"])
+    page = ann_page
+    page.reload()
+    page.wait_for_selector("#tx-start")
+    open_tab(page, "History")
+    field(page, "hist-id").fill(str(record.id))
+    page.click("#hist-view")
+    details = page.locator("#hist-details")
+    details.get_by_text(f"Job {record.id}:").wait_for()
+    text = details.inner_text()
+    assert "<img src=x onerror=alert(7)><b>bold<b> _hot_" in text, text  # the hotwords, as typed
+    assert record.file_name in text, (record.file_name, text)           # the name, as uploaded
+    for selector in ("img", "b", "a", "em"):  # no element made from what bob sent
+        assert page.locator(f"#hist-details {selector}, #hist-table {selector}").count() == 0, selector
 
 
 # --- 4. another user's History ----------------------------------------------------------------
@@ -460,23 +506,54 @@ def test_another_users_history_id_finds_nothing(site: Site, bob_page) -> None:
     assert shown["hist-details"] == f"No job {job} in History." and "forward" not in json.dumps(shown.message).lower()
 
 
+def served_paths(message: dict, name: str) -> list[str]:
+    """The server paths of the files named `name` in an event's result (what the page links to)."""
+    found: list[str] = []
+
+    def walk(value) -> None:
+        if isinstance(value, dict):
+            path = value.get("path")
+            if isinstance(path, str) and Path(path).name == name:
+                found.append(path)
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(message.get("output"))
+    return sorted(set(found))
+
+
 def test_another_users_transcript_cannot_be_fetched_by_its_download_path(site: Site) -> None:
     job = anns_job(site)
     ann = Session(site.url, "ann")
     shown = ann.run(ann.event("hist-view"), **{"hist-id": str(job)})  # ann opens her job: downloads written
-    assert shown.ok and "goforward.wav" in shown["hist-details"], shown.message
-    written = sorted(site.results.rglob("goforward.txt"))
+    assert shown.ok and "goforward" in shown["hist-details"], shown.message
+    written = sorted(str(p) for p in site.results.rglob("goforward.txt"))
     assert written, "the downloads were not written"
     for path in written:  # in folders no one can guess: not named after the job
-        folder = path.parent.name
+        folder = Path(path).parent.name
         # A random token (it may hold the job's digits by chance), not a name built from the job.
         assert re.fullmatch(r"[A-Za-z0-9_-]{22}", folder) and folder not in (str(job), f"history-{job}", f"batch-{job}"), folder
-    bob = Session(site.url, "bob")
+    served = served_paths(shown.message, "goforward.txt")  # what ann's page links to (Gradio's copy)
+    assert served, f"ann's page got no .txt download: {shown.message}"
+    links = written + served
+    for link in links:
+        own = ann.http.get(f"/gradio_api/file={link}")  # the path is real: its owner reads it
+        assert own.status_code == 200 and "forward" in own.text.lower(), (own.status_code, own.text[:200])
+
+    bob = Session(site.url, "bob")  # the other login, with its own session
     for guessed in (site.results / f"history-{job}" / "goforward.txt", site.results / str(job) / "goforward.txt"):
         response = bob.http.get(f"/gradio_api/file={guessed}")
         if response.status_code == 200 and "forward" in response.text.lower():
-            raise AttackSucceeded(f"bob read ann's transcript at {guessed}: {response.text.strip()!r}")
+            raise AttackSucceeded(f"bob read ann's transcript at a guessed path {guessed}: {response.text.strip()!r}")
         assert response.status_code in (403, 404)
+    for link in links:  # the real path, as if bob had seen ann's link
+        response = bob.http.get(f"/gradio_api/file={link}")
+        if response.status_code == 200 and "forward" in response.text.lower():
+            raise AttackSucceeded(f"bob read ann's transcript at its real download path {link}: {response.text.strip()!r}")
+        assert response.status_code in (403, 404), (response.status_code, response.text[:200])
 
 
 # --- 5. an oversized upload -------------------------------------------------------------------

@@ -282,7 +282,7 @@ def test_archive_older_than(history: History) -> None:
 
 
 def test_vacuum_keeps_a_valid_file(history: History) -> None:
-    ids = [history.create_job(f"{i}.wav", "", "m", {"pad": "x" * 5000}) for i in range(50)]
+    ids = [history.create_job(f"{i}.wav", "", "m", {"pad": "x" * 5000}, status="done") for i in range(50)]
     for job in ids[:45]:
         history.delete(job)
     history.vacuum()

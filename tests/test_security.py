@@ -144,7 +144,7 @@ def test_without_logins_the_local_user_is_admin_only_on_loopback(tmp_path):
 def test_each_user_sees_and_deletes_only_their_own_history(tmp_path):
     history = History(tmp_path / "h.db")
     ann = history.create_job("ann.wav", "", "m", {}, owner="ann")
-    bob = history.create_job("bob.wav", "", "m", {}, owner="bob")
+    bob = history.create_job("bob.wav", "", "m", {}, owner="bob", status="done")  # finished: deletable
     assert [r.file_name for r in history.search(owner="ann")] == ["ann.wav"]
     assert history.get(bob, owner="ann") is None and history.get(ann, owner="ann").owner == "ann"
     assert history.delete(bob, owner="ann") is False and history.get(bob) is not None

@@ -44,6 +44,7 @@ class AppContext:
     server_lock: history_db.ServerLock | None = None  # a server holds its history file for itself
     uploads: UploadLedger = field(default_factory=UploadLedger)  # whose each page upload is (quota)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _download_owners: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def create(cls, settings_path: Path, history_path: str | None = None, **access) -> "AppContext":
@@ -59,10 +60,25 @@ class AppContext:
     def results_dir(self) -> Path:
         return Path(self.settings.results_dir).resolve()
 
-    def download_dir(self) -> Path:
-        """A new folder for one set of downloads: its name cannot be guessed, so a login cannot
-        fetch another user's transcript by its path (the results folder is served)."""
-        return self.results_dir / secrets.token_urlsafe(16)
+    def download_dir(self, owner: str) -> Path:
+        """A new folder for one set of downloads, `owner`'s: its name cannot be guessed, and the
+        file route serves it to that user (and the admin) only (file_guard.py)."""
+        token = secrets.token_urlsafe(16)
+        self._download_owners[token] = owner  # also kept in memory: History may be unwritable
+        try:
+            self.history.add_download(token, owner)
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("could not record the download folder's owner in History: %s", exc)
+        return self.results_dir / token
+
+    def download_owner(self, token: str) -> str | None:
+        owner = self._download_owners.get(token)
+        if owner is None:
+            try:
+                owner = self.history.download_owner(token)
+            except (OSError, sqlite3.Error):
+                owner = None
+        return owner
 
     # --- who is asking -----------------------------------------------------------------
 

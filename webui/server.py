@@ -128,6 +128,11 @@ def create_server(settings_path: Path | None = None, history_path: str | None = 
     from .app import build_ui
     from .ui.common import CSS
 
+    import gradio as gr
+
+    # Downloads are served from where they are written (not copied into Gradio's cache, which
+    # has no owners): file_guard serves each download folder to its owner only.
+    gr.set_static_paths([str(ctx.results_dir)])
     demo = build_ui(ctx)
     demo.queue(default_concurrency_limit=8)
     # Errors of our own (gr.Error) always show; unexpected ones show their text only to a local admin.
@@ -140,9 +145,13 @@ def create_server(settings_path: Path | None = None, history_path: str | None = 
     if auth:  # a restart keeps everyone logged in (the secret and sessions beside the settings file)
         keep_logins(app, Path(ctx.settings_path).resolve().parent, {user for user, _ in auth})
     gradio_app = mounted_gradio(app)
-    app.add_middleware(UploadQuota, ledger=ctx.uploads,
-                       user_of=(lambda request: login_of(gradio_app, request)) if auth else (lambda request: LOCAL),
+    user_of = (lambda request: login_of(gradio_app, request)) if auth else (lambda request: LOCAL)
+    app.add_middleware(UploadQuota, ledger=ctx.uploads, user_of=user_of,
                        quota_bytes=lambda: int(ctx.settings.upload_quota_gb * 1e9))
+    if auth:  # with one user there is nobody else's file to keep out
+        from .file_guard import OwnFilesOnly
+
+        app.add_middleware(OwnFilesOnly, ctx=ctx, user_of=user_of)
     resumed = ctx.queue.resume_unfinished()  # jobs a crash or kill left queued or running
     if resumed:
         log.info("resuming %d unfinished job(s) from %s", resumed, ctx.history.path)

@@ -30,6 +30,12 @@ class UploadLedger:
         with self._lock:
             self._files.setdefault(user, set()).update(paths)
 
+    def owners_of(self, path: Path) -> set[str]:
+        """Who uploaded the file at `path` (resolved)."""
+        with self._lock:
+            owned = [(user, list(files)) for user, files in self._files.items()]
+        return {user for user, files in owned if any(f == path or f.resolve() == path for f in files)}
+
     def bytes_of(self, user: str) -> int:
         with self._lock:
             files = list(self._files.get(user, ()))

@@ -261,6 +261,20 @@ class History:
             rows = con.execute(sql, (*params, limit)).fetchall()
         return [JobRecord.from_row(row) for row in rows]
 
+    def add_download(self, token: str, owner: str) -> None:
+        self._update("INSERT OR REPLACE INTO downloads (token, owner, created_at) VALUES (?, ?, ?)",
+                     (token, owner, _iso()))
+
+    def download_owner(self, token: str) -> str | None:
+        with self._connect() as con:
+            row = con.execute("SELECT owner FROM downloads WHERE token = ?", (token,)).fetchone()
+        return row[0] if row else None
+
+    def recording_owners(self, path: str) -> set[str]:
+        """The owners of the jobs of the recording at `path` (whose player may play it)."""
+        with self._connect() as con:
+            return {r[0] for r in con.execute("SELECT DISTINCT owner FROM jobs WHERE file_path = ?", (path,))}
+
     def file_paths(self) -> set[str]:
         """The recording of every job, archived ones included (housekeeping keeps these)."""
         with self._connect() as con:

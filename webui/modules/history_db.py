@@ -86,6 +86,13 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX jobs_status ON jobs (status)",
         "CREATE INDEX jobs_owner ON jobs (owner)",
     ],
+    [  # whose each download folder is: the results folder is served, only to its owner
+        """CREATE TABLE downloads (
+            token TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

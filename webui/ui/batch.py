@@ -135,7 +135,7 @@ class _Batch:
                 await asyncio.sleep(POLL_SECONDS)
                 continue
             try:
-                out = await asyncio.to_thread(write_batch_outputs, states, self.ctx.download_dir(),
+                out = await asyncio.to_thread(write_batch_outputs, states, self.ctx.download_dir(user_of(self.ctx, request)),
                                               extra_rows=refused)
                 buttons = [gr.DownloadButton(value=str(out[k]), interactive=True) for k in SUMMARY_KINDS]
             except OSError as exc:  # a full results folder: the table stays, History has every transcript

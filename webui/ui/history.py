@@ -137,7 +137,7 @@ class _Handlers:
             transcript = record.to_transcript()
             body = render(transcript, "txt")
             try:
-                files = write_transcript_files(transcript, self.ctx.download_dir(),
+                files = write_transcript_files(transcript, self.ctx.download_dir(self.ctx.visitor(request).name),
                                                record.file_name)
                 buttons = [gr.DownloadButton(value=str(files[f]), interactive=True) for f in FORMATS]
             except OSError as exc:  # a full results folder: the text is still shown

@@ -198,11 +198,11 @@ class _View:
         uploads = Path(self.ctx.settings.upload_dir).resolve()
         return path if Path(path).resolve().is_relative_to(uploads) else None
 
-    def _finished_downloads(self, state: JobState) -> list:
+    def _finished_downloads(self, state: JobState) -> list:  # for the job's owner, who is watching it
         if state.transcript is None or not state.segments or not (state.status == DONE or has_partial(state)):
             return _downloads()
         try:
-            files = write_transcript_files(state.transcript, self.ctx.download_dir(), state.file_name)
+            files = write_transcript_files(state.transcript, self.ctx.download_dir(state.owner), state.file_name)
         except OSError as exc:  # a full results folder: the transcript stays on the page
             gr.Warning(f"{exc} The transcript is shown above: copy it from there.")
             return _downloads()
