@@ -7,7 +7,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 
-from .engines.whisper_ct2 import BUNDLED_NAME as BUNDLED_MODEL
+from .engines.bundled import BUNDLED_NAME as BUNDLED_MODEL
 from .events import Event, Finished, Progress, RunStats, SegmentDone
 from .options import PipelineOptions
 from .script import to_script

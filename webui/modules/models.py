@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .engines.whisper_ct2 import BUNDLED_NAME, is_whisper_folder
+from .engines.bundled import BUNDLED_NAME, is_whisper_folder
 
 
 @dataclass(frozen=True)

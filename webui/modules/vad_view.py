@@ -11,7 +11,7 @@ from . import audio as audio_mod
 from . import pipeline
 from .events import StageClock
 from .spool import Spool
-from .engines.whisper_ct2 import BUNDLED_NAME as BUNDLED_MODEL
+from .engines.bundled import BUNDLED_NAME as BUNDLED_MODEL, WHISPER_INPUT_SECONDS
 from .engines.base import EngineSettings
 from .options import PipelineOptions
 from .transcript import Segment
@@ -55,9 +55,7 @@ def engine_cap_for(settings: EngineSettings) -> float | None:
     if engine is not None and (engine.name == name or (is_bundled(settings.model) and engine.name == BUNDLED_MODEL)):
         return float(engine.max_input_seconds)
     if is_bundled(settings.model):
-        from .engines.whisper_ct2 import WhisperEngine
-
-        return float(WhisperEngine.max_input_seconds)
+        return WHISPER_INPUT_SECONDS
     return None
 
 

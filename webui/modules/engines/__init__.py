@@ -17,7 +17,7 @@ def _key(settings: EngineSettings) -> tuple:
 
 
 def is_bundled(model: str) -> bool:
-    from .whisper_ct2 import BUNDLED_NAME, is_whisper_folder
+    from .bundled import BUNDLED_NAME, is_whisper_folder
 
     return model in ("", BUNDLED_NAME) or (Path(model).is_dir() and is_whisper_folder(Path(model)))
 
