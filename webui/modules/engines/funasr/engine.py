@@ -16,6 +16,7 @@ import torch
 from ... import gpu
 from .. import calibrate
 from ..base import SAMPLE_RATE, EngineError, EngineOutput, EngineSettings, LocalText
+from . import sensevoice
 from .checkpoint import verify_checkpoint
 from .locate import check_folder, find_checkpoint, locate_model, model_class
 from .outputs import (FAMILY_OF_CLASS, HOTWORD_ARG, NANO, PARAFORMER, SENSEVOICE, paraformer_pieces,
@@ -24,6 +25,7 @@ from .outputs import (FAMILY_OF_CLASS, HOTWORD_ARG, NANO, PARAFORMER, SENSEVOICE
 log = logging.getLogger(__name__)
 
 MIN_INPUT_SAMPLES = SAMPLE_RATE // 10  # kaldi fbank fails below a frame; 0.1 s holds no words
+NANO_MAX_LENGTH = 512  # Nano's LLM decode bound (new tokens): funasr's own default, unless the config sets one
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class FunASREngine:
         self._warned: set[str] = set()
 
         started = time.perf_counter()
+        gpu.engine_loading(self.device)  # the card's baseline (container accounting); an old cap lifted
         self._am: Any = self._build()
         self._model: torch.nn.Module | None = self._am.model
         self._kwargs: dict[str, Any] = dict(self._am.kwargs)
@@ -82,8 +85,10 @@ class FunASREngine:
         if self._on_cuda and settings.vram_limit_gb:
             gpu.cap_process_memory(self.device, int(settings.vram_limit_gb * 1e9))
         probe = probe or (gpu.CudaMemoryProbe(self.device) if self._on_cuda else None)
-        cost = (calibrate.measure_or_fallback(lambda batch: self._guarded(batch, self._options("auto")),
-                                              self.max_input_seconds, gpu.total_bytes(self.device))
+        calibration = self._calibration_options()
+        cost = (calibrate.measure_or_fallback(lambda batch: self._guarded(batch, calibration),
+                                              self.max_input_seconds, gpu.total_bytes(self.device),
+                                              device=self.device)
                 if self._on_cuda else None)
         self.budget = calibrate.MemoryBudget(cost, probe)
         log.info("%s (%s) ready on %s/%s in %.1f s; cost %s", self.name, self.model_class, self.device,
@@ -211,7 +216,7 @@ class FunASREngine:
             kwargs.update(language=code, use_itn=self.settings.use_model_itn, output_timestamp=True)
         elif self.family is NANO:
             kwargs.update(language=self.family.languages.get(code), itn=self.settings.use_model_itn,
-                          llm_dtype=self.precision)
+                          llm_dtype=self.precision, max_length=self._nano_max_length())
         else:
             kwargs.update(output_timestamp=True)
         hotwords = [w.strip() for w in re.split(r"[,，\n]+", self.settings.hotwords) if w.strip()]
@@ -220,6 +225,22 @@ class FunASREngine:
         elif hotwords:
             kwargs[HOTWORD_ARG[self.model_class]] = hotwords if self.family is NANO else " ".join(hotwords)
         return CallOptions(code, {**kwargs, **self._inference_options})
+
+    def _nano_max_length(self) -> int:
+        """Passed on every call, so the bound calibration measures is the one that runs."""
+        return int(self._kwargs.get("max_length") or NANO_MAX_LENGTH)
+
+    def _calibration_options(self) -> CallOptions:
+        """The options calibration runs with. Nano's LLM decodes to its bound (max_length new
+        tokens, EOS held off) because calibration feeds noise, on which it stops after a few
+        tokens: the KV cache a long text fills would never be measured, and batches sized on
+        that cost run out of memory on real speech."""
+        options = self._options("auto")
+        if self.family is not NANO:
+            return options
+        bound = options.model_kwargs["max_length"]
+        llm_kwargs = {**options.model_kwargs.get("llm_kwargs", {}), "min_new_tokens": bound}
+        return CallOptions(options.language, {**options.model_kwargs, "llm_kwargs": llm_kwargs})
 
     def _warn_once(self, message: str) -> None:
         if message not in self._warned:
@@ -240,19 +261,21 @@ class FunASREngine:
             data = [torch.from_numpy(arrays[i]) for i in runnable]
             keys = [f"in{i}" for i in runnable]
             with torch.inference_mode(), autocast:
-                try:
-                    res = self._model.inference(data_in=data, key=keys, **kwargs)
-                except (IndexError, ValueError, RuntimeError) as exc:  # torch raises RuntimeError there too
-                    if not kwargs.get("output_timestamp") or self.family is not SENSEVOICE or gpu.is_oom(exc):
-                        raise
-                    # funasr's SenseVoice alignment can index past its tokens (a repeated token):
-                    # the text is still good, so the batch runs again without word times.
-                    self._warn_once(f"SenseVoice word timing failed ({exc!r}); some lines keep no word times")
-                    res = self._model.inference(data_in=data, key=keys, **{**kwargs, "output_timestamp": False})
-            # (results, meta) normally; Paraformer returns [] when no input yields a token.
-            batch = res[0] if isinstance(res, (tuple, list)) and len(res) == 2 and isinstance(res[1], dict) else res
+                batch = self._run_model(data, keys, kwargs)
             results = {r["key"]: r for r in batch if isinstance(r, dict) and "key" in r}
         return [self._output(results.get(f"in{i}"), a.size / SAMPLE_RATE, options.language) for i, a in enumerate(arrays)]
+
+    def _run_model(self, data: list[torch.Tensor], keys: list[str], kwargs: dict[str, Any]) -> list:
+        if self.family is SENSEVOICE and kwargs.get("output_timestamp"):
+            # Our per-item alignment, not funasr's whole-batch recompute per item (see sensevoice.py).
+            return sensevoice.transcribe(self._model, data, keys, kwargs, self._word_timing_failed)
+        res = self._model.inference(data_in=data, key=keys, **kwargs)
+        # (results, meta) normally; Paraformer returns [] when no input yields a token.
+        return res[0] if isinstance(res, (tuple, list)) and len(res) == 2 and isinstance(res[1], dict) else res
+
+    def _word_timing_failed(self, exc: BaseException) -> None:
+        # funasr's alignment can index past its tokens (a repeated token): the text is still good.
+        self._warn_once(f"SenseVoice word timing failed ({exc!r}); some lines keep no word times")
 
     def _output(self, result: dict | None, seconds: float, code: str) -> EngineOutput:
         requested = "" if code == "auto" else code

@@ -1,0 +1,50 @@
+"""Device choice: one spelling ('cpu', 'mps', 'cuda:N') for every engine. gpu.py re-exports it."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .engines.base import EngineError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(requested: str = "auto", cuda_devices: Callable[[], int] | None = None) -> str:
+    """One spelling for every engine: 'cpu', 'mps' or 'cuda:N'. 'auto' picks CUDA, then MPS,
+    then the CPU; an explicit device that is absent is an error. `cuda_devices` counts the GPUs
+    the engine's own runtime sees (CTranslate2 has its own CUDA, whatever torch's build is)."""
+    name = (requested or "auto").strip().lower()
+    kind, _, index = name.partition(":")
+    if kind not in DEVICES or (index and (kind != "cuda" or not index.isdigit())):
+        raise EngineError(f"Unknown device {requested!r}; choose one of {', '.join(DEVICES)} (or cuda:N).")
+    count = (cuda_devices or torch_cuda_devices)()
+    if kind == "auto":
+        if count:
+            return "cuda:0"
+        return "mps" if torch.backends.mps.is_available() else "cpu"
+    if kind == "cuda":
+        if int(index or 0) >= count:
+            seen = f"only {count} CUDA GPU(s) are visible" if count else "no CUDA GPU is visible"
+            raise EngineError(f"Device {name!r} was requested but {seen}; use 'auto' or 'cpu'.")
+        return f"cuda:{int(index or 0)}"
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise EngineError("Device 'mps' was requested but Apple MPS is not available; use 'auto' or 'cpu'.")
+    return kind
+
+
+def torch_cuda_devices() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def is_cuda(device: str) -> bool:
+    return device.startswith("cuda")
+
+
+def cuda_index(device: str) -> int:
+    return int(device.partition(":")[2] or 0)
+
+
+def supports_bf16() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
