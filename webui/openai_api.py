@@ -411,8 +411,18 @@ def verbose_json(t: Transcript, with_words: bool) -> dict:
             "duration": round(t.duration, 3), "text": t.text_itn or t.text, "segments": segments,
             "usage": {"type": "duration", "seconds": round(t.duration, 3)}}
     if with_words:
-        body["words"] = [w for s in t.segments for w in words_of(s.start, s.end, s.display_text)]
-        body["word_timestamps"] = "interpolated"  # shared out within each line, not aligned
+        # The model's own word times (raw words, before ITN) where the engine gave them; a line
+        # without them shares its time out over its words, each marked "interpolated".
+        words, kinds = [], set()
+        for s in t.segments:
+            if s.words:
+                words += [w.to_dict() for w in s.words]
+                kinds.add("model")
+            else:
+                words += [{**w, "interpolated": True} for w in words_of(s.start, s.end, s.display_text)]
+                kinds.add("interpolated")
+        body["words"] = words
+        body["word_timestamps"] = kinds.pop() if len(kinds) == 1 else "mixed" if kinds else "model"
     return body
 
 

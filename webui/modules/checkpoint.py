@@ -19,7 +19,7 @@ from typing import Iterator, Protocol
 from .audio import AudioInfo
 from .events import Event, Planned, Resume, WindowCounts, WindowDone
 from .options import PipelineOptions
-from .transcript import Scores, Segment, SegmentResult, TimedText
+from .transcript import Scores, Segment, SegmentResult, TimedText, Word
 
 log = logging.getLogger(__name__)
 
@@ -175,15 +175,25 @@ def _result_to_dict(result: SegmentResult) -> dict:
     seg = result.segment
     return {"segment": [seg.index, seg.start, seg.end], "speech": result.speech_seconds,
             "language": result.language, "itn_applied": result.itn_applied,
-            "pieces": [[p.start, p.end, p.text, p.text_itn] + ([p.scores.to_dict()] if p.scores else [])
-                       for p in result.pieces]}
+            "pieces": [_piece_to_list(p) for p in result.pieces]}
+
+
+def _piece_to_list(p: TimedText) -> list:
+    """[start, end, text, text_itn], then the scores (or null) and the words as [start, end, text]
+    where the engine gave them; compact, since a 3-hour job stores every word here."""
+    out: list = [p.start, p.end, p.text, p.text_itn]
+    if p.scores is not None or p.words:
+        out.append(p.scores.to_dict() if p.scores is not None else None)
+    if p.words:
+        out.append([[w.start, w.end, w.text] for w in p.words])
+    return out
 
 
 def _result_from_dict(data: dict) -> SegmentResult:
     index, start, end = data["segment"]
-    # A piece is [start, end, text, text_itn], then its scores where the engine reported them
-    # (checkpoints written before they were kept have none).
-    pieces = tuple(TimedText(float(s), float(e), str(t), str(ti), Scores.from_dict(rest[0]) if rest else None)
+    # Checkpoints written before scores or words were kept have fewer fields.
+    pieces = tuple(TimedText(float(s), float(e), str(t), str(ti), Scores.from_dict(rest[0]) if rest else None,
+                             tuple(Word(float(a), float(b), str(w)) for a, b, w in rest[1]) if len(rest) > 1 else ())
                    for s, e, t, ti, *rest in data["pieces"])
     return SegmentResult(Segment(int(index), float(start), float(end)), pieces, float(data["speech"]),
                          str(data.get("language", "")), bool(data.get("itn_applied", False)))

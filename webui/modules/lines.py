@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from .chunks import SpeechChunk
 from .engines.base import EngineOutput, LocalText, LocalWord
-from .transcript import Scores, SegmentResult, TimedText, join_scores, join_texts, tidy_spaces
+from .transcript import Scores, SegmentResult, TimedText, Word, join_scores, join_texts, tidy_spaces
 
 UTTERANCE_PAUSE = 0.8        # seconds of silence that separate two utterances
 # A subtitle line breaks at about that much real silence. Pauses are measured between VAD
@@ -32,8 +32,11 @@ def to_result(chunk: SpeechChunk, output: EngineOutput, snap: float) -> SegmentR
         if abs(nearest - start) <= snap:
             start = nearest  # VAD onsets are sharper than model timestamps
         start = max(start, previous_start)
+        words = tuple(Word(round(float(chunk.to_absolute(w.start, "start")), 3),
+                           round(float(chunk.to_absolute(max(w.end, w.start), "end")), 3), w.text.strip())
+                      for w in piece.words if w.text.strip())
         pieces.append(TimedText(round(float(start), 3), round(float(max(end, start)), 3), tidy_spaces(piece.text),
-                                scores=piece.scores))
+                                scores=piece.scores, words=words))
         previous_start = start
     return SegmentResult(chunk.segment, tuple(pieces), round(float(chunk.speech_seconds), 3),
                          output.language, output.itn_applied)
@@ -91,14 +94,20 @@ def tidy_cues(pieces: list[TimedText], min_seconds: float = MIN_CUE, join_gap: f
         limit = nxt.start if nxt is not None else float("inf")
         end = round(max(min(piece.end, limit), min(piece.start + min_seconds, limit)), 3)
         if end - piece.start >= min_seconds - 1e-6 or nxt is None:
-            out.append(TimedText(piece.start, end, piece.text, scores=piece.scores))
+            out.append(TimedText(piece.start, end, piece.text, scores=piece.scores, words=piece.words,
+                                 speaker=piece.speaker))
             continue
         gap_before = piece.start - out[-1].end if out else float("inf")
-        if gap_before <= min(join_gap, nxt.start - piece.end):
+        if gap_before <= min(join_gap, nxt.start - piece.end) and out[-1].speaker == piece.speaker:
             last = out[-1]
             out[-1] = TimedText(last.start, max(last.end, end), join_texts([last.text, piece.text]),
-                                scores=join_scores(last.scores, piece.scores))
-        else:
+                                scores=join_scores(last.scores, piece.scores), words=last.words + piece.words,
+                                speaker=last.speaker)
+        elif nxt.speaker == piece.speaker:
             pending[i + 1] = TimedText(piece.start, max(nxt.end, piece.end), join_texts([piece.text, nxt.text]),
-                                       scores=join_scores(piece.scores, nxt.scores))
+                                       scores=join_scores(piece.scores, nxt.scores), words=piece.words + nxt.words,
+                                       speaker=piece.speaker)
+        else:  # a different speaker on each side: the short line stays a line of its own
+            out.append(TimedText(piece.start, end, piece.text, scores=piece.scores, words=piece.words,
+                                 speaker=piece.speaker))
     return out

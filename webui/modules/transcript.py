@@ -79,6 +79,26 @@ def join_scores(first: Scores | None, second: Scores | None) -> Scores | None:
 
 
 @dataclass(frozen=True)
+class Word:
+    """One word as the model timed it (absolute seconds; Whisper's alignment, FunASR's timestamps)."""
+
+    start: float
+    end: float
+    text: str
+    speaker: str | None = None
+
+    def to_dict(self) -> dict:
+        data = {"word": self.text, "start": round(self.start, 3), "end": round(self.end, 3)}
+        if self.speaker is not None:
+            data["speaker"] = self.speaker
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Word":
+        return cls(float(data["start"]), float(data["end"]), str(data.get("word", "")), data.get("speaker"))
+
+
+@dataclass(frozen=True)
 class TimedText:
     """One piece of recognised text with absolute times (seconds)."""
 
@@ -87,6 +107,8 @@ class TimedText:
     text: str
     text_itn: str = ""
     scores: Scores | None = None  # None: the engine does not report them
+    words: tuple[Word, ...] = ()   # the model's word times, where it gives them (raw text)
+    speaker: str | None = None     # set by diarization
 
     @property
     def display_text(self) -> str:
@@ -131,20 +153,26 @@ class Transcript:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Transcript":
-        segments = [
-            TimedText(float(s["start"]), float(s["end"]), s.get("text", ""), s.get("text_itn", ""),
-                      Scores.from_dict(s.get("scores")))
-            for s in data.get("segments", [])
-        ]
+        segments = [_segment_from(s) for s in data.get("segments", [])]
         fields = {k: data[k] for k in ("file", "duration", "model", "language", "text", "text_itn") if k in data}
         return cls(segments=segments, **fields)
 
 
 def _segment_dict(s: TimedText) -> dict:
     data = {"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text, "text_itn": s.text_itn}
+    if s.speaker is not None:
+        data["speaker"] = s.speaker
     if s.scores is not None:
         data["scores"] = s.scores.to_dict()
+    if s.words:
+        data["words"] = [w.to_dict() for w in s.words]
     return data
+
+
+def _segment_from(s: dict) -> TimedText:
+    return TimedText(float(s["start"]), float(s["end"]), s.get("text", ""), s.get("text_itn", ""),
+                     Scores.from_dict(s.get("scores")), tuple(Word.from_dict(w) for w in s.get("words") or ()),
+                     s.get("speaker"))
 
 
 def is_cjk(text: str) -> bool:
