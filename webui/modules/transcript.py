@@ -1,4 +1,4 @@
-"""Records that cross stage boundaries, and the TXT/SRT/VTT/JSON writers."""
+"""Records that cross stage boundaries (the writers are in writers.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FORMATS = ("txt", "srt", "vtt", "json")
 
 
 @dataclass(frozen=True)
@@ -130,6 +129,15 @@ class SegmentResult:
         return join_texts([p.text for p in self.pieces])
 
 
+@dataclass(frozen=True)
+class SpeakerTurn:
+    """A stretch of the recording the diarizer gave to one speaker (absolute seconds)."""
+
+    start: float
+    end: float
+    speaker: str
+
+
 @dataclass
 class Transcript:
     file: str
@@ -139,6 +147,7 @@ class Transcript:
     text: str = ""
     text_itn: str = ""
     segments: list[TimedText] = field(default_factory=list)
+    turns: list[SpeakerTurn] = field(default_factory=list)  # the diarizer's own turns, when it ran
 
     def to_dict(self) -> dict:
         return {
@@ -149,13 +158,16 @@ class Transcript:
             "text": self.text,
             "text_itn": self.text_itn,
             "segments": [_segment_dict(s) for s in self.segments],
+            **({"speakers": [{"start": round(t.start, 3), "end": round(t.end, 3), "speaker": t.speaker}
+                             for t in self.turns]} if self.turns else {}),
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> "Transcript":
         segments = [_segment_from(s) for s in data.get("segments", [])]
+        turns = [SpeakerTurn(float(t["start"]), float(t["end"]), str(t["speaker"])) for t in data.get("speakers") or ()]
         fields = {k: data[k] for k in ("file", "duration", "model", "language", "text", "text_itn") if k in data}
-        return cls(segments=segments, **fields)
+        return cls(segments=segments, turns=turns, **fields)
 
 
 def _segment_dict(s: TimedText) -> dict:
@@ -201,77 +213,10 @@ def join_texts(texts: list[str]) -> str:
     return out
 
 
-def format_timestamp(seconds: float, decimal: str = ",") -> str:
-    """SRT wants 00:01:02,345; VTT wants 00:01:02.345."""
-    millis = max(0, int(round(seconds * 1000)))
-    hours, millis = divmod(millis, 3_600_000)
-    minutes, millis = divmod(millis, 60_000)
-    secs, millis = divmod(millis, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal}{millis:03d}"
-
-
-def to_txt(t: Transcript) -> str:
-    lines = [f"[{format_timestamp(s.start, '.')} --> {format_timestamp(s.end, '.')}] {s.display_text}" for s in t.segments]
-    return "\n".join(lines) + ("\n" if lines else "")
-
-
-def to_srt(t: Transcript) -> str:
-    blocks = [
-        f"{i}\n{format_timestamp(s.start)} --> {format_timestamp(s.end)}\n{' '.join(s.display_text.split())}\n"
-        for i, s in enumerate(t.segments, 1)
-    ]
-    return "\n".join(blocks)
-
-
-def to_vtt(t: Transcript) -> str:
-    blocks = [f"{format_timestamp(s.start, '.')} --> {format_timestamp(s.end, '.')}\n{_vtt_text(s.display_text)}\n"
-              for s in t.segments]
-    return "WEBVTT\n\n" + "\n".join(blocks)
-
-
-def _vtt_text(text: str) -> str:
-    """Cue text as WebVTT requires: '&' and '<' escaped (so '-->' and tags cannot appear),
-    one line (a blank line would end the cue)."""
-    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return " ".join(escaped.split())
-
-
-def to_json(t: Transcript) -> str:
-    return json.dumps(t.to_dict(), ensure_ascii=False, indent=2)
-
-
-WRITERS = {"txt": to_txt, "srt": to_srt, "vtt": to_vtt, "json": to_json}
-
-
-def render(t: Transcript, fmt: str) -> str:
-    if fmt not in WRITERS:
-        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-    return WRITERS[fmt](t)
-
-
-def write(t: Transcript, fmt: str, out_dir: Path, stem: str) -> Path:
-    """Write atomically (a temporary file, flushed to disk, renamed into place): a full disk or
-    a kill leaves the previous file or none, never a truncated one. A full disk may only show at
-    the flush or the fsync, so both come before the rename."""
-    text = render(t, fmt)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{stem}.{fmt}"
-    partial = path.with_name(f".{path.name}.part")
-    try:
-        with open(partial, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(partial, path)
-    finally:
-        try:
-            partial.unlink(missing_ok=True)
-        except OSError:
-            pass  # e.g. a read-only folder: there is no partial file, and the first error is the one to tell
-    return path
-
+# The writers live in writers.py; their names stay importable from here.
+from .writers import FORMATS, format_timestamp, formats_for, render, write  # noqa: E402
 
 __all__ = [
-    "FORMATS", "Segment", "Scores", "join_scores", "TimedText", "SegmentResult", "Transcript",
-    "is_cjk", "join_texts", "tidy_spaces", "format_timestamp", "render", "write",
+    "FORMATS", "Segment", "Scores", "join_scores", "Word", "TimedText", "SpeakerTurn", "SegmentResult", "Transcript",
+    "is_cjk", "join_texts", "tidy_spaces", "format_timestamp", "formats_for", "render", "write",
 ]
