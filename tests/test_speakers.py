@@ -1,0 +1,38 @@
+"""Speakers onto lines: a line never spans a speaker change; split on the model's word times."""
+
+from __future__ import annotations
+
+from webui.modules.speakers import TurnIndex, label_line, label_results, talk_time
+from webui.modules.transcript import Segment, SegmentResult, SpeakerTurn, TimedText, Word
+
+TURNS = [SpeakerTurn(0.0, 4.0, "Speaker 1"), SpeakerTurn(4.2, 9.0, "Speaker 2"), SpeakerTurn(9.0, 12.0, "Speaker 1")]
+
+
+def _line(start: float, words: list[tuple[float, float, str]]) -> TimedText:
+    return TimedText(start, words[-1][1], " ".join(w for _, _, w in words), words=tuple(Word(*w) for w in words))
+
+
+def test_a_line_across_a_speaker_change_is_split_on_its_word_times() -> None:
+    line = _line(2.5, [(2.5, 3.0, "Yes,"), (3.0, 3.8, "agreed."), (4.3, 4.8, "Then"), (4.8, 5.5, "next.")])
+    first, second = label_line(line, TurnIndex(TURNS))
+    assert (first.text, first.speaker, first.start, first.end) == ("Yes, agreed.", "Speaker 1", 2.5, 3.8)
+    assert (second.text, second.speaker, second.start, second.end) == ("Then next.", "Speaker 2", 4.3, 5.5)
+    assert all(w.speaker == "Speaker 2" for w in second.words)
+
+
+def test_lines_without_words_take_the_speaker_with_most_overlap() -> None:
+    index = TurnIndex(TURNS)
+    assert label_line(TimedText(3.5, 8.0, "x"), index)[0].speaker == "Speaker 2"
+    assert label_line(TimedText(20.0, 21.0, "late"), index)[0].speaker == "Speaker 1"  # nearest turn
+    assert label_line(TimedText(4.05, 4.1, "gap"), index)[0].speaker in ("Speaker 1", "Speaker 2")
+
+
+def test_results_keep_their_order_and_every_word() -> None:
+    lines = (_line(0.5, [(0.5, 1.0, "a"), (5.0, 5.5, "b"), (9.5, 10.0, "c")]),)
+    [result] = label_results([SegmentResult(Segment(0, 0.0, 12.0), lines, 3.0)], TURNS)
+    assert [(p.text, p.speaker) for p in result.pieces] == [("a", "Speaker 1"), ("b", "Speaker 2"), ("c", "Speaker 1")]
+    assert label_results([SegmentResult(Segment(0, 0.0, 12.0), lines, 3.0)], [])[0].pieces == lines
+
+
+def test_talk_time_per_speaker() -> None:
+    assert talk_time(TURNS) == {"Speaker 1": 7.0, "Speaker 2": 4.8}

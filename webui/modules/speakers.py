@@ -1,0 +1,76 @@
+"""Speakers onto lines: every line gets the speaker whose turn covers it, and a line that spans
+a speaker change is split on its word times, so no line ever holds two voices. Lines without
+word times take the speaker of the turn that overlaps them most."""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import replace
+from typing import Sequence
+
+from .transcript import SegmentResult, SpeakerTurn, TimedText, Word, join_texts
+
+
+class TurnIndex:
+    """Speaker turns sorted by start, for 'who speaks over [start, end]'."""
+
+    def __init__(self, turns: Sequence[SpeakerTurn]) -> None:
+        self.turns = sorted(turns, key=lambda t: (t.start, t.end))
+        self.starts = [t.start for t in self.turns]
+
+    def speaker_over(self, start: float, end: float) -> str | None:
+        """The speaker with the most time in [start, end]; for a span no turn touches (the
+        diarizer's speech edges are not the model's), the nearest turn's."""
+        if not self.turns:
+            return None
+        end = max(end, start)
+        first = max(0, bisect_right(self.starts, start) - 1)
+        overlap: dict[str, float] = {}
+        for turn in self.turns[max(0, first - 1):]:
+            if turn.start > end:
+                break
+            shared = min(end, turn.end) - max(start, turn.start)
+            if shared > 0 or (shared == 0 and start == end and turn.start <= start <= turn.end):
+                overlap[turn.speaker] = overlap.get(turn.speaker, 0.0) + max(shared, 1e-9)
+        if overlap:
+            return max(overlap, key=overlap.__getitem__)
+        middle = (start + end) / 2
+        return min(self.turns, key=lambda t: min(abs(t.start - middle), abs(t.end - middle))).speaker
+
+
+def label_results(results: Sequence[SegmentResult], turns: Sequence[SpeakerTurn]) -> list[SegmentResult]:
+    """Every line of every result with its speaker, split where the speaker changes."""
+    index = TurnIndex(turns)
+    if not index.turns:
+        return list(results)
+    return [replace(r, pieces=tuple(p for piece in r.pieces for p in label_line(piece, index))) for r in results]
+
+
+def label_line(piece: TimedText, index: TurnIndex) -> list[TimedText]:
+    if not piece.words:
+        return [replace(piece, speaker=index.speaker_over(piece.start, piece.end))]
+    words = [replace(w, speaker=index.speaker_over(w.start, w.end)) for w in piece.words]
+    groups: list[list[Word]] = [[words[0]]]
+    for word in words[1:]:
+        if word.speaker == groups[-1][-1].speaker:
+            groups[-1].append(word)
+        else:
+            groups.append([word])
+    if len(groups) == 1:
+        return [replace(piece, words=tuple(words), speaker=words[0].speaker)]
+    lines = []
+    for i, group in enumerate(groups):
+        start = piece.start if i == 0 else group[0].start
+        end = piece.end if i == len(groups) - 1 else max(group[-1].end, start)
+        scores = replace(piece.scores, tokens=None) if piece.scores is not None else None  # tokens were the whole line's
+        lines.append(TimedText(round(start, 3), round(end, 3), join_texts([w.text for w in group]), "", scores,
+                               tuple(group), group[0].speaker))
+    return lines
+
+
+def talk_time(turns: Sequence[SpeakerTurn]) -> dict[str, float]:
+    """Seconds each speaker talks (their turns), most first."""
+    totals: dict[str, float] = {}
+    for t in turns:
+        totals[t.speaker] = totals.get(t.speaker, 0.0) + max(0.0, t.end - t.start)
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
