@@ -1,6 +1,6 @@
 """HTTP API beside the Gradio page: GET /api/health, POST /api/deep_cleanup, GET /metrics
 (Prometheus) and, given the app's context, the OpenAI-compatible /v1/audio/transcriptions and
-/v1/models (openai_api.py).
+/v1/models (the openai_api package).
 
 The FastAPI app carries these routes and has the Gradio Blocks mounted at "/", so Gradio's own
 API (gradio_client, /gradio_api/...) keeps working unchanged. With logins, /api/* and /metrics
