@@ -19,6 +19,7 @@ from .modules.events import Finished, Progress, SegmentDone, run_warnings  # noq
 from .modules.options import PipelineOptions  # noqa: E402
 from .modules.pipeline import transcribe  # noqa: E402
 from .modules.script import SCRIPTS, canonical as script_name  # noqa: E402
+from .modules.diarize.base import DiarizationError, DiarizeOptions  # noqa: E402
 from .modules.transcript import FORMATS, Transcript, render, write  # noqa: E402
 from .modules.vad_view import engine_cap_for, inspect_vad  # noqa: E402
 from .modules.vads import VAD_BACKENDS, VadOptions  # noqa: E402
@@ -41,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     t = sub.add_parser("transcribe", parents=[common], help="transcribe one or more files")
     t.add_argument("files", nargs="+", metavar="FILE")
-    t.add_argument("--format", choices=FORMATS + ("all",), default="txt", help="output format (default txt)")
+    t.add_argument("--format", choices=FORMATS + ("rttm", "all"), default="txt",
+                   help="output format (default txt); rttm: the speaker turns (with --diarize); all: every one")
     t.add_argument("--out", type=Path, default=Path("."), help="output folder (default: current)")
     t.add_argument("--language", default="auto", help="auto, en, zh, ...")
     t.add_argument("--hotwords", default="")
@@ -54,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-resume", action="store_true",
                    help="start afresh even when OUT holds a checkpoint of an interrupted run of the same file "
                         "and options (by default that run is resumed at its first unfinished window)")
+    t.add_argument("--accurate", action="store_true",
+                   help="fewer errors for more time: beam 5 for every language and temperature fallback "
+                        "(default: greedy for English, beam 5 for Chinese, Japanese and Korean)")
+    t.add_argument("--diarize", action="store_true",
+                   help="label who speaks (offline CAM++ speaker embeddings, one clustering per recording); "
+                        "the count is found automatically unless given below")
+    t.add_argument("--speakers", type=int, default=None, metavar="N", help="exactly N speakers (implies --diarize)")
+    t.add_argument("--min-speakers", type=int, default=None, metavar="N", help="at least N (implies --diarize)")
+    t.add_argument("--max-speakers", type=int, default=None, metavar="N", help="at most N (implies --diarize)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--ray", default="", metavar="ADDRESS",
                    help="run on a Ray cluster: auto (the one this machine belongs to), host:port, or local "
@@ -72,7 +83,19 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
     if args.command == "plan":
         return planning
     return replace(planning, engine=replace(planning.engine, language=args.language, hotwords=args.hotwords),
-                   itn=not args.no_itn, script=args.script, window_seconds=args.window)
+                   itn=not args.no_itn, script=args.script, window_seconds=args.window, accurate=args.accurate,
+                   diarize=diarize_options(args))
+
+
+def diarize_options(args: argparse.Namespace) -> DiarizeOptions | None:
+    """None unless asked for; a speaker count implies --diarize. DiarizationError for bad counts."""
+    counts = (args.speakers, args.min_speakers, args.max_speakers)
+    if not args.diarize and all(c is None for c in counts):
+        return None
+    options = DiarizeOptions(num_speakers=args.speakers, min_speakers=args.min_speakers,
+                             max_speakers=args.max_speakers)
+    options.bounds()
+    return options
 
 
 def plan_command(path: str, options: PipelineOptions, as_json: bool) -> int:
@@ -232,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         options = options_from_args(args)
+    except DiarizationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except ValueError:
         print(f"error: --max-segment must be 'auto' or a number of seconds, not {args.max_segment!r}", file=sys.stderr)
         return 2
@@ -241,7 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         except (audio.InputError, EngineError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-    formats = FORMATS if args.format == "all" else (args.format,)
+    if args.format == "rttm" and options.diarize is None:
+        print("error: --format rttm holds speaker turns: add --diarize", file=sys.stderr)
+        return 2
+    formats = (FORMATS + (("rttm",) if options.diarize else ())) if args.format == "all" else (args.format,)
     if args.ray:
         return ray_command(args, options, formats)
     try:

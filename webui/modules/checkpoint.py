@@ -162,13 +162,16 @@ class Sidecar:
 
 
 def window_to_dict(window: WindowDone) -> dict:
-    return {"index": window.index, "language": window.language, "counts": asdict(window.counts),
+    data = {"index": window.index, "language": window.language, "counts": asdict(window.counts),
             "results": [_result_to_dict(r) for r in window.results]}
+    if window.speakers is not None:
+        data["speakers"] = window.speakers
+    return data
 
 
 def _window_from_dict(data: dict) -> WindowDone:
     return WindowDone(int(data["index"]), tuple(_result_from_dict(r) for r in data["results"]),
-                      str(data.get("language", "")), WindowCounts(**data["counts"]))
+                      str(data.get("language", "")), WindowCounts(**data["counts"]), data.get("speakers"))
 
 
 def _result_to_dict(result: SegmentResult) -> dict:

@@ -54,6 +54,7 @@ class WindowDone:
     results: tuple[SegmentResult, ...]
     language: str           # as known after this window (detected once, then kept)
     counts: WindowCounts
+    speakers: dict | None = None  # its speaker embeddings when diarizing (diarize.WindowEmbeddings.to_dict)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class RunStats:
     resumed_windows: int = 0  # windows taken from a checkpoint instead of run again
     missing_seconds: float = 0.0  # the file claims more audio than could be decoded (truncated, damaged)
     seconds_by_stage: dict = field(default_factory=dict)
+    diarize_warning: str = ""  # why the transcript has no speaker labels although they were asked for
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,8 @@ def run_warnings(stats: RunStats) -> list[str]:
     if stats.missing_seconds:
         notes.append(f"The file ends {stats.missing_seconds:.0f} s before the length it claims: it looks truncated "
                      "or damaged; the transcript covers what could be decoded.")
+    if stats.diarize_warning:
+        notes.append(stats.diarize_warning)
     if stats.itn_fallbacks:
         notes.append(f"ITN left {stats.itn_fallbacks} piece(s) as spoken (wetext could not normalise them); "
                      "the raw text is complete.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Union
 
+from .diarize.base import DiarizeOptions
 from .engines.base import EngineSettings
 from .segment import AUTO
 from .vads import VadOptions
@@ -30,6 +31,26 @@ class PipelineOptions:
     # utterances of these when several share an input); None: by the recording's language.
     utterance_inputs: bool | None = None
     retry_tail_seconds: float = 2.0           # re-run speech left untranscribed after an early end (0: off)
+    # Accurate mode: fewer errors for more time (Whisper: beam 5 for every language, temperature
+    # fallback: engines/whisper_ct2.py). The engine reads it from `engine.accurate`, which follows this.
+    accurate: bool = False
+    # Who spoke (diarize/): None = off. Off by default: on the CPU it adds about a tenth to a
+    # run's time, and a lecture or a dictation has one voice.
+    diarize: DiarizeOptions | None = None
+
+    def __post_init__(self) -> None:
+        if self.engine.accurate != self.accurate:
+            object.__setattr__(self, "engine", replace(self.engine, accurate=self.accurate))
+
+
+# The two presets a user picks from (CLI --accurate, the UI and the APIs' `accurate`).
+PRESETS = {"default": False, "accurate": True}
+
+
+def with_preset(options: PipelineOptions, preset: str | bool) -> PipelineOptions:
+    """`options` in the named preset ("default" or "accurate"; True/False work too)."""
+    accurate = PRESETS[preset] if isinstance(preset, str) else bool(preset)
+    return replace(options, accurate=accurate)
 
 
 def options_from_record(data: dict) -> PipelineOptions:
@@ -39,6 +60,8 @@ def options_from_record(data: dict) -> PipelineOptions:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in (values or {}).items() if k in known})
 
-    top = {k: v for k, v in data.items() if k not in ("engine", "vad")}
-    return replace(build(PipelineOptions, top), engine=build(EngineSettings, data.get("engine")),
-                          vad=build(VadOptions, data.get("vad")))
+    top = {k: v for k, v in data.items() if k not in ("engine", "vad", "diarize")}
+    engine = build(EngineSettings, data.get("engine"))
+    top.setdefault("accurate", engine.accurate)
+    diarize = build(DiarizeOptions, data["diarize"]) if isinstance(data.get("diarize"), dict) else None
+    return replace(build(PipelineOptions, top), engine=engine, vad=build(VadOptions, data.get("vad")), diarize=diarize)

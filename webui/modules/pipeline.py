@@ -1,7 +1,8 @@
 """The orchestrator: the only place that knows the order of the stages.
 
     probe ─► silence scan ─► cut plan ─► windows ─► streamed decode ─► VAD (chunks) ─► pack
-          ─► batches ─► engine (+ second pass) ─► lines in recording time ─► merge ─► ITN ─► Transcript
+          ─► batches ─► engine (+ second pass) ─► lines in recording time [─► speaker embeddings]
+          ─► [one clustering: speakers onto lines] ─► merge ─► ITN ─► Transcript
 
 `transcribe()` is a generator of events so the CLI, the web page, the job queue and the
 checkpoint all see the same run. Audio is decoded one window of segments at a time, so host
@@ -11,6 +12,7 @@ was killed resumes at its first unfinished window with the same result.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -26,9 +28,12 @@ from .events import Cancelled, Event, Finished, Planned, Progress, Resume, RunSt
 from .merge import assemble
 from .options import PipelineOptions
 from .segment import limits_for, plan_segments, plan_windows
+from .speakers import diarize_results, window_speakers
 from .spool import Spool
 from .transcript import SegmentResult
 from .windows import by_utterance, segments_of, transcribe_window  # noqa: F401  (by_utterance: re-exported)
+
+log = logging.getLogger(__name__)
 
 
 def plan(path: str | Path, options: PipelineOptions, engine_cap: float | None, device: str = "cpu",
@@ -71,9 +76,11 @@ def _run(path: str | Path, options: PipelineOptions, engine: Engine, cancel: thr
     finished = {w.index: w for w in (resume.done if resume is not None else ())}
     language = options.engine.language
     results: list[SegmentResult] = []
+    speakers: dict[int, dict | None] = {}  # each window's speaker embeddings, when diarizing
     totals = Tally()
     for window in sorted(finished.values(), key=lambda w: w.index):  # replayed, not redone
         results.extend(window.results)
+        speakers[window.index] = window.speakers
         language = window.language or language
         totals.add(window.counts)
         for result in window.results:
@@ -90,21 +97,42 @@ def _run(path: str | Path, options: PipelineOptions, engine: Engine, cancel: thr
         tally = replace(totals)
         done = yield from transcribe_window(planned, n, decoded, engine, options, language, tally, cancel, clock, results)
         stop_if_cancelled()  # a window cut short is in the partial transcript, never checkpointed
+        if options.diarize is not None:
+            with clock("diarize"):
+                done = replace(done, speakers=_window_speakers(spool, planned, n, done, engine.device))
+            speakers[n] = done.speakers
         yield done
         language, totals = done.language, tally
         yield Progress("transcribe", _window(planned, n)[-1].end, info.duration)
 
+    turns, diarize_warning = [], ""
+    if options.diarize is not None:
+        with clock("diarize"):  # one clustering over the whole recording: one label per voice for hours
+            labelled = diarize_results(results, [speakers.get(n) for n in range(len(planned.windows))],
+                                       options.diarize)
+        results, turns, diarize_warning = labelled.results, labelled.turns, labelled.warning
     yield Progress("itn", 0, 1)
     with clock("itn"):
         transcript, fallbacks = assemble(info, engine.name, results, language, options)
+        transcript.turns = turns
     stats = RunStats(
         segments=len(segments), skipped_silent=totals.skipped, batches=totals.batches,
         second_passes=totals.second_passes, speech_seconds=round(sum(r.speech_seconds for r in results), 3),
         max_segment_seconds=planned.max_seconds, itn_fallbacks=fallbacks, resumed_windows=len(finished),
         missing_seconds=_missing(planned),
-        seconds_by_stage=clock.totals(),
+        seconds_by_stage=clock.totals(), diarize_warning=diarize_warning,
     )
     yield Finished(transcript, stats)
+
+
+def _window_speakers(spool: Spool, planned: Planned, n: int, done, device: str) -> dict | None:
+    """The window's speaker embeddings, or None (logged) if they cannot be made: the text goes on."""
+    first, last = _window(planned, n)[0], _window(planned, n)[-1]
+    try:
+        return window_speakers(spool.read(first.start, last.end), first.start, done.results, device)
+    except Exception:
+        log.exception("speaker embeddings failed for window %d; the transcript goes on without labels", n)
+        return None
 
 
 def _missing(planned: Planned) -> float:

@@ -1,14 +1,59 @@
-"""Speakers onto lines: every line gets the speaker whose turn covers it, and a line that spans
-a speaker change is split on its word times, so no line ever holds two voices. Lines without
-word times take the speaker of the turn that overlaps them most."""
+"""The diarization stage as the pipeline runs it: each window's speaker embeddings (inside the
+speech its lines cover), one clustering over the whole recording at the end, and speakers onto
+lines: every line gets the speaker whose turn covers it, and a line that spans a speaker change
+is split on its word times, so no line ever holds two voices. Lines without word times take the
+speaker of the turn that overlaps them most. Diarization never costs the transcript: any failure
+leaves the lines unlabelled, with a warning."""
 
 from __future__ import annotations
 
+import logging
 from bisect import bisect_right
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Sequence
 
+import numpy as np
+
+from .diarize.base import DiarizeOptions
 from .transcript import SegmentResult, SpeakerTurn, TimedText, Word, join_texts
+
+log = logging.getLogger(__name__)
+FAILED = "Speaker labels are missing: diarization failed ({}). The transcript is complete."
+
+
+@dataclass(frozen=True)
+class Labelled:
+    results: list[SegmentResult]
+    turns: list[SpeakerTurn]
+    warning: str = ""
+
+
+def window_speakers(samples: np.ndarray, start: float, results: Sequence[SegmentResult], device: str) -> dict:
+    """One window's speaker embeddings (JSON-ready, checkpointed with the window), computed
+    inside the speech its lines cover. Raises on failure; the caller keeps the text."""
+    from .diarize import embed_window
+
+    spans = [(p.start, p.end) for r in results for p in r.pieces if p.end > p.start]
+    return embed_window(samples, start, spans, "cuda" if device.startswith("cuda") else "cpu").to_dict()
+
+
+def diarize_results(results: Sequence[SegmentResult], windows: Sequence[dict | None],
+                    options: DiarizeOptions) -> Labelled:
+    """Cluster every window's embeddings once, then label (and split) the lines. A window with no
+    embeddings (`None`: its embedding failed) is a failure: labels from part of the recording
+    would name the same person differently in the rest."""
+    if any(w is None for w in windows):
+        return Labelled(list(results), [], FAILED.format("a window's speaker embeddings are missing"))
+    try:
+        from .diarize import WindowEmbeddings, cluster, turns
+
+        embeddings = [WindowEmbeddings.from_dict(w) for w in windows]  # type: ignore[arg-type]
+        found = turns(embeddings, cluster(embeddings, options))
+    except Exception as exc:  # diarization must never cost the transcript
+        log.exception("diarization failed")
+        return Labelled(list(results), [], FAILED.format(f"{type(exc).__name__}: {exc}"))
+    named = [SpeakerTurn(round(t.start, 3), round(t.end, 3), f"Speaker {t.speaker + 1}") for t in found]
+    return Labelled(label_results(results, named), named)
 
 
 class TurnIndex:

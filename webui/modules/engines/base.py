@@ -55,6 +55,9 @@ class EngineSettings:
     precision: str = "auto"       # auto | fp32 | fp16 | bf16 | int8
     language: str = "auto"
     hotwords: str = ""
+    # Accurate mode: slower decoding for fewer errors (Whisper: a beam of 5 for every language and
+    # the temperature fallback). Per call, like language: it needs no other model object.
+    accurate: bool = False
     use_model_itn: bool = True
     compile: bool = False
     memory_margin: float = 0.15   # fraction of free GPU memory kept free
