@@ -1,0 +1,193 @@
+"""One clustering over the whole recording: spectral clustering of cosine affinities, with the
+speaker count from the largest eigengap of the graph Laplacian.
+
+Single-threshold agglomerative clustering was tried and dropped: no one threshold fit both
+clean and noisy recordings. The eigengap adapts to each recording; thresholds are used only
+as guards after it (merge near-identical clusters, accept a split only between clearly
+different voices), where a wide margin is safe.
+
+Past DENSE_MAX points the affinity is a sparse k-nearest-neighbour graph and the smallest
+eigenpairs come from ARPACK (eigsh on cI - L: the largest of a shifted matrix converge fast);
+the dense solver grows as n^3. Past MAX_POINTS an even subsample is clustered and every point
+then goes to the nearest cluster centre, so a 3 h recording clusters in seconds.
+
+The eigengap sees big clusters first: on a long meeting led by one voice, minor voices can hide
+inside one cluster. The split pass runs the same eigengap inside each cluster and keeps a split
+only between clearly different voices.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .base import DiarizeOptions, WindowEmbeddings, stack
+
+DENSE_MAX = 1500
+MAX_POINTS = 6000
+PRUNE = 0.05             # share of the most similar points kept as neighbours of each point ...
+NEIGHBOURS = (10, 60)    # ... but never fewer / more than these
+MERGE_SIMILARITY = 0.75  # cluster centres this alike are one voice
+SPLIT_SIMILARITY = 0.45  # a split is kept only if its parts' centres are below this
+SPLIT_MIN = 40           # points (20 s of speech): smaller clusters are not split
+SPLIT_PART = 0.05        # and no part of a split may be below this share of its cluster (or 10 points)
+SMALL = 12               # fewer points: no spectral clustering, only merging by similarity
+K_LIMIT = 20
+
+
+def cluster(embeddings: np.ndarray | Sequence[WindowEmbeddings], options: DiarizeOptions = DiarizeOptions()) -> np.ndarray:
+    """A speaker label per embedding row (0, 1, ... by first appearance in the input order)."""
+    vectors = stack(embeddings)[1] if not isinstance(embeddings, np.ndarray) else embeddings
+    n = len(vectors)
+    low, high = options.bounds(K_LIMIT)
+    if n <= 1:
+        return np.zeros(n, dtype=np.int64)
+    x = _unit(vectors)
+    anchors = np.linspace(0, n - 1, MAX_POINTS).round().astype(int) if n > MAX_POINTS else np.arange(n)
+    a = x[anchors]
+    if len(a) < SMALL:
+        labels = _merge(a, np.arange(len(a)), low)
+    else:
+        labels = _spectral(a, low, high)
+        if options.num_speakers is None:
+            labels = _merge(a, labels, low)
+            if options.split_pass:
+                labels = _merge(a, _split(a, labels, high), low)
+    labels = _bound(a, labels, low, high)
+    if len(anchors) < n:
+        labels = _nearest(x, _centres(a, labels))
+    return _by_first_appearance(labels)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-6)
+
+
+def _spectral(x: np.ndarray, low: int, high: int) -> np.ndarray:
+    n = len(x)
+    kmax = max(1, min(high, n - 1, K_LIMIT))
+    low = min(low, kmax)
+    values, vectors = _eigen(_affinity(x), kmax + 1)
+    if low == high or low == kmax:
+        k = low if low == high else kmax
+    else:
+        gaps = np.diff(values[: kmax + 1])
+        k = int(np.argmax(gaps[low - 1:kmax])) + low
+    if k <= 1:
+        return np.zeros(n, dtype=np.int64)
+    from sklearn.cluster import KMeans
+
+    return KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(vectors[:, :k]).astype(np.int64)
+
+
+def _affinity(x: np.ndarray):
+    """Cosine similarities, each row pruned to its nearest neighbours, made symmetric."""
+    n = len(x)
+    keep = int(np.clip(PRUNE * n, *NEIGHBOURS))
+    keep = min(keep, n - 1)
+    rows, cols, vals = [], [], []
+    for lo in range(0, n, 1024):
+        sim = x[lo:lo + 1024] @ x.T
+        top = np.argpartition(-sim, keep, axis=1)[:, : keep + 1]  # itself included
+        rows.append(np.repeat(np.arange(lo, lo + len(sim)), keep + 1))
+        cols.append(top.ravel())
+        vals.append(np.take_along_axis(sim, top, axis=1).ravel())
+    from scipy.sparse import csr_matrix
+
+    a = csr_matrix((np.maximum(np.concatenate(vals), 0.0), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+    a.setdiag(0)
+    a = 0.5 * (a + a.T)
+    return a.toarray() if n <= DENSE_MAX else a.tocsr()
+
+
+def _eigen(a, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `count` smallest eigenpairs of the Laplacian D - A, ascending."""
+    degree = np.asarray(a.sum(axis=1)).ravel()
+    if isinstance(a, np.ndarray):
+        values, vectors = np.linalg.eigh(np.diag(degree) - a)
+        return values[:count], vectors[:, :count]
+    from scipy.sparse import diags
+    from scipy.sparse.linalg import eigsh
+
+    shift = 2.0 * float(degree.max()) + 1.0  # above the Laplacian's largest eigenvalue
+    values, vectors = eigsh(diags(shift - degree) + a, k=count, which="LA", tol=1e-6,
+                            v0=np.ones(len(degree)), maxiter=5000)
+    order = np.argsort(shift - values)
+    return (shift - values)[order], vectors[:, order]
+
+
+def _centres(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    ids = np.unique(labels)
+    return _unit(np.stack([x[labels == i].mean(axis=0) for i in ids]))
+
+
+def _compact(labels: np.ndarray) -> np.ndarray:
+    return np.unique(labels, return_inverse=True)[1].astype(np.int64)
+
+
+def _merge(x: np.ndarray, labels: np.ndarray, low: int) -> np.ndarray:
+    """Join the two most alike clusters while their centres are above MERGE_SIMILARITY."""
+    labels = _compact(labels)
+    while labels.max() + 1 > low:
+        sim = _centres(x, labels) @ _centres(x, labels).T
+        np.fill_diagonal(sim, -1.0)
+        i, j = np.unravel_index(np.argmax(sim), sim.shape)
+        if sim[i, j] < MERGE_SIMILARITY:
+            break
+        labels = _compact(np.where(labels == max(i, j), min(i, j), labels))
+    return labels
+
+
+def _split(x: np.ndarray, labels: np.ndarray, high: int) -> np.ndarray:
+    """Look for more voices inside each big cluster (the eigengap of the cluster alone)."""
+    labels = _compact(labels)
+    for c in range(labels.max() + 1):
+        members = np.flatnonzero(labels == c)
+        room = high - (labels.max() + 1)
+        if len(members) < SPLIT_MIN or room < 1:
+            continue
+        parts = _spectral(x[members], 1, min(room + 1, 4))
+        if parts.max() == 0:
+            continue
+        sizes = np.bincount(parts)
+        centres = _centres(x[members], parts)
+        sim = centres @ centres.T
+        np.fill_diagonal(sim, -1.0)
+        if sizes.min() >= max(10, SPLIT_PART * len(members)) and sim.max() < SPLIT_SIMILARITY:
+            labels[members[parts > 0]] = labels.max() + parts[parts > 0]
+    return _compact(labels)
+
+
+def _bound(x: np.ndarray, labels: np.ndarray, low: int, high: int) -> np.ndarray:
+    """Merge the most alike clusters down to `high`; split the widest up to `low`."""
+    labels = _compact(labels)
+    while labels.max() + 1 > high:
+        centres = _centres(x, labels)
+        sim = centres @ centres.T
+        np.fill_diagonal(sim, -2.0)
+        i, j = np.unravel_index(np.argmax(sim), sim.shape)
+        labels = _compact(np.where(labels == max(i, j), min(i, j), labels))
+    while labels.max() + 1 < low:
+        sizes = np.bincount(labels)
+        c = int(np.argmax(sizes))
+        if sizes[c] < 2:
+            break  # fewer points than speakers asked for
+        from sklearn.cluster import KMeans
+
+        members = np.flatnonzero(labels == c)
+        halves = KMeans(n_clusters=2, n_init=10, random_state=0).fit_predict(x[members])
+        labels[members[halves == 1]] = labels.max() + 1
+    return labels
+
+
+def _nearest(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    return np.argmax(x @ centres.T, axis=1).astype(np.int64)
+
+
+def _by_first_appearance(labels: np.ndarray) -> np.ndarray:
+    order = {}
+    for label in labels:
+        order.setdefault(int(label), len(order))
+    return np.array([order[int(label)] for label in labels], dtype=np.int64)
