@@ -136,8 +136,13 @@ def test_errors_have_openais_shape_and_status(server: Server, tmp_path: Path) ->
 
     with pytest.raises(openai.BadRequestError) as err:
         api.audio.transcriptions.create(file=("a.wav", GO.read_bytes()), model="whisper-1",
-                                        response_format="diarized_json")
+                                        response_format="docx")
     assert err.value.body["param"] == "response_format"
+    with pytest.raises(openai.BadRequestError) as err:
+        api.audio.transcriptions.create(file=("a.wav", GO.read_bytes()), model="whisper-1",
+                                        response_format="diarized_json", extra_body={"min_speakers": "3",
+                                                                                     "max_speakers": "2"})
+    assert "above max_speakers" in err.value.body["message"]
 
     with pytest.raises(openai.BadRequestError) as err:
         api.audio.transcriptions.create(file=("notes.wav", b"definitely not audio\n" * 50), model="whisper-1")
@@ -329,3 +334,30 @@ def test_verbose_json_carries_the_models_own_scores_per_line(server: Server) -> 
     record = History(server.history_path).search(name="two_cities.wav", limit=1)[0]
     stored = verbose_json(record.to_transcript(), False)["segments"]
     assert stored == [s.model_dump(exclude_unset=True) for s in segments]
+
+
+def test_diarized_json_labels_two_readers(server: Server, tmp_path: Path) -> None:
+    """OpenAI's diarizing shape through the official client: two real readers taking turns."""
+    import numpy as np
+    import soundfile as sf
+
+    from tests.test_diarize_pipeline import FEMALE, MALE, _decode
+
+    parts = []
+    for her, his in zip(FEMALE[:2], MALE[:2]):
+        parts += [_decode(DATA / her), np.zeros(8000, np.float32), _decode(DATA / his), np.zeros(8000, np.float32)]
+    path = tmp_path / "two.wav"
+    sf.write(path, np.concatenate(parts), 16000)
+    with open(path, "rb") as f:
+        raw = client(server).audio.transcriptions.with_raw_response.create(
+            file=f, model="whisper-1", language="en", response_format="diarized_json")
+    body = raw.http_response.json()
+    speakers = [s["speaker"] for s in body["segments"]]
+    assert set(speakers) == {"Speaker 1", "Speaker 2"} and speakers[0] == "Speaker 1", speakers
+    assert all(s["type"] == "transcript.text.segment" and s["start"] < s["end"] for s in body["segments"])
+    assert "dashwood" in body["text"].lower() and body["speakers"]
+    with open(path, "rb") as f:  # any format, with a count: verbose_json segments carry the speaker
+        verbose = client(server).audio.transcriptions.create(file=f, model="whisper-1", language="en",
+                                                              response_format="verbose_json",
+                                                              extra_body={"num_speakers": "2"})
+    assert {s.model_extra["speaker"] for s in verbose.segments} == {"Speaker 1", "Speaker 2"}

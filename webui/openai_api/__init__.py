@@ -22,7 +22,11 @@ What OpenAI's clients send is accepted: multipart `file`, `model`, `language`, `
   (Whisper's alignment, before ITN); a line without word times (an engine that gives none) shares
   its time out over its words, each marked `"interpolated": true`, and `word_timestamps` says
   "model", "interpolated" or "mixed".
-* `stream=true` and `diarized_json` are refused (400).
+* `response_format=diarized_json` (OpenAI's diarizing shape: segments with `speaker`), or
+  `diarize=true` / `num_speakers` / `min_speakers` / `max_speakers` with any format, labels the
+  speakers (verbose_json segments then carry `speaker`). `accurate=true` picks the accurate mode.
+  `known_speaker_names[]` / `known_speaker_references[]` are not supported yet (ignored).
+* `stream=true` is refused (400).
 
 The upload is streamed to a file under the upload folder in chunks (never read whole into
 memory), with the server's max_upload_mb enforced as it arrives (413). The job goes through the
@@ -37,12 +41,12 @@ from __future__ import annotations
 from .errors import OpenAIError, unauthorized
 from .keys import API_USER, ApiKey, ApiKeys, parse_api_keys
 from .request import GRANULARITIES, OPENAI_MODELS, RESPONSE_FORMATS, Asked, read_options
-from .responses import LANGUAGE_NAMES, respond, verbose_json, verbose_segment, words_of
+from .responses import LANGUAGE_NAMES, diarized_json, respond, verbose_json, verbose_segment, words_of
 from .routes import router, wait_for
 from .upload import Form, read_form, safe_name
 
 __all__ = [
     "API_USER", "ApiKey", "ApiKeys", "Asked", "Form", "GRANULARITIES", "LANGUAGE_NAMES", "OPENAI_MODELS", "OpenAIError",
     "RESPONSE_FORMATS", "parse_api_keys", "read_form", "read_options", "respond", "router", "safe_name", "unauthorized",
-    "verbose_json", "verbose_segment", "wait_for", "words_of",
+    "diarized_json", "verbose_json", "verbose_segment", "wait_for", "words_of",
 ]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ..context import AppContext
 from ..modules import script as script_mod
+from ..modules.diarize.base import DiarizationError, DiarizeOptions
 from .errors import OpenAIError
 from .upload import Form
 
@@ -14,7 +15,7 @@ from .upload import Form
 # the server's default model.
 OPENAI_MODELS = frozenset({"whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe",
                            "gpt-4o-mini-transcribe-2025-12-15", "gpt-transcribe"})
-RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json", "diarized_json")
 GRANULARITIES = ("segment", "word")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 
@@ -27,6 +28,8 @@ class Asked:
     hotwords: str
     response_format: str
     words: bool
+    diarize: DiarizeOptions | None = None  # diarized_json, or a speaker count given
+    accurate: bool = False
 
 
 def read_options(ctx: AppContext, form: Form) -> Asked:
@@ -43,6 +46,7 @@ def read_options(ctx: AppContext, form: Form) -> Asked:
     if fmt not in RESPONSE_FORMATS:
         raise OpenAIError(400, f"response_format {fmt[:40]!r} is not supported; use one of "
                                f"{', '.join(RESPONSE_FORMATS)}.", param="response_format")
+    diarize = _diarize_options(form, fmt)
     if form.get("stream").strip().lower() in ("true", "1"):
         raise OpenAIError(400, "Streaming is not supported; send stream=false.", param="stream")
     temperature = form.get("temperature").strip()
@@ -74,6 +78,26 @@ def read_options(ctx: AppContext, form: Form) -> Asked:
             raise OpenAIError(400, f"script {chosen[:20]!r} must be one of {', '.join(script_mod.SCRIPTS)}.",
                               param="script")
     hotwords = " ".join(p.strip() for p in [form.get("prompt"), *form.all("keywords[]", "keywords")] if p.strip())
-    return Asked(model, language, chinese, hotwords, fmt, "word" in granularities)
+    accurate = form.get("accurate").strip().lower() in ("true", "1", "yes")
+    return Asked(model, language, chinese, hotwords, fmt, "word" in granularities, diarize, accurate)
+
+
+def _diarize_options(form: Form, fmt: str) -> DiarizeOptions | None:
+    """Speakers are found for diarized_json, `diarize=true`, or any speaker count."""
+    counts = {}
+    for name in ("num_speakers", "min_speakers", "max_speakers"):
+        text = form.get(name).strip()
+        if text:
+            if not text.isdigit() or not 1 <= int(text) <= 50:
+                raise OpenAIError(400, f"{name} must be a whole number from 1 to 50, not {text[:20]!r}.", param=name)
+            counts[name] = int(text)
+    if fmt != "diarized_json" and not counts and form.get("diarize").strip().lower() not in ("true", "1", "yes"):
+        return None
+    options = DiarizeOptions(**counts)
+    try:
+        options.bounds()
+    except DiarizationError as exc:
+        raise OpenAIError(400, str(exc), param="min_speakers") from None
+    return options
 
 

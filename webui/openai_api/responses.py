@@ -40,6 +40,8 @@ def verbose_segment(i: int, s: TimedText) -> dict:
     """One line as an OpenAI segment: the model's scores where the engine reported them (see
     transcript.Scores for what they mean for a line), left out where not; never `seek`."""
     segment = {"id": i, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.display_text}
+    if s.speaker is not None:
+        segment["speaker"] = s.speaker
     if s.scores is not None:
         if s.scores.tokens is not None:
             segment["tokens"] = list(s.scores.tokens)
@@ -69,11 +71,24 @@ def verbose_json(t: Transcript, with_words: bool) -> dict:
     return body
 
 
+def diarized_json(t: Transcript) -> dict:
+    """OpenAI's diarizing transcription shape: each line with its speaker, and the speaker turns."""
+    segments = [{"type": "transcript.text.segment", "id": f"seg_{i:03d}", "start": round(s.start, 3),
+                 "end": round(s.end, 3), "text": s.display_text, "speaker": s.speaker or "unknown"}
+                for i, s in enumerate(t.segments)]
+    return {"task": "transcribe", "duration": round(t.duration, 3), "text": t.text_itn or t.text,
+            "segments": segments, "speakers": [{"start": round(x.start, 3), "end": round(x.end, 3),
+                                                "speaker": x.speaker} for x in t.turns],
+            "usage": {"type": "duration", "seconds": round(t.duration, 3)}}
+
+
 def respond(t: Transcript, fmt: str, with_words: bool) -> Response:
     if fmt == "json":
         return JSONResponse({"text": t.text_itn or t.text, "usage": {"type": "duration", "seconds": round(t.duration, 3)}})
     if fmt == "verbose_json":
         return JSONResponse(verbose_json(t, with_words))
+    if fmt == "diarized_json":
+        return JSONResponse(diarized_json(t))
     if fmt == "text":
         return PlainTextResponse((t.text_itn or t.text) + "\n")
     if fmt == "vtt":

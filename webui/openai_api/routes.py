@@ -7,6 +7,7 @@ import asyncio
 import logging
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -72,8 +73,8 @@ def router(ctx: AppContext, keys: ApiKeys) -> APIRouter:
         form = await read_form(request, folder, max_bytes, check=lambda f: read_options(ctx, f))
         try:
             asked = read_options(ctx, form)
-            options = ctx.job_options(model=asked.model, language=asked.language, hotwords=asked.hotwords,
-                                      script=asked.script)
+            options = replace(ctx.job_options(model=asked.model, language=asked.language, hotwords=asked.hotwords,
+                                              script=asked.script), diarize=asked.diarize, accurate=asked.accurate)
             jid = await run_in_threadpool(ctx.queue.submit, form.path, options, owner=owner, name=form.filename)
         except InputError as exc:
             await run_in_threadpool(shutil.rmtree, form.path.parent, True)
