@@ -36,3 +36,18 @@ def test_results_keep_their_order_and_every_word() -> None:
 
 def test_talk_time_per_speaker() -> None:
     assert talk_time(TURNS) == {"Speaker 1": 7.0, "Speaker 2": 4.8}
+
+
+def test_history_keeps_the_speaker_turns_and_labels(tmp_path) -> None:
+    from webui.modules.history import History
+    from webui.modules.transcript import Transcript, render
+
+    history = History(tmp_path / "h.db")
+    job = history.create_job("a b.wav", "", "m", {})
+    history.mark_running(job)
+    line = TimedText(0.0, 1.0, "hi", words=(Word(0.1, 0.5, "hi", "Speaker 2"),), speaker="Speaker 2")
+    history.finish_job(job, Transcript("a b.wav", 3.0, "m", text="hi", segments=[line],
+                                       turns=[SpeakerTurn(0.0, 1.2, "Speaker 2")]))
+    stored = history.get(job).to_transcript()
+    assert stored.segments[0].speaker == "Speaker 2" and stored.segments[0].words[0].speaker == "Speaker 2"
+    assert render(stored, "rttm") == "SPEAKER a_b 1 0.000 1.200 <NA> <NA> Speaker_2 <NA> <NA>\n"

@@ -15,7 +15,7 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -71,12 +71,14 @@ class JobRecord:
     language: str
     archived: bool
     owner: str = ""
+    speakers: list[dict] = field(default_factory=list)  # the diarizer's turns, when it ran
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "JobRecord":
         data = dict(row)
         data["settings"] = json.loads(data["settings"])
         data["segments"] = json.loads(data["segments"])
+        data["speakers"] = json.loads(data.get("speakers") or "[]")
         data["archived"] = bool(data["archived"])
         return cls(**data)
 
@@ -84,8 +86,24 @@ class JobRecord:
         return Transcript.from_dict({
             "file": self.file_name, "duration": self.duration or 0.0, "model": self.model,
             "language": self.language, "text": self.text, "text_itn": self.text_itn,
-            "segments": self.segments,
+            "segments": self.segments, "speakers": self.speakers,
         })
+
+
+@dataclass(frozen=True)
+class RevisionInfo:
+    number: int
+    created_at: str
+    author: str
+    note: str
+
+
+class RevisionConflict(ValueError):
+    """Another revision was saved since the editor opened the job; `latest` is its number."""
+
+    def __init__(self, latest: int) -> None:
+        super().__init__(f"revision {latest} was saved since this one was opened")
+        self.latest = latest
 
 
 class History:
@@ -150,9 +168,9 @@ class History:
         data = transcript.to_dict()
         return self._update(
             "UPDATE jobs SET status = ?, error = ?, finished_at = ?, duration = ?, text = ?,"
-            f" text_itn = ?, language = ?, segments = ? WHERE id = ? AND {_OPEN}",
+            f" text_itn = ?, language = ?, segments = ?, speakers = ? WHERE id = ? AND {_OPEN}",
             (status, error, _iso(), transcript.duration, transcript.text, transcript.text_itn, transcript.language,
-             json.dumps(data["segments"], ensure_ascii=False), job_id),
+             json.dumps(data["segments"], ensure_ascii=False), json.dumps(data.get("speakers", [])), job_id),
         ) > 0
 
     def fail_job(self, job_id: int, error: str, status: str = "failed") -> bool:
@@ -261,6 +279,53 @@ class History:
             rows = con.execute(sql, (*params, limit)).fetchall()
         return [JobRecord.from_row(row) for row in rows]
 
+    # --- revisions: corrections of a finished job's lines (revisions.py) -------
+
+    def add_revision(self, job_id: int, segments: list[dict], author: str = "", note: str = "",
+                     base: int | None = None) -> int | None:
+        """Store the job's next revision (1, 2, ...; 0 is the model's own lines, never changed)
+        and return its number; None when the job is gone or has not ended. With `base`, the
+        revision the editor started from: RevisionConflict if another has been saved since."""
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                if not con.execute(f"SELECT 1 FROM jobs WHERE id = ? AND NOT {_OPEN}", (job_id,)).fetchone():
+                    con.execute("ROLLBACK")
+                    return None
+                latest = con.execute("SELECT COALESCE(MAX(number), 0) FROM revisions WHERE job_id = ?",
+                                     (job_id,)).fetchone()[0]
+                if base is not None and base != latest:
+                    con.execute("ROLLBACK")
+                    raise RevisionConflict(latest)
+                con.execute("INSERT INTO revisions (job_id, number, created_at, author, note, segments)"
+                            " VALUES (?, ?, ?, ?, ?, ?)",
+                            (job_id, latest + 1, _iso(), author, note, json.dumps(segments, ensure_ascii=False)))
+                con.execute("COMMIT")
+            except RevisionConflict:
+                raise
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+        return latest + 1
+
+    def revisions(self, job_id: int) -> list["RevisionInfo"]:
+        """The job's saved revisions, oldest first (without their lines)."""
+        with self._connect() as con:
+            rows = con.execute("SELECT number, created_at, author, note FROM revisions WHERE job_id = ?"
+                               " ORDER BY number", (job_id,)).fetchall()
+        return [RevisionInfo(*row) for row in rows]
+
+    def revision(self, job_id: int, number: int | None = None) -> tuple[int, list[dict]] | None:
+        """(number, lines) of revision `number`, or of the latest when None; None when there is none."""
+        sql = "SELECT number, segments FROM revisions WHERE job_id = ?"
+        params: tuple = (job_id,)
+        sql, params = (sql + " AND number = ?", (job_id, number)) if number is not None else \
+            (sql + " ORDER BY number DESC LIMIT 1", params)
+        with self._connect() as con:
+            row = con.execute(sql, params).fetchone()
+        return (int(row[0]), json.loads(row[1])) if row else None
+
     def add_download(self, token: str, owner: str) -> None:
         self._update("INSERT OR REPLACE INTO downloads (token, owner, created_at) VALUES (?, ?, ?)",
                      (token, owner, _iso()))
@@ -338,7 +403,7 @@ class History:
         with history_db.connect(archive) as con:
             con.execute("ATTACH DATABASE ? AS live", (str(self._path),))
             columns = {}
-            for table in ("jobs", "checkpoints", "checkpoint_windows"):
+            for table in ("jobs", "checkpoints", "checkpoint_windows", "revisions"):
                 here = [r[1] for r in con.execute(f"PRAGMA live.table_info({table})")]
                 there = {r[1] for r in con.execute(f"PRAGMA main.table_info({table})")}
                 columns[table] = [c for c in here if c in there]  # identifiers from the schema itself
@@ -364,7 +429,7 @@ class History:
                 copied += con.execute(
                     f"INSERT INTO main.jobs ({jobs_but_id}) SELECT {jobs_but_id} FROM live.jobs"
                     " WHERE id IN (SELECT id FROM temp.moving WHERE kind = 2) ORDER BY id").rowcount
-                for table in ("checkpoints", "checkpoint_windows"):  # leftovers of finished jobs
+                for table in ("checkpoints", "checkpoint_windows", "revisions"):  # leftovers; corrections
                     cols = ", ".join(columns[table])
                     con.execute(f"INSERT OR REPLACE INTO main.{table} ({cols}) SELECT {cols} FROM live.{table}"
                                 " WHERE job_id IN (SELECT id FROM temp.moving WHERE kind = 0)")

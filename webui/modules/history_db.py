@@ -93,6 +93,20 @@ MIGRATIONS: list[list[str]] = [
             created_at TEXT NOT NULL
         )""",
     ],
+    [  # corrections: revision N (1, 2, ...) of a job's lines; the model's own (revision 0) stays in jobs
+        """CREATE TABLE revisions (
+            job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+            number INTEGER NOT NULL CHECK (number >= 1),
+            created_at TEXT NOT NULL,
+            author TEXT NOT NULL DEFAULT '',
+            note TEXT NOT NULL DEFAULT '',
+            segments TEXT NOT NULL,
+            PRIMARY KEY (job_id, number)
+        )""",
+    ],
+    [  # the diarizer's speaker turns (RTTM, the page's talk-time summary); the lines carry their speaker
+        "ALTER TABLE jobs ADD COLUMN speakers TEXT NOT NULL DEFAULT '[]'",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
