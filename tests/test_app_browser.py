@@ -1,40 +1,46 @@
 """The whole application in a real browser: Debian's chromium driven by Playwright.
 
 One server and one page for the module; the tests run in file order (the History test finds
-the job the Transcribe test made). A screenshot of every tab lands in test-output/screenshots/.
+the job the Transcribe test made). A screenshot of every tab in its main states lands in
+$SCREENSHOTS_DIR (default test-output/screenshots/) and in /tmp/screens/. The transcript view
+and its editor: test_transcript_view_browser.py; logins: test_logins_browser.py.
 """
 
 from __future__ import annotations
 
-import re
-
 import json
-import time
+import re
+import zipfile
 from pathlib import Path
 
 import pytest
 
+from tests.browser import browser_fixture, page_fixture  # noqa: F401  (the browser and page fixtures)
+from tests.browser import (
+    JFK, OFF_SERVER, new_context, open_job, open_page, open_tab, shot, table_rows, upload, view_lines, view_text,
+)
 from tests.conftest import DATA
-from tests.test_api import ROOT, Server, start_server
+from tests.test_api import Server, start_server
 from webui.modules.history import History
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-SHOTS = ROOT / "test-output" / "screenshots"
-OFF_SERVER: list[str] = []  # requests the page made to anything but our server
-JFK = DATA / "jfk.flac"
+browser = browser_fixture  # test_attacks.py takes the browser fixture from here
 LONG = DATA / "two_cities.wav"
 BATCH = [DATA / "english.wav", DATA / "goforward.wav", DATA / "1089-134691-0000.flac"]
-MEETING_MINUTES = 20  # ~30 s of work here (2 cores): still running after a reload and a second browser
+MEETING_MINUTES = 30  # ~1-2 min of work here (2 cores): still running after a reload and a second browser
 # Records every text the Transcribe status block shows, to catch a state that lasts a moment.
 WATCH_STATUS = """() => { window.statusSeen = []; const el = document.querySelector('#tx-progress');
     new MutationObserver(() => window.statusSeen.push(el.innerText))
         .observe(el, {subtree: true, childList: true, characterData: true}); }"""
+# Records when the live box's text changed, its line count, and whether it showed its end then.
+WATCH_TEXT = """() => { window.textSeen = []; let last = '';
+    setInterval(() => { const box = document.querySelector('#tx-text textarea');
+        if (!box || box.value === last) return;
+        last = box.value;
+        setTimeout(() => window.textSeen.push([Date.now() / 1000, box.value.split('\\n').length,
+            box.scrollTop + box.clientHeight >= box.scrollHeight - 30, box.scrollTop]), 150); }, 100); }"""
+COUNTER = re.compile(r"(\d+(?::\d\d)+) of (\d+(?::\d\d)+) of audio \((\d+)%\)")
+ETA = re.compile(r"ETA (\d+(?::\d\d)+)")
 
 
 @pytest.fixture(scope="module")
@@ -53,71 +59,6 @@ def meeting(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-def new_context(browser, server: Server, errors: list[str]):
-    """A browser context of its own (cookies, storage: another browser as far as the server knows)."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    context.set_default_timeout(30_000)
-    context.on("page", lambda pg: pg.on("pageerror", lambda exc: errors.append(str(exc))))
-    context.on("request", lambda r: None if r.url.startswith((server.url, "data:", "blob:"))
-               else OFF_SERVER.append(r.url))
-    return context
-
-
-def open_page(context, server: Server):
-    pg = context.new_page()
-    pg.goto(server.url)
-    pg.wait_for_selector("#tx-start")
-    return pg
-
-
-@pytest.fixture(scope="module")
-def page(browser, server: Server):
-    errors: list[str] = []
-    context = new_context(browser, server, errors)
-    yield open_page(context, server)
-    context.close()
-    assert not errors, f"JavaScript errors in the page: {errors}"
-
-
-def open_tab(page, name: str) -> None:
-    page.get_by_role("tab", name=name).click()
-
-
-def shot(page, name: str) -> None:
-    page.wait_for_timeout(300)  # let the last update paint
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
-def upload(page, selector: str, files) -> None:
-    clear = page.locator(f"{selector} button[aria-label='Clear']")
-    if clear.count():
-        clear.first.click()
-    page.locator(f"{selector} input[type=file]").set_input_files([str(f) for f in files])
-    for f in files:  # uploaded once the component links to the server's copy
-        page.locator(f'{selector} a[data-testid="download-link"][download="{Path(f).name}"]').first.wait_for()
-
-
-def table_rows(page, selector: str) -> list[list[str]]:
-    """The cell texts of a gr.Dataframe, row by row (its visible grid, not the hidden copy)."""
-    return page.locator(selector).evaluate(
-        """el => [...el.querySelectorAll('[role=row][data-index]')].map(
-               row => [...row.querySelectorAll('[role=gridcell]')].map(c => c.innerText.trim()))"""
-    )
-
-
 def spoken(timestamped: str) -> str:
     """The words of a '[start --> end] text' listing, lines joined (lines split at pauses)."""
     return " ".join(re.sub(r"^\[[^\]]*\]\s*", "", line) for line in timestamped.splitlines()).lower()
@@ -128,7 +69,16 @@ def text_of(page) -> str:
 
 
 def wait_for_text(page, timeout: float = 120_000) -> None:
-    page.wait_for_function("document.querySelector('#tx-text textarea').value.length > 0", timeout=timeout)
+    """Text on screen: the live box's, or the transcript view's once the job has ended."""
+    page.wait_for_function("(document.querySelector('#tx-text textarea') || {value: ''}).value.length > 0"
+                           " || document.querySelector('#tx-transcript .tv-line') !== null", timeout=timeout)
+
+
+def seconds(clock: str) -> int:
+    total = 0
+    for part in clock.split(":"):
+        total = total * 60 + int(part)
+    return total
 
 
 def test_a_new_page_is_idle(page) -> None:
@@ -148,17 +98,19 @@ def test_transcribe_a_speech_clip_and_download_srt(page, server: Server) -> None
     page.click("#tx-start")
     progress = page.locator("#tx-progress")
     progress.locator(".job-status.done").wait_for(timeout=150_000)
-    text = page.locator("#tx-text textarea").input_value()
-    assert "ask not what your country can do for you" in spoken(text)
-    assert text.startswith("[00:00:")  # timestamped lines
+    page.locator("#tx-transcript .tv-line").first.wait_for()  # the finished job: its lines, not the live box
+    assert page.locator("#tx-text textarea").count() == 0
+    lines = view_lines(page, "#tx-transcript")
+    assert "ask not what your country can do for you" in view_text(page, "#tx-transcript")
+    assert lines[0][0] == "0:00" and all(re.fullmatch(r"\d+:\d\d", t) for t, _, _ in lines)  # timed lines
     assert "jfk.flac" in progress.inner_text()
     with page.expect_download() as info:
         page.click("#tx-dl-srt")
     srt = Path(info.value.path()).read_text(encoding="utf-8")
     assert info.value.suggested_filename == "jfk.srt"
     assert srt.startswith("1\n00:00:") and "country" in srt
-    page.locator("#tx-player audio").first.wait_for(state="attached")  # the player has the recording
-    shot(page, "1-transcribe")
+    page.locator("#tx-transcript audio").wait_for()  # the player, once its copy of the recording is made
+    shot(page, "1-transcribe-done")
 
 
 def test_bad_upload_shows_a_clear_message(page, server: Server, tmp_path: Path) -> None:
@@ -189,11 +141,13 @@ def test_two_sessions_share_one_queue_and_see_their_place(page, server: Server) 
         waiting = other.locator("#tx-progress").get_by_text("2nd in the queue")
         waiting.wait_for(timeout=10_000)
         assert "1 job ahead" in waiting.inner_text()
-        other.screenshot(path=str(SHOTS / "1b-second-session-waiting.png"), full_page=True)
+        shot(other, "1c-second-session-waiting")
         page.locator("#tx-progress .job-status.done").wait_for(timeout=150_000)
         other.locator("#tx-progress .job-status.done").wait_for(timeout=150_000)
-        assert "best of times" in page.locator("#tx-text textarea").input_value().lower()
-        assert "ask not what your country" in spoken(other.locator("#tx-text textarea").input_value())
+        page.locator("#tx-transcript .tv-line").first.wait_for()
+        other.locator("#tx-transcript .tv-line").first.wait_for()
+        assert "best of times" in view_text(page, "#tx-transcript")
+        assert "ask not what your country" in view_text(other, "#tx-transcript")
     finally:
         other.close()
 
@@ -202,10 +156,14 @@ def test_batch_of_three_files(page, server: Server) -> None:
     open_tab(page, "Batch")
     upload(page, "#batch-files", BATCH)
     page.click("#batch-start")
+    page.locator("#batch-status").get_by_text("finished").wait_for()
+    shot(page, "2a-batch-running")
     page.locator("#batch-status").get_by_text("3 of 3 finished").wait_for(timeout=150_000)
     rows = table_rows(page, "#batch-table")
     assert sorted(r[1] for r in rows) == sorted(f.name for f in BATCH), rows
     assert [r[2] for r in rows] == ["done"] * 3, rows
+    assert all(re.fullmatch(r"took \d+:\d\d", r[4]) for r in rows), rows  # not an empty Queue column
+    assert all(r[3].endswith("(100%)") for r in rows), rows
     with page.expect_download() as info:
         page.click("#batch-dl-csv")
     summary = Path(info.value.path()).read_text(encoding="utf-8").splitlines()
@@ -215,9 +173,11 @@ def test_batch_of_three_files(page, server: Server) -> None:
     with page.expect_download() as info:
         page.click("#batch-dl-zip")
     assert info.value.suggested_filename == "transcripts.zip"
+    names = set(zipfile.ZipFile(info.value.path()).namelist())
+    assert {"summary.csv", "summary.json"} <= names and len(names) == 2 + 4 * len(BATCH), names
     names = {r.file_name for r in History(server.history_path).search(status="done")}
     assert {f.name for f in BATCH} <= names  # every batch file also lands in History
-    shot(page, "2-batch")
+    shot(page, "2b-batch-done")
     # A server folder outside the allowed roots is refused with a clear message.
     page.locator("#batch-files button[aria-label='Clear']").first.click()
     page.locator("#batch-folder textarea, #batch-folder input").first.fill("/etc")
@@ -226,7 +186,10 @@ def test_batch_of_three_files(page, server: Server) -> None:
 
 
 def test_history_search_finds_the_job(page, server: Server) -> None:
+    from playwright.sync_api import expect
+
     open_tab(page, "History")
+    page.locator("#hist-msg").get_by_text("job(s) found.").wait_for()  # opening the tab lists the jobs afresh
     page.locator("#hist-text input, #hist-text textarea").first.fill("country")
     page.click("#hist-search")
     page.locator("#hist-msg").get_by_text("2 job(s) found.").wait_for()  # jfk.flac from both sessions
@@ -235,21 +198,22 @@ def test_history_search_finds_the_job(page, server: Server) -> None:
     assert all("country" in r[6] for r in rows)
     page.locator("#hist-table [role=gridcell][data-row='0'][data-col='2']").click()  # selecting the row opens it
     page.locator("#hist-details").get_by_text("jfk.flac").first.wait_for()
-    body = page.locator("#hist-job-text textarea")
-    deadline = time.monotonic() + 20
-    while "country" not in body.input_value() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert "ask not what your country can do for you" in spoken(body.input_value())
+    page.locator("#hist-transcript .tv-line").first.wait_for()
+    assert "ask not what your country can do for you" in view_text(page, "#hist-transcript")
+    details = page.locator("#hist-details").inner_text()
+    assert "ask not" not in details  # the details say about the job; the text is only in the lines below
+    page.locator("#hist-transcript audio").wait_for()  # the player works in History too
     with page.expect_download() as info:
         page.click("#hist-dl-vtt")
     assert Path(info.value.path()).read_text(encoding="utf-8").startswith("WEBVTT")
-    shot(page, "3-history")
+    shot(page, "3a-history-job")
     # Housekeeping: archive everything older than 0 days, then VACUUM.
     page.get_by_text("Housekeeping").click()
     page.locator("#hist-days input").fill("0")
+    page.locator("#hist-days input").press("Tab")  # the number is taken before Archive is pressed
     page.click("#hist-archive")
     total = History(server.history_path).count()
-    page.locator("#hist-house-msg").get_by_text(f"Archived {total} job(s)").wait_for()
+    expect(page.locator("#hist-house-msg")).to_contain_text(f"Archived {total} job(s)", timeout=30_000)
     page.locator("#hist-msg").get_by_text("0 job(s) found.").wait_for()  # archived jobs leave the search
     page.click("#hist-vacuum")
     page.locator("#hist-house-msg").get_by_text("VACUUM done").wait_for()
@@ -264,6 +228,7 @@ def test_a_running_job_survives_a_reload_and_shows_in_a_second_browser(page, bro
     status = page.locator("#tx-progress")
     status.get_by_text("Ready · meeting.wav").wait_for()
     page.evaluate(WATCH_STATUS)
+    page.evaluate(WATCH_TEXT)
     page.click("#tx-start")
     running = status.locator(".job-status.running")
     running.wait_for(timeout=60_000)
@@ -272,6 +237,31 @@ def test_a_running_job_survives_a_reload_and_shows_in_a_second_browser(page, bro
     wait_for_text(page)  # the first window's text, with an ETA, long before the end
     running.get_by_text(re.compile(r"ETA \d+:\d\d")).wait_for()
     assert "queue:" not in status.inner_text() and "processing |" not in status.inner_text()  # no Gradio overlay
+    # The box follows new text to its end; scrolled up by the reader, it stays where they are.
+    page.wait_for_function("window.textSeen.length >= 3", timeout=120_000)
+    box = page.locator("#tx-text textarea")
+    box.evaluate("b => { b.scrollTop = 0; b.dispatchEvent(new Event('scroll')); }")
+    updates = len(page.evaluate("window.textSeen"))
+    page.wait_for_function(f"window.textSeen.length > {updates}", timeout=120_000)
+    assert page.evaluate("window.textSeen")[-1][3] < 40  # not pulled down while the reader looks above
+    box.evaluate("b => { b.scrollTop = b.scrollHeight; b.dispatchEvent(new Event('scroll')); }")
+    # One counter, audio done of the total, only ever growing; an ETA only once the job has a
+    # rate of its own, and never a higher figure while it works.
+    seen = [t for t in page.evaluate("window.statusSeen") if "of audio (" in t]
+    counts = [COUNTER.search(t) for t in seen]
+    assert all(counts) and {c.group(2) for c in counts} == {f"{MEETING_MINUTES}:00"}, seen
+    done = [seconds(c.group(1)) for c in counts]
+    assert done == sorted(done) and done[-1] > 0, seen
+    assert "ETA estimating" in seen[0] and not any("segment" in t for t in seen), seen
+    figures = [seconds(m.group(1)) if (m := ETA.search(t)) else None for t in seen]
+    assert any(f is not None for f in figures), seen
+    for a, b in zip(figures, figures[1:]):
+        assert a is None or b is None or b <= a, f"the ETA rose from {a} to {b} s: {seen}"
+    texts = page.evaluate("window.textSeen")
+    assert all(pinned for _, _, pinned, _ in texts[:-1]), texts  # followed the new text (until scrolled up)
+    gaps = [b[0] - a[0] for a, b in zip(texts, texts[1:])]
+    # Lines arrive after every batch; 15 s on an idle machine, some slack for a loaded one.
+    assert max(gaps) < 30, f"partial text came {max(gaps):.0f} s apart: {gaps}"
 
     page.reload()
     page.wait_for_selector("#tx-start")
@@ -279,7 +269,7 @@ def test_a_running_job_survives_a_reload_and_shows_in_a_second_browser(page, bro
     wait_for_text(page)
     assert re.search(r"\d+%", running.inner_text())
     expect(page.locator("#tx-cancel")).to_be_enabled()
-    shot(page, "6-reloaded-while-running")
+    shot(page, "6-transcribe-running-after-reload")
     open_tab(page, "History")  # History says how far the running job is, not just "running"
     rows = table_rows(page, "#hist-table")
     assert any(r[2] == "meeting.wav" and re.match(r"running \d+%", r[5]) for r in rows), rows
@@ -299,7 +289,7 @@ def test_a_running_job_survives_a_reload_and_shows_in_a_second_browser(page, bro
         assert text_of(other) == ""
         choice = other.locator("#tx-others").get_by_text("meeting.wav")
         choice.wait_for()
-        other.screenshot(path=str(SHOTS / "6b-second-browser-other-jobs.png"), full_page=True)
+        shot(other, "6b-second-browser-other-jobs")
         choice.click()
         other.locator("#tx-progress .job-status").get_by_text("meeting.wav").wait_for()
         wait_for_text(other)
@@ -309,12 +299,33 @@ def test_a_running_job_survives_a_reload_and_shows_in_a_second_browser(page, bro
 
     status.locator(".job-status.done").wait_for(timeout=400_000)
     expect(page.locator("#tx-cancel")).to_be_disabled()
+    page.locator("#tx-transcript .tv-line").first.wait_for()
     with page.expect_download() as info:
         page.click("#tx-dl-txt")
     assert info.value.suggested_filename == "meeting.txt"
     txt = Path(info.value.path()).read_text(encoding="utf-8")
-    assert txt.strip() == text_of(page).strip() and txt.count("\n") > 20
+    lines = view_lines(page, "#tx-transcript")
+    assert [re.sub(r"^\[[^\]]*\]\s*", "", line) for line in txt.splitlines()] == [t for _, _, t in lines]
+    assert len(lines) > 20
     shot(page, "7-reloaded-job-done")
+    # History: a long job's page stays short (the lines scroll in their own box), and playback
+    # keeps the line playing in view.
+    job = max(r.id for r in History(server.history_path).search(name="meeting.wav"))
+    open_job(page, job)
+    height = page.evaluate("document.documentElement.scrollHeight")
+    assert height < 1800, f"the History page is {height} px tall"
+    view = "#hist-transcript"
+    page.locator(f"{view} audio").wait_for(timeout=120_000)
+    page.wait_for_function(f"document.querySelector('{view} audio').duration > {MEETING_MINUTES * 60 - 5}")
+    late = page.locator(f"{view} .tv-line").nth(len(lines) - 3)
+    at = float(late.get_attribute("data-start")) + 0.2
+    page.locator(f"{view} audio").evaluate(f"a => {{ a.currentTime = {at}; }}")
+    expect(late).to_have_class(re.compile("tv-current"))
+    visible = page.locator(f"{view} .tv-lines").evaluate(
+        "box => { const li = box.querySelector('.tv-current'); const b = box.getBoundingClientRect(), "
+        "r = li.getBoundingClientRect(); return r.top >= b.top - 1 && r.bottom <= b.bottom + 1; }")
+    assert visible, "the line playing is not in view"
+    shot(page, "7b-history-long-job")
 
 
 def test_a_new_upload_clears_the_previous_result(page) -> None:
@@ -322,15 +333,21 @@ def test_a_new_upload_clears_the_previous_result(page) -> None:
 
     open_tab(page, "Transcribe")
     expect(page.locator("#tx-dl-txt")).to_be_enabled()  # the finished job is on screen
+    on = page.locator("#tx-dl-txt").evaluate("b => getComputedStyle(b).backgroundColor")
+    assert on not in ("rgba(0, 0, 0, 0)", "transparent"), on
     upload(page, "#tx-upload", [JFK])
     page.locator("#tx-progress").get_by_text("Ready · jfk.flac · 1.15 MB").wait_for()  # decimal MB
     expect(page.locator("#tx-text textarea")).to_have_value("")
     for fmt in ("txt", "srt", "vtt", "json"):
         expect(page.locator(f"#tx-dl-{fmt}")).to_be_disabled()
     expect(page.locator("#tx-cancel")).to_be_disabled()
-    expect(page.locator("#tx-player audio")).to_have_count(0)
+    expect(page.locator("#tx-transcript audio")).to_have_count(0)
+    expect(page.locator("#tx-transcript .tv-line")).to_have_count(0)
     size = page.locator('#tx-upload a[data-testid="download-link"]').first  # Gradio's 1024-based "MB": hidden
     assert size.evaluate("a => getComputedStyle(a).fontSize") == "0px"
+    # An enabled download button looks it; a disabled one plainly does not.
+    off = page.locator("#tx-dl-txt").evaluate("b => getComputedStyle(b).backgroundColor")
+    assert off in ("rgba(0, 0, 0, 0)", "transparent"), off
     shot(page, "8-new-upload")
 
 
@@ -353,9 +370,11 @@ def test_deep_gpu_cleanup_button_shows_a_result(page, server: Server) -> None:
     page.click("#sys-cleanup")
     result = page.locator("#sys-action")
     result.get_by_text("Deep GPU cleanup done").wait_for()
-    assert "bytes" in result.inner_text() and "Reserved" in result.inner_text()
-    memory = page.locator("#sys-memory")
-    assert "Reserved" in memory.inner_text() and "Free" in memory.inner_text()
+    assert "No GPU on this server" in result.inner_text() and "0 B" not in result.inner_text()
+    memory = page.locator("#sys-memory")  # no GPU here: no rows of 0 B, no GPU line in the chart
+    assert "No GPU on this server" in memory.inner_text() and "Reserved" not in memory.inner_text()
+    legend = page.locator("#sys-memory-chart").inner_text()
+    assert "Host RSS" in legend and "GPU" not in legend
     # Settings saved from the page land in the settings file (and so survive a restart).
     page.locator("#sys-hotwords input, #sys-hotwords textarea").first.fill("Kennedy, Boston")
     page.click("#sys-save")

@@ -282,9 +282,9 @@ def test_progress_percent_and_eta_come_from_the_job(history: History) -> None:
     gate = Gate()
     engine = FakeEngine(gate)
     queue = make_queue(history, engine)
-    # Small windows so each segment reports as it finishes.
+    # Small windows so each segment reports as it finishes; short segments so there are several.
     options = PipelineOptions(engine=EngineSettings(device="cpu"), itn=False, window_seconds=5.0,
-                              retry_tail_seconds=0.0, pack=False)
+                              retry_tail_seconds=0.0, pack=False, max_segment=10.0)
     try:
         job = queue.submit(LONG, options)
         assert engine.started.wait(10)
@@ -296,9 +296,14 @@ def test_progress_percent_and_eta_come_from_the_job(history: History) -> None:
             time.sleep(0.02)
         state = queue.get(job)
         assert state.status == RUNNING and 1 == state.segments_done < state.segments_total
-        assert 5 < state.percent < 100
-        assert state.eta_seconds is not None and state.eta_seconds >= 0
+        assert 5 < state.percent < 100 and state.percent == pytest.approx(100 * state.audio_done / state.duration, abs=0.5)
+        assert state.eta_seconds is None  # one batch is no rate yet: it carries the model's warm-up
         assert [s.text for s in state.segments] == ["call 1 item 0"]  # segments appear as they finish
+        gate.allow(1)  # a second batch: now the job has a rate of its own
+        while queue.get(job).segments_done < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        state = queue.get(job)
+        assert state.eta_seconds is not None and state.eta_seconds >= 0
         gate.set()
         final = queue.wait(job, timeout=60)
         assert final.status == DONE and final.percent == 100.0 and final.segments_total >= 2

@@ -120,3 +120,28 @@ def test_a_new_page_shows_the_users_running_job_else_the_one_just_finished() -> 
     assert view.pick(page)[0] == "run"  # a running job comes first
     assert view.show("run", page)[0] == "run"
     assert "no longer known" in view.show("ann", page)[1]  # another user's job id sent by the page: refused
+
+
+def test_the_status_line_counts_audio_and_says_when_a_job_spanned_a_restart() -> None:
+    running = status_html(state(audio_done=252.0, duration=1121.0, percent=22.5, eta_seconds=190.0,
+                                segments_done=2, segments_total=46))
+    assert "4:12 of 18:41 of audio (22%)" in running and "ETA 3:10" in running
+    assert "segment" not in running  # one counter, not two that disagree
+    assert "ETA estimating" in status_html(state(audio_done=30.0, duration=1121.0))  # no rate yet: no figure
+    scanning = status_html(state(stage="scan", duration=1121.0))
+    assert "18:41 of audio" in scanning and "ETA" not in scanning
+    now = time.time()
+    resumed = status_html(state(status="done", stage="done", duration=1121.0, started_at=now - 76, finished_at=now,
+                                prior_seconds=600.0, transcript=PARTIAL, segments=(PIECE,)))
+    assert "18:41 of audio in 11:16 (over a restart)" in resumed  # the whole job, not the 1:16 after it
+
+
+def test_who_is_logged_in_is_escaped_and_offers_the_way_out() -> None:
+    from webui.ui.common import account_html
+
+    ctx = context([], logins=True)
+    ctx.admins = frozenset({"<b>root</b>"})
+    line = account_html(ctx, SimpleNamespace(username="<b>root</b>", session_hash="s"))
+    assert "<b>&lt;b&gt;root&lt;/b&gt;</b>" in line  # the name as text, inside our own bold
+    assert "(administrator)" in line and 'href="/logout"' in line
+    assert "no logins" in account_html(context([]), None) and "logout" not in account_html(context([]), None)

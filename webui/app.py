@@ -21,13 +21,17 @@ import gradio as gr  # noqa: E402
 
 from .context import AppContext  # noqa: E402
 from .ui import batch, gradio_api, history, system, transcribe, vad  # noqa: E402
+from .ui.common import OnLoad, account_html  # noqa: E402
 
 
 def build_ui(ctx: AppContext) -> gr.Blocks:
     with gr.Blocks(title="Long-form transcription", analytics_enabled=False) as demo:
-        gr.Markdown("## Long-form transcription\nOffline speech-to-text for long recordings, with timestamps.")
+        with gr.Row():
+            gr.Markdown("## Long-form transcription\nOffline speech-to-text for long recordings, with timestamps.")
+            account = gr.HTML(elem_id="account", js_on_load=None)  # who is logged in, and Log out
         with gr.Tabs(elem_id="tabs"):
-            loads = [transcribe.build(ctx, demo), batch.build(ctx, demo), history.build(ctx)]
+            loads = [OnLoad([account], lambda request: (account_html(ctx, request),)),
+                     transcribe.build(ctx, demo), batch.build(ctx, demo), history.build(ctx)]
             vad.build(ctx)
             loads.append(system.build(ctx))
         gradio_api.build(ctx)

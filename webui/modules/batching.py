@@ -62,15 +62,23 @@ def iter_batches(durations: Sequence[float], limit: BatchLimit) -> Iterator[list
 
 
 def run_chunks(engine: Engine, chunks: list[SpeechChunk], language: str, tally: Tally,
-               cancel: threading.Event | None, retry_tail: float = 0.0) -> Generator[int, None, list[EngineOutput | None]]:
+               cancel: threading.Event | None, retry_tail: float = 0.0,
+               on_output: Callable[[int, EngineOutput], None] | None = None,
+               ) -> Generator[int, None, list[EngineOutput | None]]:
     """Transcribe the chunks that hold speech (silent ones never reach the model: no invented
     text), then give a second pass to what their text did not cover (`retry_tail` > 0).
     Yields how many inputs each batch finished; returns one output per chunk, None where the
-    chunk is silent or a cancel came first."""
+    chunk is silent or a cancel came first. `on_output(chunk index, output)` sees each first-pass
+    output as its batch finishes (a preview: the second pass may still change it)."""
     speech = [i for i, c in enumerate(chunks) if c.spans]
     outputs: list[EngineOutput | None] = [None] * len(chunks)
-    language = yield from run_batches(engine, [chunks[i] for i in speech], language, tally, cancel,
-                                      lambda k, out: outputs.__setitem__(speech[k], out))
+
+    def first_pass(k: int, out: EngineOutput) -> None:
+        outputs[speech[k]] = out
+        if on_output is not None:
+            on_output(speech[k], out)
+
+    language = yield from run_batches(engine, [chunks[i] for i in speech], language, tally, cancel, first_pass)
     if retry_tail <= 0:
         return outputs
     redo = second_pass.plan(chunks, outputs, retry_tail)

@@ -1,5 +1,6 @@
-"""Files a finished job or batch is downloaded as: each transcript in every format, and a
-batch's summary (CSV, JSON) with all its transcripts in one zip."""
+"""Files a finished job or batch is downloaded as: each transcript in every format (the JSON
+says which revision it is), and a batch's summary (CSV, JSON) with all its transcripts and both
+summaries in one zip."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from .jobs import DONE, FAILED, JobState
-from .transcript import FORMATS, Transcript, render, write
+from .transcript import FORMATS, Transcript, render
 
 
 class ExportError(OSError):
@@ -37,14 +38,39 @@ def safe_stem(name: str) -> str:
     return cleaned or "transcript"
 
 
+def render_file(transcript: Transcript, fmt: str, revision: int | None = None) -> str:
+    """One download's text; the JSON also says which revision it is (0: the model's output)."""
+    if fmt == "json" and revision is not None:
+        return json.dumps({**transcript.to_dict(), "revision": revision}, ensure_ascii=False, indent=2)
+    return render(transcript, fmt)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """A temporary file, flushed to disk, renamed into place: never a truncated download."""
+    partial = path.with_name(f".{path.name}.part")
+    try:
+        with open(partial, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(partial, path)
+    finally:
+        try:
+            partial.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
 def write_transcript_files(transcript: Transcript, out_dir: Path, stem: str,
-                           formats: Sequence[str] = FORMATS) -> dict[str, Path]:
-    """The transcript in each format as `<out_dir>/<stem>.<fmt>`, each written atomically (see
-    transcript.write). ExportError if the folder will not take them."""
+                           formats: Sequence[str] = FORMATS, revision: int | None = None) -> dict[str, Path]:
+    """The transcript in each format as `<out_dir>/<stem>.<fmt>`, each written atomically.
+    ExportError if the folder will not take them."""
     paths: dict[str, Path] = {}
     try:
+        out_dir.mkdir(parents=True, exist_ok=True)
         for fmt in formats:
-            paths[fmt] = write(transcript, fmt, out_dir, safe_stem(stem))
+            paths[fmt] = out_dir / f"{safe_stem(stem)}.{fmt}"
+            _write_atomic(paths[fmt], render_file(transcript, fmt, revision))
     except OSError as exc:
         raise ExportError(f"Could not save the {transcript.file or stem} downloads in {out_dir}: {_reason(exc)}. "
                           "Free some space (or make the folder writable) and try again.", exc) from exc
@@ -82,6 +108,7 @@ def write_batch_outputs(states: Sequence[JobState], out_dir: Path, extra_rows: S
     writer.writeheader()
     writer.writerows(rows)
     summary_csv = table.getvalue()
+    summary_json = json.dumps(rows, ensure_ascii=False, indent=2)
 
     def write_zip(out) -> None:
         used: set[str] = set()
@@ -95,13 +122,14 @@ def write_batch_outputs(states: Sequence[JobState], out_dir: Path, extra_rows: S
                     unique, n = f"{stem}_{n}", n + 1
                 used.add(unique)
                 for fmt in FORMATS:
-                    archive.writestr(f"{unique}.{fmt}", render(s.transcript, fmt))
+                    archive.writestr(f"{unique}.{fmt}", render_file(s.transcript, fmt))
             archive.writestr("summary.csv", summary_csv)
+            archive.writestr("summary.json", summary_json)
 
     paths = {"csv": out_dir / "summary.csv", "json": out_dir / "summary.json", "zip": out_dir / "transcripts.zip"}
     writers: dict[str, Callable] = {
         "csv": lambda out: out.write(summary_csv.encode("utf-8")),
-        "json": lambda out: out.write(json.dumps(rows, ensure_ascii=False, indent=2).encode("utf-8")),
+        "json": lambda out: out.write(summary_json.encode("utf-8")),
         "zip": write_zip,
     }
     partials = {kind: path.with_name(f".{path.name}.part") for kind, path in paths.items()}

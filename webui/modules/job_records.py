@@ -40,13 +40,16 @@ class JobRecords:
         """The pipeline's events for the job, resumed from and checkpointed to its History row."""
         resume = None
         try:
-            resume = checkpoint.resume_from(job.path, job.options, *self.history.checkpoint(job.history_id))
+            head, windows = self.history.checkpoint(job.history_id)
+            resume = checkpoint.resume_from(job.path, job.options, head, windows)
+            if resume is not None:  # the work before the restart counts in the job's time
+                job.prior_seconds = max([float(w.get("elapsed", 0.0)) for w in windows] + [0.0])
         except Exception:
             log.exception("could not read the checkpoint of job %s; starting afresh", job.id)
         extra = {"resume": resume} if resume is not None else {}
         events = transcribe(job.path, job.options, engine=engine, cancel=job.cancel, **extra)
-        return checkpoint.persist(events, _Checkpoint(self.history, job.history_id), job.path, job.options,
-                                  resuming=resume is not None)
+        return checkpoint.persist(events, _Checkpoint(self.history, job.history_id, job.work_seconds), job.path,
+                                  job.options, resuming=resume is not None)
 
     def store_end(self, history_id: int, status: str, error: str, transcript: Transcript | None) -> bool:
         """The job's end, with whatever text it has (a cancelled or failed job keeps what it
@@ -74,13 +77,14 @@ class JobRecords:
 
 
 class _Checkpoint:
-    """checkpoint.Store over a History row."""
+    """checkpoint.Store over a History row; each window also keeps the job's seconds of work so
+    far, so a resumed job's time covers the whole job."""
 
-    def __init__(self, history: History, job_id: int) -> None:
-        self.history, self.job_id = history, job_id
+    def __init__(self, history: History, job_id: int, work_seconds: Callable[[], float] = lambda: 0.0) -> None:
+        self.history, self.job_id, self.work_seconds = history, job_id, work_seconds
 
     def begin(self, head: dict) -> None:
         self.history.begin_checkpoint(self.job_id, head)
 
     def add(self, window: dict) -> None:
-        self.history.add_checkpoint_window(self.job_id, window)
+        self.history.add_checkpoint_window(self.job_id, {**window, "elapsed": round(self.work_seconds(), 1)})

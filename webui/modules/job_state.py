@@ -1,4 +1,6 @@
-"""A job's record and its snapshot: status, progress share per stage, ETA from the rate so far."""
+"""A job's record and its snapshot: status, the audio done of the total, the ETA from this job's
+own rate (progress.EtaEstimator), the text so far (final lines, and each batch's lines as a
+preview until their window is final)."""
 
 from __future__ import annotations
 
@@ -8,16 +10,15 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 
 from .engines.bundled import BUNDLED_NAME as BUNDLED_MODEL
-from .events import Event, Finished, Progress, RunStats, SegmentDone
+from .events import Event, Finished, Progress, RunStats, SegmentDone, WindowDone
 from .options import PipelineOptions
+from .progress import EtaEstimator
 from .script import to_script
 from .transcript import TimedText, Transcript, join_texts
+from .windows import BatchLines
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 FINAL = (DONE, FAILED, CANCELLED)
-
-# Share of the progress bar given to each stage; transcription takes the rest.
-_LOAD_SHARE, _SCAN_SHARE, _ITN_SHARE = 0.02, 0.05, 0.03
 
 @dataclass(frozen=True)
 class JobState:
@@ -32,8 +33,8 @@ class JobState:
     position: int                    # 1-based place among waiting jobs; 0 once it runs
     ahead: int                       # jobs that run before this one (the running one included)
     stage: str                       # queued | loading | scan | transcribe | itn | done | failed | cancelled
-    percent: float                   # 0..100 over the whole job
-    eta_seconds: float | None        # running: from the progress rate; waiting: from past jobs' speed
+    percent: float                   # 0..100: the audio transcribed, of the recording
+    eta_seconds: float | None        # running: from this job's rate; waiting: from past jobs' speed
     message: str
     duration: float                  # of the recording, seconds
     segments: tuple[TimedText, ...]  # text finished so far, in time order
@@ -48,6 +49,9 @@ class JobState:
     finished_at: float | None
     stats: RunStats | None = None
     warnings: tuple[str, ...] = ()   # the job went on, but the user should know (ITN, History)
+    audio_done: float = 0.0          # seconds of the recording transcribed so far
+    preview: tuple[TimedText, ...] = ()  # lines of finished batches whose window is not final yet
+    prior_seconds: float = 0.0       # work before a restart (a resumed job)
 
     @property
     def finished(self) -> bool:
@@ -55,9 +59,15 @@ class JobState:
 
     @property
     def elapsed(self) -> float:
+        """Wall seconds of work on the job, across restarts."""
         if self.started_at is None:
-            return 0.0
-        return (self.finished_at or time.time()) - self.started_at
+            return self.prior_seconds
+        return self.prior_seconds + (self.finished_at or time.time()) - self.started_at
+
+    @property
+    def lines(self) -> list[TimedText]:
+        """The text so far in time order: final lines and the preview of running batches."""
+        return sorted((*self.segments, *self.preview), key=lambda p: (p.start, p.end))
 
 
 @dataclass
@@ -90,39 +100,64 @@ class Job:
     stats: RunStats | None = None
     warnings: list[str] = field(default_factory=list)
     cancel: threading.Event = field(default_factory=threading.Event)
+    prior_seconds: float = 0.0   # work before a restart, from the checkpoint (job_records)
+    working: bool = False        # the model has reported progress in this run (replay is over)
+    preview: dict[int, list[TimedText]] = field(default_factory=dict)  # window -> lines of its batches
+    meter: EtaEstimator = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.meter = EtaEstimator(self.duration)
+
+    def work_seconds(self) -> float:
+        """Seconds of work on the job so far, across restarts (kept in its checkpoint)."""
+        return self.prior_seconds + (time.time() - self.started_at if self.started_at else 0.0)
+
+    def _script(self, pieces, language: str) -> list[TimedText]:
+        texts = to_script([p.text for p in pieces], language or self.options.engine.language, self.options.script)
+        return [replace(p, text=t) for p, t in zip(pieces, texts)]
 
     def apply(self, event: Event) -> None:
         """Fold a pipeline event into the job (the caller holds the queue's lock)."""
         if isinstance(event, Progress):
             self.stage = event.stage
             if event.stage == "scan":
-                self.fraction = max(self.fraction, _LOAD_SHARE + _SCAN_SHARE * (event.done / (event.total or 1)))
                 self.message = event.message or "finding silences"
                 if event.done >= event.total:
                     self.transcribe_started = time.time()
                     self.stage = "transcribe"
+                    self.meter.begin(self.transcribed_seconds)
             elif event.stage == "transcribe":
-                self.transcribed_seconds = max(self.transcribed_seconds, float(event.done))
-                self.fraction = max(self.fraction, self.transcribe_fraction())
+                self.working = True
+                self._advance(float(event.done))
             elif event.stage == "itn":
-                self.fraction = max(self.fraction, 1.0 - _ITN_SHARE)
+                self._advance(self.duration)
                 self.message = "normalising text"
         elif isinstance(event, SegmentDone):  # live text in the chosen Chinese script, as the end result
-            pieces = event.result.pieces
-            texts = to_script([p.text for p in pieces], event.result.language or self.options.engine.language,
-                              self.options.script)
-            self.segments.extend(replace(p, text=t) for p, t in zip(pieces, texts))
+            self.segments.extend(self._script(event.result.pieces, event.result.language))
             self.segments_done, self.segments_total = event.done, event.total
-            self.transcribed_seconds = max(self.transcribed_seconds, event.result.segment.end)
-            self.fraction = max(self.fraction, self.transcribe_fraction())
+            if not self.working:  # replayed from a checkpoint: done before this run, in no time
+                self._advance(event.result.segment.end)
+                self.meter.begin(self.transcribed_seconds)
             self.stage = "transcribe"
-            self.message = f"segment {event.done} of {event.total}"
+        elif isinstance(event, BatchLines):  # a preview until its window is final
+            lines = [p for r in event.results for p in r.pieces]
+            self.preview.setdefault(event.window, []).extend(self._script(lines, event.language))
+        elif isinstance(event, WindowDone):
+            self.preview.pop(event.index, None)
         elif isinstance(event, Finished):
             self.transcript = event.transcript
             self.stats = event.stats
             self.segments = list(event.transcript.segments)
+            self.preview.clear()
+
+    def _advance(self, seconds: float) -> None:
+        self.transcribed_seconds = max(self.transcribed_seconds, min(seconds, self.duration or seconds))
+        self.fraction = max(self.fraction, self.transcribe_fraction())
+        self.meter.advance(self.transcribed_seconds)
 
     def snapshot(self, position: int, ahead: int, eta: float | None, message: str) -> JobState:
+        if self.status == RUNNING:
+            eta = self.meter.eta()  # this job's own rate only (see progress.py)
         return JobState(
             id=self.id, file_name=self.file_name, path=self.path, owner=self.owner, group=self.group,
             status=self.status, position=position, ahead=ahead, stage=self.stage,
@@ -131,19 +166,20 @@ class Job:
             segments_done=self.segments_done, segments_total=self.segments_total, transcript=self.transcript,
             error=self.error, history_id=self.history_id, model=self.model, created_at=self.created_at,
             started_at=self.started_at, finished_at=self.finished_at, stats=self.stats, warnings=tuple(self.warnings),
+            audio_done=round(self.transcribed_seconds, 1),
+            preview=tuple(p for lines in self.preview.values() for p in lines), prior_seconds=self.prior_seconds,
         )
 
     def transcribe_fraction(self) -> float:
-        share = 1.0 - _LOAD_SHARE - _SCAN_SHARE - _ITN_SHARE
-        done = min(1.0, self.transcribed_seconds / self.duration) if self.duration > 0 else 0.0
-        return _LOAD_SHARE + _SCAN_SHARE + share * done
+        """The share of the recording transcribed: the one measure of progress."""
+        return min(1.0, self.transcribed_seconds / self.duration) if self.duration > 0 else 0.0
 
     def running_eta(self, seconds_per_audio_second: float | None) -> float | None:
-        """Remaining seconds from the rate audio has been transcribed so far (else from the
-        speed of earlier jobs)."""
-        if self.transcribe_started is not None and self.transcribed_seconds > 0 and self.duration > 0:
-            rate = self.transcribed_seconds / max(1e-6, time.time() - self.transcribe_started)
-            return max(0.0, (self.duration - self.transcribed_seconds) / rate)
+        """Remaining seconds: from this job's own rate once it has one; until then, for the
+        estimate of the jobs waiting behind it only, from the speed of earlier jobs."""
+        eta = self.meter.eta()
+        if eta is not None:
+            return eta
         if seconds_per_audio_second is not None and self.started_at is not None:
             return max(0.0, self.duration * seconds_per_audio_second - (time.time() - self.started_at))
         return None

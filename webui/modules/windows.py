@@ -6,7 +6,7 @@ it ran, and windows merged in index order give the same transcript either way.""
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Generator, Iterator, Sequence
 
 import numpy as np
@@ -18,6 +18,16 @@ from .events import Planned, SegmentDone, StageClock, WindowDone
 from .lines import UTTERANCE_PAUSE, to_result
 from .options import PipelineOptions
 from .transcript import Segment, SegmentResult
+
+
+@dataclass(frozen=True)
+class BatchLines:
+    """The lines of one finished batch of window `window`, shown before the window is final
+    (the second pass may still change them; the window's SegmentDone events then replace them)."""
+
+    window: int
+    results: tuple[SegmentResult, ...]
+    language: str
 
 
 def segments_of(planned: Planned, n: int) -> Sequence[Segment]:
@@ -36,9 +46,10 @@ def transcribe_window(planned: Planned, n: int, audio: Iterator[np.ndarray], eng
                       clock: StageClock | None = None, results: list[SegmentResult] | None = None,
                       ) -> Generator[object, None, WindowDone]:
     """Transcribe window `n`; `audio` gives the float32 samples of each of its segments in turn.
-    Yields Progress and SegmentDone events and returns the WindowDone (its language: the one
-    known after it, detected once then kept). `tally` runs on from the counts before the window;
-    every result is also appended to `results` (the caller's partial transcript on a cancel)."""
+    Yields Progress and BatchLines after each batch, SegmentDone once the window is final, and
+    returns the WindowDone (its language: the one known after it, detected once then kept).
+    `tally` runs on from the counts before the window; every result is also appended to
+    `results` (the caller's partial transcript on a cancel)."""
     clock = clock or StageClock()
     results = [] if results is None else results
     before, window = replace(tally), segments_of(planned, n)
@@ -48,9 +59,24 @@ def transcribe_window(planned: Planned, n: int, audio: Iterator[np.ndarray], eng
             chunks = [u for c in chunks for u in c.by_utterance(UTTERANCE_PAUSE)]
         elif options.pack:
             chunks = pack(chunks, engine.max_input_seconds, options.vad.keep_gap)
-    runner = run_chunks(engine, chunks, language, tally, cancel, options.retry_tail_seconds)
-    with clock("asr"):
-        outputs = yield from with_progress(runner, window[0].start, window[-1].end, chunks, planned.info.duration)
+    fresh: list[tuple[int, object]] = []  # (chunk index, output) of the batch just finished
+    runner = run_chunks(engine, chunks, language, tally, cancel, options.retry_tail_seconds,
+                        on_output=lambda i, out: fresh.append((i, out)))
+    steps = with_progress(runner, window[0].start, window[-1].end, chunks, planned.info.duration)
+    while True:
+        with clock("asr"):
+            try:
+                event = next(steps)
+            except StopIteration as finished:
+                outputs = finished.value
+                break
+        yield event
+        if fresh:  # the batch's lines at once, not only after the window's last batch
+            fresh.sort(key=lambda f: f[0])
+            lines = tuple(to_result(chunks[i], out, options.snap_seconds) for i, out in fresh)
+            spoken = language if language not in ("", "auto") else (fresh[0][1].language or language)
+            fresh.clear()
+            yield BatchLines(n, lines, spoken)
     first = len(results)
     for chunk, output in zip(chunks, outputs):
         tally.done += chunk.covers

@@ -7,20 +7,23 @@ import html
 import json
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
 
 from ..context import AppContext
 from ..modules.audio import InputError, list_media
+from ..modules import revisions
 from ..modules.exports import write_batch_outputs
-from ..modules.jobs import DONE, QUEUED, RUNNING, JobState, LimitError
+from ..modules.jobs import DONE, RUNNING, JobState, LimitError
+from ..modules.progress import GroupMeters, clock_text
 from .common import (
-    POLL_SECONDS, QUIET, SCRIPT_CHOICES, RECENT_SECONDS, OnLoad, Screens, fmt_seconds, fmt_size, md_text, no_downloads, note_html, ordinal,
+    POLL_SECONDS, QUIET, SCRIPT_CHOICES, RECENT_SECONDS, OnLoad, Screens, fmt_seconds, fmt_size, md_text, no_downloads, note_html,
     paths, progress_html, status_html, user_jobs, user_of,
 )
 
-BATCH_HEADERS = ["#", "File", "Status", "Progress", "Queue", "Length", "Text or message"]
+BATCH_HEADERS = ["#", "File", "Status", "Audio done", "Time", "Text or message"]
 SUMMARY_KINDS = ("csv", "json", "zip")
 NO_BATCH = "No batch yet."
 STARTING_JS = f"() => {json.dumps(note_html('<b>Starting the batch…</b> checking the files'))}"
@@ -44,9 +47,9 @@ def build(ctx: AppContext, demo: gr.Blocks) -> OnLoad:
             with gr.Column(scale=3, min_width=420):
                 overall = gr.HTML(note_html(NO_BATCH), elem_id="batch-status", elem_classes=["live-output"])
                 table = gr.Dataframe(headers=BATCH_HEADERS, value=[], interactive=False, wrap=True,
-                                     column_widths=["5%", "24%", "11%", "12%", "9%", "10%", "29%"],
+                                     column_widths=["4%", "22%", "11%", "19%", "14%", "30%"],
                                      elem_id="batch-table", elem_classes=["live-output"])
-                with gr.Row():
+                with gr.Row(elem_classes=["dl-row"]):
                     dl_csv = gr.DownloadButton("Summary CSV", interactive=False, size="sm", elem_id="batch-dl-csv")
                     dl_json = gr.DownloadButton("Summary JSON", interactive=False, size="sm", elem_id="batch-dl-json")
                     dl_zip = gr.DownloadButton("All transcripts (zip)", interactive=False, size="sm",
@@ -86,6 +89,7 @@ class _Batch:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.screens = Screens()  # the batch each page shows: a new one stops following the old
+        self.meters = GroupMeters()  # each batch's ETA, from the rate the batch has shown
 
     def submit(self, uploaded, folder_text, chinese, request: gr.Request):
         """Gather the files and queue one job each, all in one new group."""
@@ -105,7 +109,7 @@ class _Batch:
                 refused.append({"file": Path(path).name, "error": getattr(exc, "reason", str(exc))})
         states = self.ctx.queue.jobs(group=group)
         self.screens.show(request, group)
-        return group, refused, _overall_html(states, refused), _rows(states, refused), \
+        return group, refused, _overall_html(states, refused, self.eta(group, states)), _rows(states, refused), \
             *no_downloads(len(SUMMARY_KINDS)), gr.Button(interactive=any(not s.finished for s in states))
 
     def pick(self, request: gr.Request):
@@ -120,8 +124,28 @@ class _Batch:
         group = max(recent, key=lambda g: max(s.created_at for s in groups[g]))
         states = groups[group]
         self.screens.show(request, group)
-        return group, [], _overall_html(states, []), _rows(states, []), *no_downloads(len(SUMMARY_KINDS)), \
+        return group, [], _overall_html(states, [], self.eta(group, states)), _rows(states, []), \
+            *no_downloads(len(SUMMARY_KINDS)), \
             gr.Button(interactive=any(not s.finished for s in states))
+
+    def eta(self, group: str, states: list[JobState]) -> float | None:
+        """Seconds until the batch is done, from the audio its jobs have done since it started."""
+        total = sum(s.duration for s in states)
+        done = sum(s.duration if s.finished else s.audio_done for s in states)
+        working = any(s.started_at is not None for s in states)
+        if all(s.finished for s in states):
+            return None
+        return self.meters.update(group, total, done, working)
+
+    def revised(self, states: list[JobState]) -> list[JobState]:
+        """The jobs with their newest revision (a correction saved since they ended goes in the zip)."""
+        out = []
+        for s in states:
+            record = self.ctx.history.get(s.history_id) if s.status == DONE and s.history_id is not None else None
+            if record is not None and record.segments:
+                s = replace(s, transcript=revisions.latest(self.ctx.history, record)[0])
+            out.append(s)
+        return out
 
     async def follow(self, group: str, refused: list[dict], request: gr.Request):
         """Poll the batch's jobs; the summary downloads once all have finished."""
@@ -131,17 +155,18 @@ class _Batch:
         while self.screens.shows(request, group):
             states = self.ctx.queue.jobs(group=group)
             if states and not all(s.finished for s in states):
-                yield _overall_html(states, refused), _rows(states, refused), *[gr.skip()] * 4
+                yield _overall_html(states, refused, self.eta(group, states)), _rows(states, refused), *[gr.skip()] * 4
                 await asyncio.sleep(POLL_SECONDS)
                 continue
             try:
-                out = await asyncio.to_thread(write_batch_outputs, states, self.ctx.download_dir(user_of(self.ctx, request)),
-                                              extra_rows=refused)
+                out = await asyncio.to_thread(lambda: write_batch_outputs(
+                    self.revised(states), self.ctx.download_dir(user_of(self.ctx, request)), extra_rows=refused))
                 buttons = [gr.DownloadButton(value=str(out[k]), interactive=True) for k in SUMMARY_KINDS]
             except OSError as exc:  # a full results folder: the table stays, History has every transcript
                 gr.Warning(f"{exc} Every transcript is also in History.")
                 buttons = no_downloads(len(SUMMARY_KINDS))
-            yield _overall_html(states, refused), _rows(states, refused), *buttons, gr.Button(interactive=False)
+            yield _overall_html(states, refused, self.eta(group, states)), _rows(states, refused), *buttons, \
+                gr.Button(interactive=False)
             return
         yield [gr.skip()] * 6  # the page moved on: end on a no-op (Gradio repeats a generator's last update)
 
@@ -178,29 +203,41 @@ def _gather(ctx: AppContext, uploaded, folder_text: str | None) -> list[str]:
 
 
 def _rows(states: list[JobState], refused: list[dict]) -> list[list]:
+    """One row a file: its status, the audio done of its length, how long it took (or its ETA
+    while it runs), and its text, error or place in the queue."""
     out = []
     for i, s in enumerate(states, 1):
-        queue = ordinal(s.ahead + 1) if s.status == QUEUED else ("now" if s.status == RUNNING else "")
+        progress = f"{clock_text(s.audio_done if not s.finished else s.duration * s.percent / 100)} of " \
+                   f"{clock_text(s.duration)} ({s.percent:.0f}%)"
+        if s.status == RUNNING:
+            took = f"ETA {fmt_seconds(s.eta_seconds)}" if s.eta_seconds is not None else "ETA estimating…"
+        elif s.finished and s.started_at is not None:
+            took = f"took {fmt_seconds(s.elapsed)}"
+        else:
+            took = "–"
         if s.status == DONE and s.transcript is not None:
             body = s.transcript.text_itn or s.transcript.text
             message = body[:80] + ("…" if len(body) > 80 else "")
-        elif s.status == RUNNING and s.eta_seconds is not None:
-            message = f"ETA {fmt_seconds(s.eta_seconds)}"
         else:
-            message = s.error or s.message
-        out.append([i, s.file_name, s.status, f"{s.percent:.0f}%", queue, fmt_seconds(s.duration), message])
+            message = s.error or ("" if s.status == RUNNING else s.message)
+        out.append([i, s.file_name, s.status, progress, took, message])
     for j, r in enumerate(refused, len(states) + 1):
-        out.append([j, r["file"], "refused", "", "", "", r["error"]])
+        out.append([j, r["file"], "refused", "", "", r["error"]])
     return out
 
 
-def _overall_html(states: list[JobState], refused: list[dict]) -> str:
+def _overall_html(states: list[JobState], refused: list[dict], eta: float | None = None) -> str:
     total = len(states) + len(refused)
     finished = sum(s.finished for s in states) + len(refused)
     done = sum(s.status == DONE for s in states)
-    percent = (sum(s.percent for s in states) + 100.0 * len(refused)) / total if total else 0.0
+    audio = sum(s.duration for s in states)
+    audio_done = sum(s.duration if s.finished else s.audio_done for s in states)
+    percent = 100.0 * audio_done / audio if audio > 0 else (100.0 if finished == total else 0.0)
     running = next((s for s in states if s.status == RUNNING), None)
-    line = f"<b>{finished} of {total} finished</b> · {done} transcribed · {percent:.0f}%"
+    line = (f"<b>{finished} of {total} finished</b> · {done} transcribed · "
+            f"{clock_text(audio_done)} of {clock_text(audio)} of audio ({percent:.0f}%)")
     if running is not None:
-        line += f" · now: {html.escape(running.file_name)} ({running.percent:.0f}%)"
+        line += f" · now: {html.escape(running.file_name)}"
+    if finished < total:
+        line += f" · ETA {fmt_seconds(eta)}" if eta is not None else " · ETA estimating…"
     return progress_html("done" if finished == total else "running", line, percent)

@@ -6,6 +6,7 @@ import html
 import re
 import threading
 from collections import OrderedDict
+from pathlib import Path
 from typing import Callable, NamedTuple
 
 import gradio as gr
@@ -13,6 +14,7 @@ import gradio as gr
 from ..context import LOCAL, AppContext
 from ..modules import script
 from ..modules.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobState
+from ..modules.progress import work_line
 from ..modules.transcript import format_timestamp, render
 
 POLL_SECONDS = 0.5
@@ -42,6 +44,7 @@ CSS = """
 /* Our progress blocks are the progress view: no Gradio spinner or queue estimate over them. */
 .live-output [data-testid="status-tracker"] { display: none !important; }
 """
+CSS += (Path(__file__).resolve().parent / "assets" / "transcript_view.css").read_text(encoding="utf-8")
 
 _STAGES = {"loading": "Loading the model", "scan": "Finding silences", "transcribe": "Transcribing",
            "itn": "Normalising text"}
@@ -135,16 +138,22 @@ def _status_line(state: JobState) -> str:
         return line
     if state.status == RUNNING:
         stage = _STAGES.get(state.stage, state.stage.capitalize())
-        line = f"<b>{stage}</b> · {name} · {state.percent:.0f}%"
-        if state.segments_total:
-            line += f" · segment {state.segments_done} of {state.segments_total}"
-        eta = state.eta_seconds
-        line += f" · ETA {fmt_seconds(eta)}" if eta is not None else " · ETA estimating…"  # until the first window
+        line = f"<b>{stage}</b> · {name}"
+        if state.stage in ("loading", "scan", "queued"):  # before the model: nothing to count yet
+            line += f" · {fmt_seconds(state.duration)} of audio"
+        else:  # one counter that moves with the work: seconds of audio done, of the total
+            line += f" · {work_line(state.audio_done, state.duration)}"
+            eta = state.eta_seconds  # from this job's own rate; none until it has one
+            if state.stage != "itn":
+                line += f" · ETA {fmt_seconds(eta)}" if eta is not None else " · ETA estimating…"
         if state.message == "cancelling…":
             line += " · cancelling…"
         return line
     if state.status == DONE:
-        return f"<b>Done</b> · {name} · {fmt_seconds(state.duration)} of audio in {fmt_seconds(state.elapsed)}"
+        took = f"{fmt_seconds(state.duration)} of audio in {fmt_seconds(state.elapsed)}"
+        if state.prior_seconds:
+            took += " (over a restart)"
+        return f"<b>Done</b> · {name} · {took}"
     kept = (f" · partial transcript kept: {len(state.segments)} line(s), downloads below are partial"
             if has_partial(state) else " · nothing was transcribed")
     if state.status == CANCELLED:
@@ -167,11 +176,12 @@ def has_partial(state: JobState) -> bool:
 
 
 def segments_text(state: JobState) -> str:
-    """The final transcript once done; until then the segments so far, one timestamped line each."""
+    """The final transcript once done; until then the lines so far (each finished batch's too),
+    one timestamped line each, in time order."""
     if state.transcript is not None and state.status == DONE:
         return render(state.transcript, "txt")
     return "\n".join(f"[{format_timestamp(s.start, '.')} --> {format_timestamp(s.end, '.')}] {s.display_text}"
-                     for s in state.segments)
+                     for s in state.lines)
 
 
 def user_of(ctx: AppContext, request: gr.Request | None) -> str:
@@ -227,6 +237,16 @@ def paths(values) -> list[str]:
     if not isinstance(values, (list, tuple)):
         values = [values]
     return [str(v) for v in values if v]
+
+
+def account_html(ctx: AppContext, request: gr.Request | None) -> str:
+    """Who is logged in, and the way out (Gradio's /logout, there when the server has logins)."""
+    if not ctx.logins:
+        return '<div class="whoami muted">Local use: no logins on this server.</div>'
+    visitor = ctx.visitor(request)
+    role = " (administrator)" if visitor.is_admin else ""
+    return (f'<div class="whoami">Logged in as <b>{html.escape(visitor.name)}</b>{role}'
+            '<a href="/logout" id="logout">Log out</a></div>')
 
 
 def no_downloads(count: int) -> list:

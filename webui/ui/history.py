@@ -1,22 +1,27 @@
-"""The History tab: search past jobs, view and re-download one, delete, archive and VACUUM (via ctx.history)."""
+"""The History tab: search past jobs, view one (its lines with the player and, for its owner or
+the admin, the editor: transcript_view.py) and re-download it, delete, archive and VACUUM."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
 import gradio as gr
 
 from ..context import AppContext
-from ..modules.exports import write_transcript_files
-from ..modules.transcript import FORMATS, render
-from .common import PRIVATE, OnLoad, fmt_seconds, fmt_size, md_text, no_downloads, status_word
+from ..modules.revisions import speaker_of
+from ..modules.transcript import FORMATS
+from .common import PRIVATE, OnLoad, Screens, fmt_seconds, fmt_size, md_text, no_downloads, status_word
+from .transcript_view import Line, Shown, TranscriptPanel, view_html
 
 HISTORY_HEADERS = ["ID", "Created (UTC)", "File", "Duration", "Model", "Status", "Text"]
+OWNER_AT = 3  # where the admin's Owner column goes (after File), on a server with logins
+WIDTHS = ["6%", "15%", "17%", "8%", "12%", "9%", "33%"]
 
 
 def build(ctx: AppContext) -> OnLoad:
-    with gr.Tab("History", id="history", elem_id="tab-history"):
+    with gr.Tab("History", id="history", elem_id="tab-history") as tab:
         with gr.Row():
             q_text = gr.Textbox(label="Text", placeholder="words in the transcript or file name", elem_id="hist-text",
                                 scale=3)
@@ -28,17 +33,18 @@ def build(ctx: AppContext) -> OnLoad:
             search = gr.Button("Search", variant="primary", elem_id="hist-search")
             search_msg = gr.Markdown(elem_id="hist-msg")
         table = gr.Dataframe(headers=HISTORY_HEADERS, value=[], interactive=False, wrap=True, max_height=360,
-                             column_widths=["6%", "15%", "17%", "8%", "12%", "9%", "33%"], elem_id="hist-table")
+                             column_widths=WIDTHS, elem_id="hist-table")
         with gr.Row():
             job = gr.Textbox(value="", label="Job ID (or click a row)", placeholder="e.g. 12", elem_id="hist-id",
                              scale=1)
             view = gr.Button("View", elem_id="hist-view", scale=1)
             delete = gr.Button("Delete", variant="stop", elem_id="hist-delete", scale=1)
         details = gr.Markdown(elem_id="hist-details")
-        with gr.Row():
+        with gr.Row(elem_classes=["dl-row"]):
             downloads = [gr.DownloadButton(fmt.upper(), interactive=False, size="sm", elem_id=f"hist-dl-{fmt}")
                          for fmt in FORMATS]
-        job_text = gr.Textbox(label="Transcript", lines=8, max_lines=20, interactive=False, elem_id="hist-job-text")
+        panel = TranscriptPanel(ctx, "hist")
+        panel.build()
         with gr.Accordion("All job settings (as stored)", open=False):
             job_settings = gr.JSON(show_label=False, elem_id="hist-settings")
         with gr.Accordion("Housekeeping", open=False):
@@ -51,18 +57,23 @@ def build(ctx: AppContext) -> OnLoad:
                 vacuum = gr.Button("VACUUM", elem_id="hist-vacuum")
             house_msg = gr.Markdown(elem_id="hist-house-msg")
 
-    h = _Handlers(ctx)
+    h = _Handlers(ctx, panel)
     query = [q_text, q_name, q_from, q_to, q_archived]
     search.click(h.search, inputs=query, outputs=[table, search_msg], **PRIVATE)
     q_text.submit(h.search, inputs=query, outputs=[table, search_msg], **PRIVATE)
-    view_outputs = [details, *downloads, job_text, job_settings]
-    view.click(h.show, inputs=[job], outputs=view_outputs, **PRIVATE)
-    table.select(_pick, outputs=[job], **PRIVATE).then(h.show, inputs=[job], outputs=view_outputs, **PRIVATE)
+    tab.select(h.search, inputs=query, outputs=[table, search_msg], **PRIVATE)  # fresh statuses on each visit
+    panel.wire(downloads)
+    view_outputs = [details, *downloads, *panel.outputs, job_settings]
+    # The job at once; then, if its player's copy is still being made, the lines again with the player.
+    view.click(h.show, inputs=[job], outputs=view_outputs, **PRIVATE).then(
+        h.player, inputs=[panel.job], outputs=[panel.view], **PRIVATE)
+    table.select(_pick, outputs=[job], **PRIVATE).then(h.show, inputs=[job], outputs=view_outputs, **PRIVATE).then(
+        h.player, inputs=[panel.job], outputs=[panel.view], **PRIVATE)
     delete.click(h.remove, inputs=[job, *query], outputs=[details, table], **PRIVATE)
     archive.click(h.archive, inputs=[days], outputs=[house_msg], **PRIVATE).then(
         h.search, inputs=query, outputs=[table, search_msg], **PRIVATE)
     vacuum.click(h.vacuum, outputs=[house_msg], **PRIVATE)
-    return OnLoad([table], lambda request: (h.rows(request),))
+    return OnLoad([table], lambda request: (h.table(h.rows(request), request),))
 
 
 def _pick(evt: gr.SelectData):
@@ -80,8 +91,21 @@ def _job_number(text) -> int | None:
 class _Handlers:
     """The tab's event handlers, over one context."""
 
-    def __init__(self, ctx: AppContext) -> None:
-        self.ctx = ctx
+    def __init__(self, ctx: AppContext, panel: TranscriptPanel) -> None:
+        self.ctx, self.panel = ctx, panel
+        self.screens = Screens()  # the job each page shows: its player wait stops when the page moves on
+
+    def with_owner(self, request) -> bool:
+        """The admin of a server with logins sees everyone's jobs, so each row says whose."""
+        return self.ctx.logins and self.ctx.visitor(request).is_admin
+
+    def table(self, rows: list[list], request):
+        headers = list(HISTORY_HEADERS)
+        widths = list(WIDTHS)
+        if self.with_owner(request):
+            headers.insert(OWNER_AT, "Owner")
+            widths = ["6%", "14%", "15%", "8%", "7%", "11%", "9%", "30%"]
+        return gr.Dataframe(value=rows, headers=headers, column_widths=widths)
 
     def owner(self, request) -> str | None:
         """Whose jobs this visitor sees: their own with logins, everyone's for an admin."""
@@ -97,9 +121,11 @@ class _Handlers:
         for r in found:
             body = r.text_itn or r.text or r.error
             status = status_word(live[r.id]) if r.id in live else r.status
-            out.append([r.id, r.created_at[:19].replace("T", " "), r.file_name, fmt_seconds(r.duration),
-                        r.model, status + (" (archived)" if r.archived else ""),
-                        body[:120] + ("…" if len(body) > 120 else "")])
+            row = [r.id, r.created_at[:19].replace("T", " "), r.file_name, fmt_seconds(r.duration), r.model,
+                   status + (" (archived)" if r.archived else ""), body[:120] + ("…" if len(body) > 120 else "")]
+            if self.with_owner(request):
+                row.insert(OWNER_AT, r.owner or "–")
+            out.append(row)
         return out
 
     def search(self, text, name, date_from, date_to, archived, request: gr.Request):
@@ -109,20 +135,24 @@ class _Handlers:
             return gr.skip(), f"**{md_text(exc)}**"
         except sqlite3.Error as exc:  # a full or unreadable disk under history.db
             return gr.skip(), f"**History cannot be read right now ({md_text(exc)}).**"
-        return found, f"{len(found)} job(s) found."
+        return self.table(found, request), f"{len(found)} job(s) found."
 
     def show(self, job_text, request: gr.Request):
+        """The job's details, downloads and lines (with the player once its copy is made: `player`)."""
         none = no_downloads(len(FORMATS))
         job_id = _job_number(job_text)
+        self.screens.show(request, str(job_id or ""))
         if job_id is None:
-            return "Enter a job ID or click a row.", *none, "", None
+            return "Enter a job ID or click a row.", *none, *self.panel.cleared(), None
+        visitor = self.ctx.visitor(request)
         record = self.ctx.history.get(job_id, owner=self.owner(request))  # another user's id finds nothing
         if record is None:
-            return f"No job {job_id} in History.", *none, "", None
+            return f"No job {job_id} in History.", *none, *self.panel.cleared(), None
         live = next((s for s in self.ctx.queue.jobs() if s.history_id == job_id and not s.finished), None)
+        owner = f" · owner {md_text(record.owner or '–')}" if self.with_owner(request) else ""
         lines = [
             f"**Job {record.id}: {md_text(record.file_name)}** · {status_word(live) if live else record.status}"
-            + (" (archived)" if record.archived else ""),
+            + (" (archived)" if record.archived else "") + owner,
             f"Duration {fmt_seconds(record.duration)} · model {md_text(record.model)} · "
             f"language {md_text(record.language or '–')}",
             _settings_line(record.settings),
@@ -131,18 +161,30 @@ class _Handlers:
         ]
         if record.error:
             lines.append(f"Error: {md_text(record.error)}")
-        buttons = none
-        body = ""
-        if record.segments:
-            transcript = record.to_transcript()
-            body = render(transcript, "txt")
-            try:
-                files = write_transcript_files(transcript, self.ctx.download_dir(self.ctx.visitor(request).name),
-                                               record.file_name)
-                buttons = [gr.DownloadButton(value=str(files[f]), interactive=True) for f in FORMATS]
-            except OSError as exc:  # a full results folder: the text is still shown
-                lines.append(f"**Downloads unavailable: {md_text(exc)}**")
-        return "  \n".join(lines), *buttons, body, record.settings
+        if live is not None:  # its lines so far; the player and the editor once it has ended
+            shown = Shown([Line(p.start, p.end, p.display_text, speaker_of(p)) for p in live.lines],
+                          note="The job is still running: its lines so far. Search works; the player and "
+                               "corrections come once it has ended.", player_note="")
+            return "  \n".join(lines), *none, job_id, view_html(shown), *self.panel.cleared()[2:], record.settings
+        if not record.segments:
+            return "  \n".join(lines), *none, *self.panel.cleared(), record.settings
+        outputs, _ = self.panel.render(record, visitor)
+        return "  \n".join(lines), *self.panel.downloads(record, visitor), *outputs, record.settings
+
+    async def player(self, job_id, request: gr.Request):
+        """After `show`: the lines again with the player, once its copy of the recording is made
+        (once per job, in the background); nothing if it was ready already or the page moved on."""
+        if not isinstance(job_id, int):
+            return gr.skip()
+        record = await asyncio.to_thread(self.ctx.history.get, job_id, self.owner(request))
+        live = any(s.history_id == job_id and not s.finished for s in self.ctx.queue.jobs())
+        if record is None or not record.segments or live:
+            return gr.skip()
+        if (await asyncio.to_thread(self.panel.player, record)).state != "pending":
+            return gr.skip()
+        key = str(job_id)
+        html = await self.panel.player_html(record, self.ctx.visitor(request), lambda: self.screens.shows(request, key))
+        return html if html is not None else gr.skip()
 
     def remove(self, job_text, text, name, date_from, date_to, archived, request: gr.Request):
         job_id = _job_number(job_text)
@@ -150,7 +192,7 @@ class _Handlers:
             return "Enter a job ID or click a row.", gr.skip()
         message = self._delete(job_id, self.owner(request))
         try:
-            return message, self.rows(request, text, name, date_from, date_to, archived)
+            return message, self.table(self.rows(request, text, name, date_from, date_to, archived), request)
         except ValueError:
             return message, gr.skip()
 

@@ -29,9 +29,9 @@ def build(ctx: AppContext) -> OnLoad:
                 save = gr.Button("Save settings", variant="primary", elem_id="sys-save")
                 save_msg = gr.Markdown(elem_id="sys-save-msg")
             with gr.Column(scale=2, min_width=320):
-                gr.Markdown("### GPU memory")
+                gr.Markdown("### Device and GPU memory")
                 memory = gr.Markdown(elem_id="sys-memory")
-                gr.Markdown("### The last hour\nSampled every 10 s. Without a CUDA GPU its memory is zero.",
+                gr.Markdown("### The last hour\nSampled every 10 s (GPU lines only where there is a GPU).",
                             elem_classes=["muted"])
                 memory_chart = gr.LinePlot(x="time", y="GiB", color="series", title="Memory (GiB)",
                                            height=220, elem_id="sys-memory-chart")
@@ -168,16 +168,17 @@ def memory_md(ctx: AppContext) -> str:
         ("Device", stats.device), ("Model", model_line),
         ("VRAM cap", f"{cap:g} GB" if cap else "whole card"),
         ("This process (NVML)", fmt_bytes(stats.process_used)),
+        ("Accounting", stats.accounting or "unavailable (no NVML)"),
         ("Used" + (" (all processes, NVML)" if stats.nvml_used is not None else " (torch)"), fmt_bytes(used)),
         ("Allocated (torch)", fmt_bytes(stats.allocated)), ("Reserved", fmt_bytes(stats.reserved)),
         ("Peak", fmt_bytes(stats.peak)), ("Free", fmt_bytes(stats.free)), ("Total", fmt_bytes(stats.total)),
         ("Learned batch limit (after out-of-memory)", learned),
         ("Jobs in queue", str(ctx.queue.queue_length())),
     ]
-    table = "| | Memory |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
-    if stats.device == "cpu":
-        table += "\n\nNo CUDA GPU: figures are zero."
-    return table
+    if stats.device == "cpu":  # no GPU: its nine rows would all read 0 B
+        return (f"**No GPU on this server:** jobs run on the CPU. Model: {md_text(model_line)} · jobs in queue: "
+                f"{ctx.queue.queue_length()}. GPU memory figures and chart lines are left out.")
+    return "| | Memory |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 
 
 def charts(ctx: AppContext, ring: metrics.Ring = metrics.RING) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -187,9 +188,11 @@ def charts(ctx: AppContext, ring: metrics.Ring = metrics.RING) -> tuple[pd.DataF
     if not samples or time.time() - samples[-1].time > metrics.SAMPLE_SECONDS:
         samples.append(metrics.take_sample(ctx.queue))
     memory_rows, queue_rows = [], []
+    gpu_present = gpu.memory_stats().device != "cpu"  # without one, a GPU line is always zero
     for s in samples:
         when = datetime.fromtimestamp(s.time)
-        for series, value in (("GPU, this process", s.gpu_process), ("GPU, whole card", s.gpu_device_used),
+        for series, value in (("GPU, this process", s.gpu_process if gpu_present else None),
+                              ("GPU, whole card", s.gpu_device_used if gpu_present else None),
                               ("Host RSS", s.host_rss)):
             if value is not None:
                 memory_rows.append({"time": when, "GiB": round(value / 2**30, 3), "series": series})
@@ -200,6 +203,8 @@ def charts(ctx: AppContext, ring: metrics.Ring = metrics.RING) -> tuple[pd.DataF
 
 def _cleanup_report(result: dict) -> str:
     before, after = result["before"], result["after"]
+    if before.get("device") == "cpu":  # nothing on a GPU to free: no rows of 0 B
+        return "**Deep GPU cleanup done.** No GPU on this server, so there was no GPU memory to free."
     return (f"**Deep GPU cleanup done.** Freed {fmt_bytes(result['freed_bytes'])} "
             f"({result['freed_bytes']:,} bytes).  \nReserved: {fmt_bytes(before['reserved'])} → "
             f"{fmt_bytes(after['reserved'])} · allocated: {fmt_bytes(before['allocated'])} → "

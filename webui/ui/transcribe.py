@@ -3,7 +3,8 @@
 The job on screen is the page's `job_id`; the live view follows it (status, text so far, the
 downloads at the end) whichever way it got there: Start, a page opened while the user's job
 runs, or a click in the list of the user's other jobs. Jobs belong to the user, not the page,
-so closing or reloading the page costs nothing.
+so closing or reloading the page costs nothing. Once the job has ended, its lines show in the
+transcript view (transcript_view.py: the player, search, corrections) instead of the live box.
 """
 
 from __future__ import annotations
@@ -24,9 +25,25 @@ from .common import (
     LANGUAGES, POLL_SECONDS, SCRIPT_CHOICES, QUIET, RECENT_SECONDS, OnLoad, Screens, file_path, fmt_seconds, fmt_size, has_partial,
     note_html, segments_text, status_html, status_word, user_jobs, user_of,
 )
+from .transcript_view import TranscriptPanel
 
 OTHERS_SECONDS = 2.0  # how often the list of the user's other jobs is refreshed
 STARTING_JS = f"() => {json.dumps(note_html('<b>Starting…</b> sending the recording to the queue'))}"
+# The live box follows new text to its end, unless the reader has scrolled up (Gradio's own
+# autoscroll does not act on a read-only box updated by a generator).
+FOLLOW_JS = """() => {
+  const box = document.querySelector('#tx-text textarea');
+  if (!box) return;
+  if (!box.dataset.follow) {
+    box.dataset.follow = '1';
+    box.dataset.pinned = '1';
+    box.addEventListener('scroll', () => {
+      box.dataset.pinned = box.scrollTop + box.clientHeight >= box.scrollHeight - 24 ? '1' : '0';
+    });
+  }
+  if (!box.value) box.dataset.pinned = '1';  // a new job starts at its end
+  if (box.dataset.pinned !== '0') requestAnimationFrame(() => { box.scrollTop = box.scrollHeight; });
+}"""
 
 
 def build(ctx: AppContext, demo: gr.Blocks) -> OnLoad:
@@ -53,18 +70,20 @@ def build(ctx: AppContext, demo: gr.Blocks) -> OnLoad:
                 progress = gr.HTML(status_html(None), elem_id="tx-progress", elem_classes=["live-output"])
                 others = gr.Radio([], value=None, visible=False, elem_id="tx-others",
                                   label="Your other jobs (click one to show it here)")
-                text = gr.Textbox(label="Transcript", lines=14, max_lines=30, interactive=False,
-                                  buttons=["copy"], elem_id="tx-text", elem_classes=["live-output"])
-                player = gr.Audio(label="Audio", interactive=False, type="filepath", elem_id="tx-player")
-                with gr.Row():
+                text = gr.Textbox(label="Transcript so far", lines=14, max_lines=30, interactive=False,
+                                  buttons=["copy"], autoscroll=True, elem_id="tx-text", elem_classes=["live-output"])
+                with gr.Row(elem_classes=["dl-row"]):
                     downloads = [gr.DownloadButton(f"{fmt.upper()}", value=None, interactive=False, size="sm",
                                                    elem_id=f"tx-dl-{fmt}") for fmt in FORMATS]
+                panel = TranscriptPanel(ctx, "tx")
+                panel.build()
         job_id = gr.State("")
         timer = gr.Timer(OTHERS_SECONDS)
 
-    v = _View(ctx)
-    view = [job_id, progress, text, player, *downloads, cancel]  # a job put on screen
-    live = [job_id, progress, text, *downloads, cancel]          # what following it updates
+    v = _View(ctx, panel)
+    panel.wire(downloads)
+    view = [job_id, progress, text, *downloads, cancel, *panel.outputs]  # a job put on screen
+    live = view                                                          # what following it updates
     start.click(None, js=STARTING_JS, outputs=[progress], **QUIET)  # at once, before the server answers
     started = start.click(v.submit, inputs=[upload, mic, model, language, hotwords, itn_box, chinese], outputs=view,
                           **QUIET)
@@ -74,6 +93,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> OnLoad:
         event.then(v.follow, inputs=[job_id], outputs=live, **QUIET)
     gr.on([upload.change, mic.change], v.reset, inputs=[upload, mic], outputs=view, **QUIET)
     cancel.click(v.cancel, inputs=[job_id], outputs=None, **QUIET)
+    text.change(None, js=FOLLOW_JS, **QUIET)
     timer.tick(v.others, inputs=[job_id], outputs=[others], **QUIET)
     picked.then(v.others, inputs=[job_id], outputs=[others], **QUIET)
 
@@ -91,8 +111,9 @@ class _View:
     Whatever puts a job on screen (or clears it) tells `screens`, so the loop following the job
     shown before stops; the job itself runs on."""
 
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: AppContext, panel: TranscriptPanel | None = None) -> None:
         self.ctx = ctx
+        self.panel = panel or TranscriptPanel(ctx, "tx")
         self.screens = Screens()
 
     def submit(self, upload_path, mic_path, model_name, lang, hot, itn_on, chinese, request: gr.Request):
@@ -119,7 +140,7 @@ class _View:
         unfinished = [s for s in singles if not s.finished]
         ended = [s for s in singles if s.finished and (s.finished_at or 0.0) >= time.time() - RECENT_SECONDS]
         if not unfinished and not ended:
-            return [gr.skip()] * (5 + len(FORMATS))
+            return [gr.skip()] * _OUTPUTS
         return self._on_screen(request, (unfinished or sorted(ended, key=lambda s: s.finished_at))[-1])
 
     def show(self, jid: str | None, request: gr.Request):
@@ -134,7 +155,7 @@ class _View:
         self.screens.show(request, "")
         path = file_path(upload_path) or file_path(mic_path)
         if not path:
-            return "", status_html(None), "", None, *_downloads(), gr.Button(interactive=False)
+            return self._cleared(status_html(None))
         try:
             info = probe(path)
             line = (f"<b>Ready</b> · {Path(path).name} · {fmt_size(Path(path).stat().st_size)} · "
@@ -143,35 +164,43 @@ class _View:
         except InputError as exc:
             block = status_html(None, f"Cannot transcribe {Path(path).name}: {exc.reason}.")
         if self.screens.current(request):  # Start came right after the upload: its job stays on screen
-            return [gr.skip()] * (5 + len(FORMATS))
-        return "", block, "", None, *_downloads(), gr.Button(interactive=False)
+            return [gr.skip()] * _OUTPUTS
+        return self._cleared(block)
 
     async def follow(self, jid: str, request: gr.Request):
-        """Poll the job on screen: the text only when lines were added, the downloads at the end.
-        The first update also re-asserts the job and its Cancel, should a late reset have cleared them."""
+        """Poll the job on screen: the text only when lines were added, the downloads and the
+        transcript view at the end, then the view again once its player is ready. The first
+        update also re-asserts the job and its Cancel, should a late reset have cleared them."""
         skip, first, last_count = gr.skip(), True, None
         if not self.screens.shows(request, jid):
-            yield [skip] * (4 + len(FORMATS))
+            yield [skip] * _OUTPUTS
             return
         while self.screens.shows(request, jid):
             state = self.ctx.queue.get(jid)
             if state is None:
                 yield jid, status_html(None, "This job is no longer known to the server."), skip, *_downloads(), \
-                    gr.Button(interactive=False)
+                    gr.Button(interactive=False), *[skip] * 5
                 return
-            count = (len(state.segments), state.status)
+            if state.finished:
+                ended, player = await asyncio.to_thread(self._ended, state, request)
+                yield ended
+                if player is not None and player[0].state == "pending":
+                    html = await self.panel.player_html(player[1], self.ctx.visitor(request),
+                                                        lambda: self.screens.shows(request, jid))
+                    if html is not None:
+                        yield [skip] * (_OUTPUTS - 4) + [html, skip, skip, skip]
+                        return
+                yield [skip] * _OUTPUTS  # Gradio sends a generator's last update again when it ends
+                return
+            count = (len(state.segments), len(state.preview), state.status)
             text = segments_text(state) if count != last_count else skip
             last_count = count
-            if state.finished:
-                buttons = await asyncio.to_thread(self._finished_downloads, state)
-                yield jid, status_html(state), text, *buttons, gr.Button(interactive=False)
-                return
             yield (jid if first else skip), status_html(state), text, *[skip] * len(FORMATS), \
-                (gr.Button(interactive=True) if first else skip)
+                (gr.Button(interactive=True) if first else skip), *[skip] * 5
             first = False
             await asyncio.sleep(POLL_SECONDS)
         # The page moved on: end on a no-op, since Gradio sends a generator's last update again when it ends.
-        yield [skip] * (4 + len(FORMATS))
+        yield [skip] * _OUTPUTS
 
     def cancel(self, jid: str):
         if jid and self.ctx.queue.cancel(jid):
@@ -185,18 +214,39 @@ class _View:
 
     def _on_screen(self, request: gr.Request, state: JobState) -> list:
         self.screens.show(request, state.id)
-        running = not state.finished
-        return [state.id, status_html(state), segments_text(state), self._playable(state.path), *_downloads(),
-                gr.Button(interactive=running)]
+        if state.finished:
+            return self._ended(state, request)[0]
+        return [state.id, status_html(state), gr.Textbox(value=segments_text(state), visible=True), *_downloads(),
+                gr.Button(interactive=True), *self.panel.cleared()]
 
     def _message(self, request: gr.Request, message: str) -> list:
         self.screens.show(request, "")
-        return ["", status_html(None, message), gr.skip(), gr.skip(), *_downloads(), gr.Button(interactive=False)]
+        return ["", status_html(None, message), gr.skip(), *_downloads(), gr.Button(interactive=False),
+                *[gr.skip()] * 5]
 
-    def _playable(self, path: str) -> str | None:
-        """The recording for the player, if it is an upload (served from the upload folder)."""
-        uploads = Path(self.ctx.settings.upload_dir).resolve()
-        return path if Path(path).resolve().is_relative_to(uploads) else None
+    def _cleared(self, block: str) -> list:
+        return ["", block, gr.Textbox(value="", visible=True), *_downloads(), gr.Button(interactive=False),
+                *self.panel.cleared()]
+
+    def _record(self, state: JobState):
+        """The job's History record (None: History is not there, or never got the job)."""
+        if state.history_id is None or self.ctx.history is None:
+            return None
+        return self.ctx.history.get(state.history_id)
+
+    def _ended(self, state: JobState, request) -> tuple[list, tuple | None]:
+        """A job that has ended: its status, downloads and transcript view (from History, so a
+        saved correction shows everywhere); the live box goes. With (player, record) to wait for."""
+        record = self._record(state) if state.transcript is not None and state.segments else None
+        partial = state.status != DONE
+        if record is None or not record.segments:  # History could not keep it: the text stays in the box
+            return [state.id, status_html(state), gr.Textbox(value=segments_text(state), visible=True),
+                    *self._finished_downloads(state), gr.Button(interactive=False), *self.panel.cleared()], None
+        visitor = self.ctx.visitor(request)
+        panel, player = self.panel.render(record, visitor)
+        buttons = self.panel.downloads(record, visitor, " (partial)" if partial else "")
+        return [state.id, status_html(state), gr.Textbox(value="", visible=False), *buttons,
+                gr.Button(interactive=False), *panel], (player, record)
 
     def _finished_downloads(self, state: JobState) -> list:  # for the job's owner, who is watching it
         if state.transcript is None or not state.segments or not (state.status == DONE or has_partial(state)):
@@ -207,6 +257,9 @@ class _View:
             gr.Warning(f"{exc} The transcript is shown above: copy it from there.")
             return _downloads()
         return _downloads({f: str(files[f]) for f in FORMATS}, partial=state.status != DONE)
+
+
+_OUTPUTS = 4 + len(FORMATS) + 5  # job id, status, text, downloads, cancel, the transcript view's
 
 
 def _downloads(files: dict[str, str] | None = None, partial: bool = False) -> list:
