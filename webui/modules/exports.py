@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Sequence
 
 from .jobs import DONE, FAILED, JobState
 from .transcript import FORMATS, Transcript, render
+from .writers import write_atomic
 
 
 class ExportError(OSError):
@@ -45,20 +46,6 @@ def render_file(transcript: Transcript, fmt: str, revision: int | None = None) -
     return render(transcript, fmt)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """A temporary file, flushed to disk, renamed into place: never a truncated download."""
-    partial = path.with_name(f".{path.name}.part")
-    try:
-        with open(partial, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(partial, path)
-    finally:
-        try:
-            partial.unlink(missing_ok=True)
-        except OSError:
-            pass
 
 
 def write_transcript_files(transcript: Transcript, out_dir: Path, stem: str,
@@ -70,7 +57,7 @@ def write_transcript_files(transcript: Transcript, out_dir: Path, stem: str,
         out_dir.mkdir(parents=True, exist_ok=True)
         for fmt in formats:
             paths[fmt] = out_dir / f"{safe_stem(stem)}.{fmt}"
-            _write_atomic(paths[fmt], render_file(transcript, fmt, revision))
+            write_atomic(paths[fmt], render_file(transcript, fmt, revision))
     except OSError as exc:
         raise ExportError(f"Could not save the {transcript.file or stem} downloads in {out_dir}: {_reason(exc)}. "
                           "Free some space (or make the folder writable) and try again.", exc) from exc

@@ -86,12 +86,17 @@ def render(t: "Transcript", fmt: str) -> str:
 
 
 def write(t: "Transcript", fmt: str, out_dir: Path, stem: str) -> Path:
-    """Write atomically (a temporary file, flushed to disk, renamed into place): a full disk or
-    a kill leaves the previous file or none, never a truncated one. A full disk may only show at
-    the flush or the fsync, so both come before the rename."""
-    text = render(t, fmt)
+    """Write one format of `t` to OUT_DIR/STEM.FMT, atomically (write_atomic)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{stem}.{fmt}"
+    write_atomic(path, render(t, fmt))
+    return path
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """A temporary file, flushed to disk, renamed into place: a full disk or a kill leaves the
+    previous file or none, never a truncated one. A full disk may only show at the flush or the
+    fsync, so both come before the rename."""
     partial = path.with_name(f".{path.name}.part")
     try:
         with open(partial, "w", encoding="utf-8") as out:
@@ -104,6 +109,5 @@ def write(t: "Transcript", fmt: str, out_dir: Path, stem: str) -> Path:
             partial.unlink(missing_ok=True)
         except OSError:
             pass  # e.g. a read-only folder: there is no partial file, and the first error is the one to tell
-    return path
 
 
