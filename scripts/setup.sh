@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
 if [ "${WITH_BROWSER:-0}" = "1" ] && [ ! -x /usr/bin/chromium ]; then need_apt+=(chromium); fi
+# Real voices and music for the diarization tests and bench (tests/conversations.py).
+if [ "${WITH_TEST_VOICES:-0}" = "1" ] && [ ! -d /usr/share/games/fillets-ng/sound ]; then need_apt+=(asterisk-core-sounds-fr-g722 asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722 fillets-ng-data fillets-ng-data-cs fillets-ng-data-nl); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq

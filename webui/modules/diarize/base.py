@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import os
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
 SpanLike = tuple[float, float]  # (start, end) absolute seconds; a SpeechSpan also fits
+
+
+def cpu_threads() -> int:
+    """Threads for the stage's CPU work (network, BLAS, k-means): WEBUI_DIARIZE_THREADS, else 1.
+    Measured on the 2-core machine this was built on, two threads were slower than one for
+    everything here: bf16 torch 0.3 -> 0.6-6 s and ONNX 0.42 -> 0.64 s for 30 s of speech, and
+    clustering a 150 min meeting 1.6 s -> 28 s (threads spinning against each other). One
+    thread also leaves the other core to the transcription."""
+    value = os.environ.get("WEBUI_DIARIZE_THREADS", "")
+    return max(1, int(value)) if value.isdigit() else 1
+
+
+@contextlib.contextmanager
+def limited_threads() -> Iterator[None]:
+    """numpy's BLAS and scikit-learn's OpenMP on cpu_threads() threads for the block."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # comes with scikit-learn; without it, the libraries' own defaults
+        yield
+        return
+    with threadpool_limits(limits=cpu_threads()):
+        yield
 
 
 class DiarizationError(RuntimeError):

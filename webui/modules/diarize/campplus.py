@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -158,7 +159,8 @@ class CAMPPlus(nn.Module):
         layers: list[tuple[str, nn.Module]] = [("tdnn", TDNNLayer(self.head.out_channels, init_channels, 5, stride=2))]
         channels = init_channels
         for i, (count, kernel, dilation) in enumerate([(12, 3, 1), (24, 3, 2), (16, 3, 2)]):
-            layers.append((f"block{i + 1}", CAMDenseTDNNBlock(count, channels, growth, bn_size * growth, kernel, dilation)))
+            block = CAMDenseTDNNBlock(count, channels, growth, bn_size * growth, kernel, dilation)
+            layers.append((f"block{i + 1}", block))
             channels += count * growth
             layers.append((f"transit{i + 1}", TransitLayer(channels, channels // 2)))
             channels //= 2
@@ -180,11 +182,9 @@ class CAMPPlus(nn.Module):
             h = layer(h)
         return h
 
-    def dense_affine(self) -> tuple["np.ndarray", "np.ndarray"]:
+    def dense_affine(self) -> tuple[np.ndarray, np.ndarray]:
         """The last layer (linear + batch norm without affine) as one matrix and offset, for
         numpy: embedding = stats @ matrix + offset."""
-        import numpy as np
-
         dense = self.xvector.dense
         norm = dense.nonlinear.batchnorm
         scale = 1.0 / torch.sqrt(norm.running_var + norm.eps)

@@ -6,10 +6,12 @@ clean and noisy recordings. The eigengap adapts to each recording; thresholds ar
 as guards after it (merge near-identical clusters, accept a split only between clearly
 different voices), where a wide margin is safe.
 
-Past DENSE_MAX points the affinity is a sparse k-nearest-neighbour graph and the smallest
-eigenpairs come from ARPACK (eigsh on cI - L: the largest of a shifted matrix converge fast);
-the dense solver grows as n^3. Past MAX_POINTS an even subsample is clustered and every point
-then goes to the nearest cluster centre, so a 3 h recording clusters in seconds.
+The Laplacian is the normalised one, so the eigengap does not depend on how many neighbours
+each point kept. Past DENSE_MAX points the affinity is a sparse k-nearest-neighbour graph and
+the smallest eigenpairs of I - D^-1/2 A D^-1/2 come from ARPACK as the largest of
+D^-1/2 A D^-1/2 (largest eigenvalues converge fast; the dense solver grows as n^3). Past
+MAX_POINTS an even subsample is clustered and every point then goes to the nearest cluster
+centre, so a 150 min meeting (16k embeddings) clusters in under 2 s.
 
 The eigengap sees big clusters first: on a long meeting led by one voice, minor voices can hide
 inside one cluster. The split pass runs the same eigengap inside each cluster and keeps a split
@@ -22,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import DiarizeOptions, WindowEmbeddings, stack
+from .base import DiarizeOptions, WindowEmbeddings, limited_threads, stack
 
 DENSE_MAX = 1500
 MAX_POINTS = 6000
@@ -32,32 +34,51 @@ MERGE_SIMILARITY = 0.75  # cluster centres this alike are one voice
 SPLIT_SIMILARITY = 0.45  # a split is kept only if its parts' centres are below this
 SPLIT_MIN = 40           # points (20 s of speech): smaller clusters are not split
 SPLIT_PART = 0.05        # and no part of a split may be below this share of its cluster (or 10 points)
-SMALL = 12               # fewer points: no spectral clustering, only merging by similarity
+MINOR_POINTS = 5         # clusters smaller than this many points (2.5 s of speech) ...
+MINOR_SHARE = 0.01       # ... or this share of all points are absorbed by the nearest big one
+SHARED = 1.5             # seconds: embeddings closer than this share audio (embed.WINDOW)
+SMALL = 12               # fewer points: no spectral clustering, only merging by similarity ...
+SMALL_MERGE = 0.3        # ... down to this (windows of one voice are above it, of two mostly below)
 K_LIMIT = 20
 
 
-def cluster(embeddings: np.ndarray | Sequence[WindowEmbeddings], options: DiarizeOptions = DiarizeOptions()) -> np.ndarray:
-    """A speaker label per embedding row (0, 1, ... by first appearance in the input order)."""
-    vectors = stack(embeddings)[1] if not isinstance(embeddings, np.ndarray) else embeddings
+def cluster(embeddings: np.ndarray | Sequence[WindowEmbeddings],
+            options: DiarizeOptions = DiarizeOptions()) -> np.ndarray:
+    """A speaker label per embedding row (0, 1, ... by first appearance in the input order).
+    Given WindowEmbeddings, their times keep embeddings that share audio out of each other's
+    neighbourhoods; given a bare (n, dim) array, that guard is off."""
+    with limited_threads():
+        return _cluster(embeddings, options)
+
+
+def _cluster(embeddings, options: DiarizeOptions) -> np.ndarray:
+    if isinstance(embeddings, np.ndarray):
+        vectors, centres = embeddings, None
+    else:
+        times, vectors = stack(embeddings)
+        centres = times.mean(axis=1) if len(times) else None
     n = len(vectors)
     low, high = options.bounds(K_LIMIT)
     if n <= 1:
         return np.zeros(n, dtype=np.int64)
     x = _unit(vectors)
     anchors = np.linspace(0, n - 1, MAX_POINTS).round().astype(int) if n > MAX_POINTS else np.arange(n)
-    a = x[anchors]
-    if len(a) < SMALL:
-        labels = _merge(a, np.arange(len(a)), low)
+    a, t = x[anchors], None if centres is None else centres[anchors]
+    if len(a) < SMALL:  # a few seconds of speech: one voice unless clearly more
+        labels = _merge(a, np.arange(len(a)), low, SMALL_MERGE)
     else:
-        labels = _spectral(a, low, high)
+        labels = _absorb_minor(a, _spectral(a, t, low, high), low)
         if options.num_speakers is None:
             labels = _merge(a, labels, low)
             if options.split_pass:
-                labels = _merge(a, _split(a, labels, high), low)
+                labels = _merge(a, _split(a, t, labels, high), low)
     labels = _bound(a, labels, low, high)
-    if len(anchors) < n:
-        labels = _nearest(x, _centres(a, labels))
-    return _by_first_appearance(labels)
+    # Every point to its nearest cluster centre: the subsample's labels reach all points, and
+    # points that k-means put on the wrong side of a boundary come back.
+    final = _nearest(x, _centres(a, labels))
+    if len(np.unique(final)) < labels.max() + 1:  # a centre left with no points: keep the count
+        final[anchors] = labels
+    return _by_first_appearance(final)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -65,11 +86,11 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-6)
 
 
-def _spectral(x: np.ndarray, low: int, high: int) -> np.ndarray:
+def _spectral(x: np.ndarray, times: np.ndarray | None, low: int, high: int) -> np.ndarray:
     n = len(x)
     kmax = max(1, min(high, n - 1, K_LIMIT))
     low = min(low, kmax)
-    values, vectors = _eigen(_affinity(x), kmax + 1)
+    values, vectors = _eigen(_affinity(x, times), kmax + 1)
     if low == high or low == kmax:
         k = low if low == high else kmax
     else:
@@ -79,43 +100,64 @@ def _spectral(x: np.ndarray, low: int, high: int) -> np.ndarray:
         return np.zeros(n, dtype=np.int64)
     from sklearn.cluster import KMeans
 
-    return KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(vectors[:, :k]).astype(np.int64)
+    points = vectors[:, :k] / np.maximum(np.linalg.norm(vectors[:, :k], axis=1, keepdims=True), 1e-9)
+    return KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(points).astype(np.int64)
 
 
-def _affinity(x: np.ndarray):
-    """Cosine similarities, each row pruned to its nearest neighbours, made symmetric."""
+def _affinity(x: np.ndarray, times: np.ndarray | None):
+    """Cosine similarities, each row pruned to its nearest neighbours, made symmetric.
+
+    Embeddings pooled from overlapping audio (centres under SHARED seconds apart) are left out
+    of each other's neighbours: they are near copies, and with them in, the graph links mostly
+    neighbours in time and spectral clustering cuts a voice into stretches of time."""
     n = len(x)
-    keep = int(np.clip(PRUNE * n, *NEIGHBOURS))
-    keep = min(keep, n - 1)
+    keep = min(int(np.clip(PRUNE * n, *NEIGHBOURS)), n - 1)
     rows, cols, vals = [], [], []
     for lo in range(0, n, 1024):
         sim = x[lo:lo + 1024] @ x.T
-        top = np.argpartition(-sim, keep, axis=1)[:, : keep + 1]  # itself included
-        rows.append(np.repeat(np.arange(lo, lo + len(sim)), keep + 1))
+        if times is not None:
+            sim[np.abs(times[lo:lo + 1024, None] - times[None, :]) < SHARED] = -1.0
+        sim[np.arange(len(sim)), np.arange(lo, lo + len(sim))] = -1.0
+        top = np.argpartition(-sim, keep - 1, axis=1)[:, :keep]
+        rows.append(np.repeat(np.arange(lo, lo + len(sim)), keep))
         cols.append(top.ravel())
         vals.append(np.take_along_axis(sim, top, axis=1).ravel())
     from scipy.sparse import csr_matrix
 
     a = csr_matrix((np.maximum(np.concatenate(vals), 0.0), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
-    a.setdiag(0)
     a = 0.5 * (a + a.T)
     return a.toarray() if n <= DENSE_MAX else a.tocsr()
 
 
 def _eigen(a, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """The `count` smallest eigenpairs of the Laplacian D - A, ascending."""
+    """The `count` smallest eigenpairs of the normalised Laplacian I - D^-1/2 A D^-1/2, ascending
+    (normalised: the eigengap does not depend on how many neighbours each point has)."""
     degree = np.asarray(a.sum(axis=1)).ravel()
+    scale = 1.0 / np.sqrt(np.maximum(degree, 1e-9))
     if isinstance(a, np.ndarray):
-        values, vectors = np.linalg.eigh(np.diag(degree) - a)
+        values, vectors = np.linalg.eigh(np.eye(len(a)) - scale[:, None] * a * scale[None, :])
         return values[:count], vectors[:, :count]
     from scipy.sparse import diags
     from scipy.sparse.linalg import eigsh
 
-    shift = 2.0 * float(degree.max()) + 1.0  # above the Laplacian's largest eigenvalue
-    values, vectors = eigsh(diags(shift - degree) + a, k=count, which="LA", tol=1e-6,
-                            v0=np.ones(len(degree)), maxiter=5000)
-    order = np.argsort(shift - values)
-    return (shift - values)[order], vectors[:, order]
+    # The smallest of I - N are the largest of N = D^-1/2 A D^-1/2: ARPACK finds those fast.
+    normalised = diags(scale) @ a @ diags(scale)
+    values, vectors = eigsh(normalised, k=count, which="LA", tol=1e-6, v0=np.sqrt(degree), maxiter=5000)
+    order = np.argsort(-values)
+    return 1.0 - values[order], vectors[:, order]
+
+
+def _absorb_minor(x: np.ndarray, labels: np.ndarray, low: int) -> np.ndarray:
+    """Clusters of a few points (a cough, a laugh, one odd window) go to their nearest big one."""
+    labels = _compact(labels)
+    sizes = np.bincount(labels)
+    big = np.flatnonzero(sizes >= max(MINOR_POINTS, MINOR_SHARE * len(x)))
+    if len(big) == 0 or len(big) == len(sizes) or len(big) < low:
+        return labels
+    centres = _centres(x, labels)[big]
+    small = ~np.isin(labels, big)
+    labels[small] = big[np.argmax(x[small] @ centres.T, axis=1)]
+    return _compact(labels)
 
 
 def _centres(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -127,20 +169,22 @@ def _compact(labels: np.ndarray) -> np.ndarray:
     return np.unique(labels, return_inverse=True)[1].astype(np.int64)
 
 
-def _merge(x: np.ndarray, labels: np.ndarray, low: int) -> np.ndarray:
-    """Join the two most alike clusters while their centres are above MERGE_SIMILARITY."""
+def _merge(x: np.ndarray, labels: np.ndarray, low: int, threshold: float | None = None) -> np.ndarray:
+    """Join the two most alike clusters while their centres are above `threshold`."""
+    threshold = MERGE_SIMILARITY if threshold is None else threshold
     labels = _compact(labels)
     while labels.max() + 1 > low:
-        sim = _centres(x, labels) @ _centres(x, labels).T
+        centres = _centres(x, labels)
+        sim = centres @ centres.T
         np.fill_diagonal(sim, -1.0)
         i, j = np.unravel_index(np.argmax(sim), sim.shape)
-        if sim[i, j] < MERGE_SIMILARITY:
+        if sim[i, j] < threshold:
             break
         labels = _compact(np.where(labels == max(i, j), min(i, j), labels))
     return labels
 
 
-def _split(x: np.ndarray, labels: np.ndarray, high: int) -> np.ndarray:
+def _split(x: np.ndarray, times: np.ndarray | None, labels: np.ndarray, high: int) -> np.ndarray:
     """Look for more voices inside each big cluster (the eigengap of the cluster alone)."""
     labels = _compact(labels)
     for c in range(labels.max() + 1):
@@ -148,7 +192,8 @@ def _split(x: np.ndarray, labels: np.ndarray, high: int) -> np.ndarray:
         room = high - (labels.max() + 1)
         if len(members) < SPLIT_MIN or room < 1:
             continue
-        parts = _spectral(x[members], 1, min(room + 1, 4))
+        parts = _absorb_minor(x[members], _spectral(x[members], None if times is None else times[members], 1,
+                                                    min(room + 1, 4)), 1)
         if parts.max() == 0:
             continue
         sizes = np.bincount(parts)

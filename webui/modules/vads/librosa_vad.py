@@ -63,7 +63,9 @@ def noise_floor(rms: np.ndarray, hop_length: int) -> float | None:
     words. A low percentile of frames is not it: in dense speech a tenth of the frames are
     soft speech, 15 dB above the room, and soft words then fall under "noise + margin"."""
     width = max(1, int(round(NOISE_WINDOW * SAMPLE_RATE / hop_length)))
-    smoothed = np.sqrt(uniform_filter1d(rms.astype(np.float64) ** 2, size=width, mode="nearest"))
+    # The running mean of squares can dip a hair below 0 in float arithmetic over exact zeros.
+    power = uniform_filter1d(rms.astype(np.float64) ** 2, size=width, mode="nearest")
+    smoothed = np.sqrt(np.maximum(power, 0.0))
     heard = smoothed[smoothed >= DIGITAL_SILENCE]
     return float(heard.min()) if heard.size else None
 
