@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         with Spool() as spool:
-            planned = pipeline.plan(source, options, cap, "cpu", None if args.dry_run else spool.keep)
+            planned = pipeline.plan(source, options, cap, "cpu", None if args.dry_run else spool)
             limits = limits_for(planned.info.duration, options.max_segment, cap)
             settings = {
                 "max_segment": options.max_segment, "engine_cap": cap, "max_seconds": limits.max_seconds,

@@ -113,3 +113,38 @@ def test_odd_names_are_plain_arguments(tmp_path, name, monkeypatch):
     assert probe(path).duration == pytest.approx(1.5, abs=0.01)
     assert decode(path).size == pytest.approx(1.5 * SR, abs=2)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_the_scan_writes_the_same_samples_into_the_spool_as_a_streamed_decode(converted):
+    """ffmpeg writes straight into the spool's file; what lands there, the envelope and the
+    silences must be those of the streamed (piped) decode."""
+    from webui.modules.audio import ENVELOPE_HOP, _pcm_blocks, scan_silences
+    from webui.modules.spool import Spool
+
+    path = converted["clip.mp3"]
+    piped = np.concatenate(list(_pcm_blocks(Path(path))))
+    with Spool() as spool:
+        spool.keep(np.zeros(SR // 2, np.int16))  # something already there stays first
+        scan = scan_silences(path, into=spool)
+        assert spool.samples == SR // 2 + piped.size
+        np.testing.assert_array_equal(spool.read(0.5, spool.samples / SR), piped.astype(np.float32) / 32768)
+    hop = int(ENVELOPE_HOP * SR)
+    assert scan.duration == pytest.approx(piped.size / SR)
+    assert scan.envelope_db.size == -(-piped.size // hop)
+    power = np.mean((piped[:hop].astype(np.float64) / 32768) ** 2)
+    assert scan.envelope_db[0] == pytest.approx(10 * np.log10(max(power, 1e-10)), abs=0.01)
+    assert scan.silences == scan_silences(path).silences  # the same with a spool of its own
+
+
+def test_a_file_that_breaks_mid_way_is_a_clear_error_in_the_scan(tmp_path):
+    from webui.modules.audio import scan_silences
+
+    good = write_wav(tmp_path / "good.wav", tone(4.0, 300))
+    broken = tmp_path / "broken.flac"
+    ffmpeg("-i", str(good), str(broken))
+    data = bytearray(broken.read_bytes())
+    data[200:] = bytes(len(data) - 200)  # the stream info survives, the frames do not
+    broken.write_bytes(bytes(data))
+    with pytest.raises(InputError) as err:
+        scan_silences(broken)
+    assert "broken.flac" in str(err.value)

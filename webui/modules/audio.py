@@ -5,15 +5,19 @@ ffmpeg is always called with an argument list, never through a shell.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import queue
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Iterable, Iterator
+from typing import IO, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 
@@ -168,12 +172,12 @@ def _measure_duration(path: Path) -> float:
     return samples / SAMPLE_RATE
 
 
-def _decode_argv(path: Path, extra_filters: str = "") -> list[str]:
+def _decode_argv(path: Path, extra_filters: str = "", output: str = "pipe:1") -> list[str]:
     filters = "aresample=16000" + (f",{extra_filters}" if extra_filters else "")
     return [
         _require("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", *INPUT_GUARD, "-i", media_arg(path),
         "-map", "0:a:0", "-vn", "-sn", "-dn", "-af", filters,
-        "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1",
+        "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", "-acodec", "pcm_s16le", output,
     ]
 
 
@@ -276,40 +280,110 @@ def parse_silences(lines: Iterable[str], duration: float) -> list[Silence]:
     return silences
 
 
+class PcmFile(Protocol):
+    """An open regular file that ffmpeg appends 16 kHz int16 samples to (the run's spool)."""
+
+    def fileno(self) -> int: ...
+
+    def written(self) -> None:
+        """ffmpeg has appended samples through the descriptor: take them into account."""
+
+
+def _decode_to_file(path: Path, fd: int, extra_filters: str = "", lines: list[str] | None = None,
+                    while_running: Callable[[], bool] | None = None) -> None:
+    """ffmpeg writes the samples straight into `fd`: no pipe and no Python between the decoder
+    and the disk. Through a pipe, ffmpeg's small writes and our reads cost almost as much again
+    as an MP3 decode (measured on a 150 min MP3: 4.6 s against 2.6 s for the decode alone).
+    `while_running` is called until ffmpeg exits (it returns False when it found nothing to do)."""
+    lines = lines if lines is not None else []
+    argv = _decode_argv(path, extra_filters, output=f"pipe:{fd}")
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            pass_fds=(fd,))
+    reader = threading.Thread(target=_drain, args=(proc.stderr, lines), daemon=True)
+    reader.start()
+    try:
+        while proc.poll() is None:
+            if while_running is None or not while_running():
+                time.sleep(0.02)
+    finally:
+        if proc.poll() is None:  # the caller's work failed: stop the decoder too
+            proc.kill()
+        proc.wait()
+        reader.join(timeout=5)
+    if proc.returncode != 0:
+        tail = [ln for ln in lines if ln.strip()][-1:] or ["decoder failed"]
+        raise InputError(path, f"could not decode audio ({_short(tail[0], path)})")
+
+
+class _Envelope:
+    """The 100 ms loudness envelope (dB) of int16 samples in a file that ffmpeg is still writing:
+    read behind the decoder in whole hops, so on a second core it costs no wall time."""
+
+    def __init__(self, fd: int, first_byte: int) -> None:
+        self.fd, self.offset, self.samples = fd, first_byte, 0
+        self._hop = int(ENVELOPE_HOP * SAMPLE_RATE)
+        self._power: list[np.ndarray] = []
+
+    def read_whole_hops(self) -> bool:
+        """Take in what ffmpeg has written so far, in whole hops; False if there was nothing."""
+        ready = os.fstat(self.fd).st_size - self.offset
+        ready -= ready % (2 * self._hop)
+        if ready <= 0:
+            return False
+        while ready > 0:
+            ready -= self._take(os.pread(self.fd, min(ready, _READ_BYTES), self.offset))
+        return True
+
+    def read_rest(self) -> None:
+        """After ffmpeg exited: everything left, the last partial hop included."""
+        while raw := os.pread(self.fd, _READ_BYTES, self.offset):
+            self._take(raw)
+
+    def db(self) -> np.ndarray:
+        power = np.concatenate(self._power) if self._power else np.zeros(0, dtype=np.float32)
+        return 10.0 * np.log10(np.maximum(power, 1e-10)).astype(np.float32)
+
+    def _take(self, raw: bytes) -> int:
+        self.offset += len(raw)
+        block = to_float(np.frombuffer(raw, dtype="<i2", count=len(raw) // 2))
+        self.samples += block.size
+        whole = block.size - block.size % self._hop
+        frames = block[:whole].reshape(-1, self._hop)
+        self._power.append(np.einsum("ij,ij->i", frames, frames) / self._hop)  # mean power, no temporary
+        if whole < block.size:
+            rest = block[whole:]
+            self._power.append(np.array([np.mean(rest * rest)], dtype=np.float32))
+        return len(raw)
+
+
 def scan_silences(path: str | Path, noise_db: float = -30.0, min_silence: float = 1.2,
-                  keep: Callable[[np.ndarray], None] | None = None) -> SilenceScan:
-    """One decode pass: ffmpeg silencedetect plus a 100 ms loudness envelope; `keep` receives
-    every decoded int16 block, so the caller never has to decode the file a second time."""
+                  into: PcmFile | None = None) -> SilenceScan:
+    """One decode pass: ffmpeg silencedetect plus a 100 ms loudness envelope. The samples go
+    `into` the caller's spool, so the run never decodes the file a second time."""
     p = Path(path)
-    hop = int(ENVELOPE_HOP * SAMPLE_RATE)
-    energies: list[np.ndarray] = []
-    carry = np.zeros(0, dtype=np.float32)
-    samples = 0
     lines: list[str] = []
     detect = f"silencedetect=noise={noise_db}dB:d={min_silence}"
-    for pcm in _pcm_blocks(p, detect, lines):
-        if keep is not None:
-            keep(pcm)
-        samples += pcm.size
-        block = np.concatenate([carry, to_float(pcm)]) if carry.size else to_float(pcm)
-        whole = block.size - block.size % hop
-        frames = block[:whole].reshape(-1, hop)
-        energies.append(np.einsum("ij,ij->i", frames, frames) / hop)  # mean power, no temporary
-        carry = block[whole:]
-    if carry.size:
-        energies.append(np.array([np.mean(carry * carry)], dtype=np.float32))
-    duration = samples / SAMPLE_RATE
+    with contextlib.ExitStack() as stack:
+        target = into if into is not None else stack.enter_context(tempfile.TemporaryFile(prefix="longform-scan-"))
+        envelope = _Envelope(target.fileno(), os.fstat(target.fileno()).st_size)
+        _decode_to_file(p, target.fileno(), detect, lines, envelope.read_whole_hops)
+        if into is not None:
+            into.written()
+        envelope.read_rest()
+    duration = envelope.samples / SAMPLE_RATE
     if duration <= 0:
         raise InputError(path, "audio stream decodes to zero samples")
-    power = np.concatenate(energies) if energies else np.zeros(0, dtype=np.float32)
-    envelope = 10.0 * np.log10(np.maximum(power, 1e-10)).astype(np.float32)
-    return SilenceScan(tuple(parse_silences(lines, duration)), envelope, duration)
+    return SilenceScan(tuple(parse_silences(lines, duration)), envelope.db(), duration)
 
 
-def decode_into(path: str | Path, keep: Callable[[np.ndarray], None]) -> None:
-    """Decode the whole file, handing each int16 block to `keep` (a resumed run's spool)."""
-    for block in _pcm_blocks(Path(path)):
-        keep(block)
+def decode_into(path: str | Path, into: PcmFile | Callable[[np.ndarray], None]) -> None:
+    """Decode the whole file into a spool (a resumed run's), or hand each int16 block to a callable."""
+    if callable(into):
+        for block in _pcm_blocks(Path(path)):
+            into(block)
+        return
+    _decode_to_file(Path(path), into.fileno())
+    into.written()
 
 
 def stream_ranges(path: str | Path, ranges: Iterable[tuple[float, float]]) -> Iterator[np.ndarray]:

@@ -16,9 +16,7 @@ import logging
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterator
-
-import numpy as np
+from typing import Iterator
 
 from . import audio as audio_mod
 from .batching import Tally
@@ -37,14 +35,14 @@ log = logging.getLogger(__name__)
 
 
 def plan(path: str | Path, options: PipelineOptions, engine_cap: float | None, device: str = "cpu",
-         keep: Callable[[np.ndarray], None] | None = None, clock: StageClock | None = None) -> Planned:
+         into: audio_mod.PcmFile | None = None, clock: StageClock | None = None) -> Planned:
     """Probe, scan, cut and window: everything before the model (also used by the VAD view).
-    `keep` receives the decoded audio, so the run never decodes the file twice."""
+    The decoded audio goes `into` the run's spool, so the run never decodes the file twice."""
     clock = clock or StageClock()
     with clock("probe"):
         info = audio_mod.probe(path)
     with clock("decode + silence scan"):
-        scan = audio_mod.scan_silences(path, options.silence_noise_db, options.silence_min, keep)
+        scan = audio_mod.scan_silences(path, options.silence_noise_db, options.silence_min, into)
     with clock("cut plan"):
         limits = limits_for(scan.duration, options.max_segment, engine_cap)
         segments = plan_segments(scan.duration, scan.silences, scan.envelope_db, limits)
@@ -65,10 +63,10 @@ def _run(path: str | Path, options: PipelineOptions, engine: Engine, cancel: thr
     yield Progress("scan", 0, 1, "finding silences")
     with clock("scan"):
         if resume is None:
-            planned = plan(path, options, engine.max_input_seconds, engine.device, spool.keep)
+            planned = plan(path, options, engine.max_input_seconds, engine.device, spool)
         else:  # the stored plan; the audio is decoded once more, for the windows still to do
             planned = resume.plan
-            audio_mod.decode_into(path, spool.keep)
+            audio_mod.decode_into(path, spool)
     info, segments = planned.info, planned.segments
     yield planned
     yield Progress("scan", 1, 1, f"{len(segments)} segments of at most {planned.max_seconds:g} s")

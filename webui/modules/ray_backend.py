@@ -184,10 +184,10 @@ def transcribe(path: str | Path, options: PipelineOptions, pool: Pool, cancel: t
         yield Progress("scan", 0, 1, "finding silences")
         with clock("scan"):
             if resume is None:
-                planned = plan(path, options, pool.max_input_seconds, pool.device, spool.keep)
+                planned = plan(path, options, pool.max_input_seconds, pool.device, spool)
             else:
                 planned = resume.plan
-                audio_mod.decode_into(path, spool.keep)
+                audio_mod.decode_into(path, spool)
         info, segments = planned.info, planned.segments
         yield planned
         yield Progress("scan", 1, 1, f"{len(segments)} segments of at most {planned.max_seconds:g} s")

@@ -25,6 +25,14 @@ class Spool:
         self._file.write(np.ascontiguousarray(block, dtype="<i2").data)  # no copy: the buffer itself
         self.samples += block.size
 
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def written(self) -> None:
+        """ffmpeg appended samples through the descriptor (audio.scan_silences): count them."""
+        self._file.seek(0, os.SEEK_END)
+        self.samples = self._file.tell() // _BYTES
+
     def read(self, start: float, end: float) -> np.ndarray:
         """Float32 samples of [start, end) seconds; what lies past the end is simply absent."""
         first = min(self.samples, max(0, int(round(start * SAMPLE_RATE))))

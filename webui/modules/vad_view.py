@@ -68,7 +68,7 @@ def inspect_vad(path: str | Path, options: PipelineOptions, engine_cap: float | 
     make_chunk(Segment(0, 0.0, 0.1), np.full(1600, 0.1, np.float32), options.vad)
     clock = StageClock()
     with Spool() as spool:
-        planned = pipeline.plan(path, options, engine_cap, keep=spool.keep, clock=clock)
+        planned = pipeline.plan(path, options, engine_cap, into=spool, clock=clock)
         info, segments, max_seconds = planned.info, planned.segments, planned.max_seconds
         bucket_seconds = max(info.duration / buckets, 1.0 / audio_mod.SAMPLE_RATE)
         peaks = np.zeros(int(np.ceil(info.duration / bucket_seconds)) + 1, dtype=np.float32)
