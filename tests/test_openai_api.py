@@ -361,3 +361,73 @@ def test_diarized_json_labels_two_readers(server: Server, tmp_path: Path) -> Non
                                                               response_format="verbose_json",
                                                               extra_body={"num_speakers": "2"})
     assert {s.model_extra["speaker"] for s in verbose.segments} == {"Speaker 1", "Speaker 2"}
+
+
+def _data_url(path: Path) -> str:
+    kind = {".wav": "wav", ".flac": "flac"}[path.suffix]
+    return f"data:audio/{kind};base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def test_known_speakers_name_their_voices(server: Server, tmp_path: Path) -> None:
+    """known_speaker_names[] with a reference clip each (clips that are not in the recording):
+    each reader's lines carry the name given for their voice."""
+    import numpy as np
+    import soundfile as sf
+
+    from tests.test_diarize_pipeline import FEMALE, MALE, _decode
+
+    parts, truth, at = [], [], 0.0
+    for her, his in zip(FEMALE[:2], MALE[:2]):
+        for name, who in ((her, "Elinor"), (his, "Gabriel")):
+            clip = _decode(DATA / name)
+            truth.append((at, at + clip.size / 16000, who))
+            parts += [clip, np.zeros(8000, np.float32)]
+            at += clip.size / 16000 + 0.5
+    path = tmp_path / "two.wav"
+    sf.write(path, np.concatenate(parts), 16000)
+    references = [DATA / "librivox_sense_and_sensibility_01_austen_64kb-0920.wav", DATA / "1089-134691-0001.flac"]
+    with open(path, "rb") as f:
+        body = client(server).audio.transcriptions.with_raw_response.create(
+            file=f, model="whisper-1", language="en", response_format="diarized_json",
+            known_speaker_names=["Elinor", "Gabriel"], known_speaker_references=[_data_url(p) for p in references],
+        ).http_response.json()
+    for s in body["segments"]:
+        middle = (s["start"] + s["end"]) / 2
+        assert s["speaker"] == next(w for a, b, w in truth if a - 0.5 <= middle <= b + 0.5), (s, truth)
+    assert {t["speaker"] for t in body["speakers"]} == {"Elinor", "Gabriel"}
+    with open(path, "rb") as f:  # the names without [] (speaches' spelling), in verbose_json
+        verbose = client(server).audio.transcriptions.create(
+            file=f, model="whisper-1", language="en", response_format="verbose_json",
+            extra_body={"known_speaker_names": "Elinor", "known_speaker_references": _data_url(references[0])})
+    assert {s.model_extra["speaker"] for s in verbose.segments} == {"Elinor", "Speaker 2"}
+
+
+def test_known_speakers_bad_input_is_a_400_naming_the_field(server: Server) -> None:
+    api = client(server)
+    before = uploads_left(server)
+    good = _data_url(DATA / "1089-134691-0001.flac")
+    cases = [
+        ({"known_speaker_names": ["A", "B"], "known_speaker_references": [good]}, "known_speaker_names", "2 name(s)"),
+        ({"known_speaker_names": ["A"], "known_speaker_references": ["https://example.com/a.wav"]},
+         "known_speaker_references", "must be a data URL"),
+        ({"known_speaker_names": ["A"], "known_speaker_references": ["data:audio/wav;base64,!!not base64!!"]},
+         "known_speaker_references", "not valid base64"),
+        ({"known_speaker_names": ["A"],
+          "known_speaker_references": ["data:audio/wav;base64," + base64.b64encode(b"not audio " * 100).decode()]},
+         "known_speaker_references", "known_speaker_references[0] cannot be read"),
+        ({"known_speaker_names": list("ABCDE"), "known_speaker_references": [good] * 5},
+         "known_speaker_references", "At most 4"),
+        ({"known_speaker_names": ["\x07bell"], "known_speaker_references": [good]}, "known_speaker_names", "control"),
+        ({"known_speaker_names": ["A"], "known_speaker_references": ["data:audio/wav;base64," + "A" * 1_500_000]},
+         "known_speaker_references", "send 2-10 s of the voice"),
+    ]
+    for fields, param, message in cases:
+        with pytest.raises(openai.BadRequestError) as err:
+            api.audio.transcriptions.create(file=("go.wav", GO.read_bytes()), model="whisper-1", **fields)
+        assert err.value.body["param"] == param and message in err.value.body["message"], err.value.body
+        assert "Traceback" not in err.value.response.text
+    # the names without [] are the same fields (speaches' and curl's spelling)
+    code, body = curl(server, "-F", f"file=@{GO}", "-F", "known_speaker_names=A", "-F", "known_speaker_names=B",
+                      "-F", f"known_speaker_references={good}")
+    assert code == 400 and json.loads(body)["error"]["param"] == "known_speaker_names"
+    assert uploads_left(server) == before  # every refused upload is gone

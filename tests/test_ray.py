@@ -111,3 +111,33 @@ def test_bundled_whisper_on_two_actors_matches_one_process(cluster):
             assert finished.transcript.to_dict() == local(path, options, whisper_engine).transcript.to_dict()
     finally:
         pool.close()
+
+
+def test_speaker_embeddings_are_made_in_the_workers_and_label_as_one_process(echo_pool, tmp_path):
+    """--ray with diarization: each window's embeddings come back from the actor that ran it
+    (the driver computes none), the checkpoint holds them, and the labels are the local run's."""
+    import numpy as np
+    import soundfile as sf
+
+    from tests.test_diarize_pipeline import FEMALE, MALE, _decode
+    from webui.modules.diarize.base import DiarizeOptions
+
+    parts = []
+    for her, his in zip(FEMALE[:2], MALE[:2]):
+        parts += [_decode(DATA / her), np.zeros(8000, np.float32), _decode(DATA / his), np.zeros(8000, np.float32)]
+    path = tmp_path / "two.wav"
+    sf.write(path, np.concatenate(parts), 16000)
+    options = PipelineOptions(itn=False, retry_tail_seconds=0.0, max_segment=10.0, window_seconds=10.0,
+                              first_window_seconds=10.0, diarize=DiarizeOptions())
+    store = checkpoint.Sidecar(tmp_path / "cp.jsonl")
+    events = list(checkpoint.persist(ray_backend.transcribe(path, options, echo_pool), store, path, options, False))
+    windows = [e for e in events if isinstance(e, WindowDone)]
+    assert len(windows) >= 2 and all(w.speakers and w.speakers["vectors"] for w in windows)
+    expected = local(path, options)
+    got = events[-1]
+    assert got.transcript == expected.transcript and not got.stats.diarize_warning
+    assert {t.speaker for t in got.transcript.turns} == {"Speaker 1", "Speaker 2"}
+    assert [v.speaker for v in got.transcript.voices] == ["Speaker 1", "Speaker 2"]
+    resume = checkpoint.resume_from(path, options, *store.load())
+    assert [w.speakers for w in sorted(resume.done, key=lambda w: w.index)] == \
+        [w.speakers for w in sorted(windows, key=lambda w: w.index)]

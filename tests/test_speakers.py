@@ -51,3 +51,12 @@ def test_history_keeps_the_speaker_turns_and_labels(tmp_path) -> None:
     stored = history.get(job).to_transcript()
     assert stored.segments[0].speaker == "Speaker 2" and stored.segments[0].words[0].speaker == "Speaker 2"
     assert render(stored, "rttm") == "SPEAKER a_b 1 0.000 1.200 <NA> <NA> Speaker_2 <NA> <NA>\n"
+
+
+def test_a_known_name_that_looks_like_a_number_never_doubles_a_label():
+    from webui.modules.speakers import _labels
+
+    assert _labels([0, 1, 2], {}) == {0: "Speaker 1", 1: "Speaker 2", 2: "Speaker 3"}
+    named = _labels([0, 1, 2], {2: "Speaker 2"})  # a profile called "Speaker 2" matched the third voice
+    assert named[2] == "Speaker 2" and len(set(named.values())) == 3
+    assert _labels([0, 1], {0: "Carlo"}) == {0: "Carlo", 1: "Speaker 2"}

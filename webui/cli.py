@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: greedy for English, beam 5 for Chinese, Japanese and Korean)")
     t.add_argument("--diarize", action="store_true",
                    help="label who speaks (offline CAM++ speaker embeddings, one clustering per recording); "
-                        "the count is found automatically unless given below")
+                        "the count is found automatically unless given below; voice profiles are the web "
+                        "app's and the API's (per user), so the CLI labels Speaker 1, 2, ...")
     t.add_argument("--speakers", type=int, default=None, metavar="N", help="exactly N speakers (implies --diarize)")
     t.add_argument("--min-speakers", type=int, default=None, metavar="N", help="at least N (implies --diarize)")
     t.add_argument("--max-speakers", type=int, default=None, metavar="N", help="at most N (implies --diarize)")

@@ -15,7 +15,7 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -25,6 +25,10 @@ from .transcript import Transcript
 STATUSES = history_db.STATUSES
 _OPEN = "status IN ('queued', 'running')"  # a job still owned by a runner
 _RUNNING = "status = 'running'"
+# A job one of whose lines has the speaker: the newest revision's lines, else the job's own.
+_SPOKEN_BY = ("EXISTS (SELECT 1 FROM json_each(COALESCE((SELECT r.segments FROM revisions AS r"
+              " WHERE r.job_id = jobs.id ORDER BY r.number DESC LIMIT 1), jobs.segments)) AS line"
+              " WHERE lower(json_extract(line.value, '$.speaker')) = lower(?))")
 
 
 def _iso(moment: datetime | None = None) -> str:
@@ -72,6 +76,7 @@ class JobRecord:
     archived: bool
     owner: str = ""
     speakers: list[dict] = field(default_factory=list)  # the diarizer's turns, when it ran
+    voices: list[dict] = field(default_factory=list)  # each speaker's centroid (transcript.SpeakerVoice)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "JobRecord":
@@ -79,6 +84,7 @@ class JobRecord:
         data["settings"] = json.loads(data["settings"])
         data["segments"] = json.loads(data["segments"])
         data["speakers"] = json.loads(data.get("speakers") or "[]")
+        data["voices"] = json.loads(data.get("voices") or "[]")
         data["archived"] = bool(data["archived"])
         return cls(**data)
 
@@ -168,9 +174,10 @@ class History:
         data = transcript.to_dict()
         return self._update(
             "UPDATE jobs SET status = ?, error = ?, finished_at = ?, duration = ?, text = ?,"
-            f" text_itn = ?, language = ?, segments = ?, speakers = ? WHERE id = ? AND {_OPEN}",
+            f" text_itn = ?, language = ?, segments = ?, speakers = ?, voices = ? WHERE id = ? AND {_OPEN}",
             (status, error, _iso(), transcript.duration, transcript.text, transcript.text_itn, transcript.language,
-             json.dumps(data["segments"], ensure_ascii=False), json.dumps(data.get("speakers", [])), job_id),
+             json.dumps(data["segments"], ensure_ascii=False), json.dumps(data.get("speakers", [])),
+             json.dumps([asdict(v) for v in transcript.voices], ensure_ascii=False), job_id),
         ) > 0
 
     def fail_job(self, job_id: int, error: str, status: str = "failed") -> bool:
@@ -234,10 +241,12 @@ class History:
 
     def search(self, text: str = "", name: str = "", date_from: date | str | None = None,
                date_to: date | str | None = None, status: str | Iterable[str] | None = None,
-               include_archived: bool = False, limit: int = 100, owner: str | None = None) -> list[JobRecord]:
+               include_archived: bool = False, limit: int = 100, owner: str | None = None,
+               speaker: str = "") -> list[JobRecord]:
         """Newest jobs first. Every whitespace-separated word of `text` must occur in the
         file name, text or ITN text; `name` is a substring of the file name; the date
-        range is inclusive, in UTC days."""
+        range is inclusive, in UTC days; `speaker` is a line's speaker (the whole name; A-Z in any case) in
+        the job's newest revision, or in its own lines when it has none."""
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
         where: list[str] = []
@@ -249,6 +258,9 @@ class History:
         if name:
             where.append("file_name LIKE ? ESCAPE '\\'")
             params.append(_like(name))
+        if speaker.strip():
+            where.append(_SPOKEN_BY)
+            params.append(" ".join(speaker.split()))  # stored names have their spaces collapsed too
         first = _day(date_from) if date_from else None
         last = _day(date_to) if date_to else None
         if first and last and first > last:

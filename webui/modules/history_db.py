@@ -107,6 +107,20 @@ MIGRATIONS: list[list[str]] = [
     [  # the diarizer's speaker turns (RTTM, the page's talk-time summary); the lines carry their speaker
         "ALTER TABLE jobs ADD COLUMN speakers TEXT NOT NULL DEFAULT '[]'",
     ],
+    [  # voice profiles (voice_profiles.py): a user's named voices, embeddings only, never audio;
+       # and each job's speaker centroids, so a speaker of a finished job can become a profile
+        """CREATE TABLE voice_profiles (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            owner TEXT NOT NULL,
+            name TEXT NOT NULL,
+            vector BLOB NOT NULL,
+            embeddings INTEGER NOT NULL CHECK (embeddings >= 1),
+            clips INTEGER NOT NULL DEFAULT 1,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE UNIQUE INDEX voice_profiles_owner_name ON voice_profiles (owner, name COLLATE NOCASE)",
+        "ALTER TABLE jobs ADD COLUMN voices TEXT NOT NULL DEFAULT '[]'",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -16,11 +16,12 @@ import logging
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator
 
 from . import audio as audio_mod
-from . import pipeline
+from . import pipeline, voice_profiles
 from .audio import InputError
 from .engines import EngineError, get_engine
 from .engines.base import Engine, EngineSettings
@@ -77,6 +78,8 @@ class JobQueue:
         (resumed after a restart), so no new row is made."""
         info = audio_mod.probe(path)
         file_name = name or Path(path).name
+        if history_id is None:  # a resumed job keeps the profiles it was queued with (its stored options)
+            options = self._with_profiles(options, owner)
         # One submit at a time from the limit check to the queue: two submits of one user cannot
         # both pass the limit, and a shutdown cannot fall between the History row and the queue
         # (a refused submit would leave a row that the next start runs).
@@ -103,6 +106,20 @@ class JobQueue:
                 self._ensure_worker_locked()
                 self._wakeup.notify_all()
         return job.id
+
+    def _with_profiles(self, options: PipelineOptions, owner: str) -> PipelineOptions:
+        """A diarizing job looks for its owner's voice profiles too (names given with the request,
+        the API's reference clips, come first). Profiles that cannot be read are only logged."""
+        if options.diarize is None or self.history is None:
+            return options
+        try:
+            profiles = voice_profiles.known_speakers(self.history.path, owner)
+        except Exception:
+            log.exception("could not read the voice profiles of %r; the job runs without them", owner)
+            return options
+        given = {k.name.casefold() for k in options.diarize.known}
+        known = options.diarize.known + tuple(p for p in profiles if p.name.casefold() not in given)
+        return replace(options, diarize=replace(options.diarize, known=known))
 
     def get(self, job_id: str) -> JobState | None:
         with self._lock:

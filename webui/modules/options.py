@@ -34,7 +34,7 @@ class PipelineOptions:
     # Accurate mode: fewer errors for more time (Whisper: beam 5 for every language, temperature
     # fallback: engines/whisper_ct2.py). The engine reads it from `engine.accurate`, which follows this.
     accurate: bool = False
-    # Who spoke (diarize/): None = off. Off by default: on the CPU it adds about a tenth to a
+    # Who spoke (diarize/): None = off. Off by default: on the CPU it adds roughly a quarter to a
     # run's time, and a lecture or a dictation has one voice.
     diarize: DiarizeOptions | None = None
 
@@ -65,3 +65,39 @@ def options_from_record(data: dict) -> PipelineOptions:
     top.setdefault("accurate", engine.accurate)
     diarize = build(DiarizeOptions, data["diarize"]) if isinstance(data.get("diarize"), dict) else None
     return replace(build(PipelineOptions, top), engine=engine, vad=build(VadOptions, data.get("vad")), diarize=diarize)
+
+
+MAX_PAGE_SPEAKERS = 20  # the page offers 1..20 speakers; the CLI and the APIs allow more
+
+
+def diarize_choice(on: object, count: object, low: object = None, high: object = None) -> DiarizeOptions | None:
+    """The page's "Who spoke" choices as DiarizeOptions (None when off). `count` is "auto" or an
+    exact number; `low`/`high` optional bounds ("any" or empty: none). The values come from a web page: ValueError,
+    one sentence for the page, for anything but whole numbers 1..20 with min ≤ max."""
+    if not on:
+        return None
+    auto = str(count or "").strip().lower() in ("", "auto")
+    exact = None if auto else _speaker_count(count, "The number of speakers")
+    least, most = _speaker_count(low, "The minimum number of speakers"), \
+        _speaker_count(high, "The maximum number of speakers")
+    if least is not None and most is not None and least > most:
+        raise ValueError(f"The minimum number of speakers ({least}) is above the maximum ({most}).")
+    if exact is not None:  # an exact count decides; bounds it contradicts are a mistake worth saying
+        if (least is not None and exact < least) or (most is not None and exact > most):
+            raise ValueError(f"{exact} speakers is outside the minimum and maximum you set.")
+        return DiarizeOptions(num_speakers=exact)
+    return DiarizeOptions(min_speakers=least, max_speakers=most)
+
+
+def _speaker_count(value: object, what: str) -> int | None:
+    """A whole number 1..MAX_PAGE_SPEAKERS from a page value (None: left empty)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "any")):
+        return None
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        number = float("nan")
+    if isinstance(value, bool) or not number.is_integer() or not 1 <= number <= MAX_PAGE_SPEAKERS:
+        raise ValueError(f"{what} must be a whole number from 1 to {MAX_PAGE_SPEAKERS}, "
+                         f"not {str(value)[:20]!r}.")
+    return int(number)

@@ -18,6 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
+
 from . import audio as audio_mod
 from .batching import Tally
 from .engines import get_engine
@@ -26,7 +28,7 @@ from .events import Cancelled, Event, Finished, Planned, Progress, Resume, RunSt
 from .merge import assemble
 from .options import PipelineOptions
 from .segment import limits_for, plan_segments, plan_windows
-from .speakers import diarize_results, window_speakers
+from .speakers import Labelled, diarize_results, window_speakers
 from .spool import Spool
 from .transcript import SegmentResult
 from .windows import by_utterance, segments_of, transcribe_window  # noqa: F401  (by_utterance: re-exported)
@@ -103,16 +105,12 @@ def _run(path: str | Path, options: PipelineOptions, engine: Engine, cancel: thr
         language, totals = done.language, tally
         yield Progress("transcribe", _window(planned, n)[-1].end, info.duration)
 
-    turns, diarize_warning = [], ""
-    if options.diarize is not None:
-        with clock("diarize"):  # one clustering over the whole recording: one label per voice for hours
-            labelled = diarize_results(results, [speakers.get(n) for n in range(len(planned.windows))],
-                                       options.diarize)
-        results, turns, diarize_warning = labelled.results, labelled.turns, labelled.warning
+    labelled = speakers_at_end(results, speakers, len(planned.windows), options, clock)
+    results, diarize_warning = labelled.results, labelled.warning
     yield Progress("itn", 0, 1)
     with clock("itn"):
         transcript, fallbacks = assemble(info, engine.name, results, language, options)
-        transcript.turns = turns
+        transcript.turns, transcript.voices = labelled.turns, list(labelled.voices)
     stats = RunStats(
         segments=len(segments), skipped_silent=totals.skipped, batches=totals.batches,
         second_passes=totals.second_passes, speech_seconds=round(sum(r.speech_seconds for r in results), 3),
@@ -123,11 +121,26 @@ def _run(path: str | Path, options: PipelineOptions, engine: Engine, cancel: thr
     yield Finished(transcript, stats)
 
 
+def speakers_at_end(results: list[SegmentResult], speakers: dict[int, dict | None], windows: int,
+                    options: PipelineOptions, clock: StageClock) -> Labelled:
+    """One clustering over the whole recording (one label per voice for hours), known voices
+    named; the lines as they are when not diarizing."""
+    if options.diarize is None:
+        return Labelled(results, [])
+    with clock("diarize"):
+        return diarize_results(results, [speakers.get(n) for n in range(windows)], options.diarize)
+
+
 def _window_speakers(spool: Spool, planned: Planned, n: int, done, device: str) -> dict | None:
-    """The window's speaker embeddings, or None (logged) if they cannot be made: the text goes on."""
     first, last = _window(planned, n)[0], _window(planned, n)[-1]
+    return embeddings_or_none(spool.read(first.start, last.end), first.start, n, done, device)
+
+
+def embeddings_or_none(samples: np.ndarray, start: float, n: int, done, device: str) -> dict | None:
+    """Window n's speaker embeddings, or None (logged) if they cannot be made: the text goes on.
+    (Also what a Ray worker runs, on the window's audio it was sent.)"""
     try:
-        return window_speakers(spool.read(first.start, last.end), first.start, done.results, device)
+        return window_speakers(samples, start, done.results, device)
     except Exception:
         log.exception("speaker embeddings failed for window %d; the transcript goes on without labels", n)
         return None

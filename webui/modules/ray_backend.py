@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -84,8 +84,17 @@ class _Worker:
 
     def window(self, planned: Planned, n: int, pcm: Sequence[np.ndarray], options: PipelineOptions,
                language: str) -> WindowDone:
-        audio = (audio_mod.to_float(p) for p in pcm)
-        return run_window(planned, n, audio, self.engine, options, language)
+        segments = [audio_mod.to_float(p) for p in pcm]
+        done = run_window(planned, n, iter(segments), self.engine, options, language)
+        if options.diarize is None:
+            return done
+        # The window's speaker embeddings here, beside its text, from the audio already sent:
+        # checkpointed with the window as in one process; only the clustering runs on the driver.
+        from .pipeline import embeddings_or_none
+
+        start = segments_of(planned, n)[0].start
+        return replace(done, speakers=embeddings_or_none(_window_audio(planned, n, segments), start, n, done,
+                                                         self.engine.device))
 
     def file(self, path: str, options: PipelineOptions) -> list:
         from .pipeline import transcribe
@@ -166,6 +175,21 @@ class Pool:
         self.actors = []
 
 
+def _window_audio(planned: Planned, n: int, segments: Sequence[np.ndarray]) -> np.ndarray:
+    """Window n's audio from its segments' samples, as the driver's spool reads the window whole
+    (segments at their sample offsets, a gap between them silent, nothing past the last sample)."""
+    window = segments_of(planned, n)
+    first = int(round(window[0].start * audio_mod.SAMPLE_RATE))
+    out = np.zeros(max(0, int(round(window[-1].end * audio_mod.SAMPLE_RATE)) - first), np.float32)
+    filled = 0
+    for segment, samples in zip(window, segments):
+        at = int(round(segment.start * audio_mod.SAMPLE_RATE)) - first
+        piece = samples[: max(0, out.size - at)]
+        out[at:at + piece.size] = piece
+        filled = max(filled, at + piece.size)
+    return out[:filled]
+
+
 def _pcm(spool: Spool, planned: Planned, n: int) -> list[np.ndarray]:
     """Window n's segments as int16 (the spool's floats are int16 / 32768 exactly, so this is lossless)."""
     return [np.multiply(spool.read(s.start, s.end), 32768, dtype=np.float32).astype("<i2")
@@ -177,7 +201,7 @@ def transcribe(path: str | Path, options: PipelineOptions, pool: Pool, cancel: t
     """pipeline.transcribe for one recording, its windows spread over the pool's actors."""
     import ray
 
-    from .pipeline import _missing, plan
+    from .pipeline import _missing, plan, speakers_at_end
 
     clock = StageClock()
     with Spool() as spool:
@@ -253,15 +277,18 @@ def transcribe(path: str | Path, options: PipelineOptions, pool: Pool, cancel: t
                     yield Progress("transcribe", sum(segments_of(planned, k)[-1].end - segments_of(planned, k)[0].start
                                                      for k in done), info.duration)
 
+    labelled = speakers_at_end(results(), {k: w.speakers for k, w in done.items()}, len(planned.windows), options,
+                               clock)
+    all_results = labelled.results
     yield Progress("itn", 0, 1)
-    all_results = results()
     with clock("itn"):
         transcript, fallbacks = assemble(info, pool.name, all_results, language, options)
+        transcript.turns, transcript.voices = labelled.turns, list(labelled.voices)
     stats = RunStats(
         segments=len(segments), skipped_silent=totals.skipped, batches=totals.batches,
         second_passes=totals.second_passes, speech_seconds=round(sum(r.speech_seconds for r in all_results), 3),
         max_segment_seconds=planned.max_seconds, itn_fallbacks=fallbacks, resumed_windows=resumed,
-        missing_seconds=_missing(planned), seconds_by_stage=clock.totals(),
+        missing_seconds=_missing(planned), seconds_by_stage=clock.totals(), diarize_warning=labelled.warning,
     )
     yield Finished(transcript, stats)
 

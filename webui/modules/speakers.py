@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from .diarize.base import DiarizeOptions
-from .transcript import SegmentResult, SpeakerTurn, TimedText, Word, join_texts
+from .transcript import SegmentResult, SpeakerTurn, SpeakerVoice, TimedText, Word, join_texts
 
 log = logging.getLogger(__name__)
 FAILED = "Speaker labels are missing: diarization failed ({}). The transcript is complete."
@@ -26,6 +26,7 @@ class Labelled:
     results: list[SegmentResult]
     turns: list[SpeakerTurn]
     warning: str = ""
+    voices: tuple[SpeakerVoice, ...] = ()  # each labelled speaker's centroid (for voice profiles)
 
 
 def window_speakers(samples: np.ndarray, start: float, results: Sequence[SegmentResult], device: str) -> dict:
@@ -45,15 +46,49 @@ def diarize_results(results: Sequence[SegmentResult], windows: Sequence[dict | N
     if any(w is None for w in windows):
         return Labelled(list(results), [], FAILED.format("a window's speaker embeddings are missing"))
     try:
-        from .diarize import WindowEmbeddings, cluster, turns
-
-        embeddings = [WindowEmbeddings.from_dict(w) for w in windows]  # type: ignore[arg-type]
-        found = turns(embeddings, cluster(embeddings, options))
+        found, names, voices = _cluster_and_name(windows, options)
     except Exception as exc:  # diarization must never cost the transcript
         log.exception("diarization failed")
         return Labelled(list(results), [], FAILED.format(f"{type(exc).__name__}: {exc}"))
-    named = [SpeakerTurn(round(t.start, 3), round(t.end, 3), f"Speaker {t.speaker + 1}") for t in found]
-    return Labelled(label_results(results, named), named)
+    named = [SpeakerTurn(round(t.start, 3), round(t.end, 3), names[t.speaker]) for t in found]
+    return Labelled(label_results(results, named), named, voices=voices)
+
+
+def _cluster_and_name(windows: Sequence[dict], options: DiarizeOptions):
+    """(turns numbered 0, 1, ..., {number: label}, voices): one clustering, each cluster's
+    centroid, known voices matched to them. A matched speaker's label is the known name, the
+    others are "Speaker N" (N by first appearance, as without profiles)."""
+    from .diarize import WindowEmbeddings, cluster, stack
+    from .diarize.known import encode_vector, match, voices_by_label
+    from .diarize.speaker_turns import numbered_turns
+
+    embeddings = [WindowEmbeddings.from_dict(w) for w in windows]
+    labels = cluster(embeddings, options)
+    found, number_of = numbered_turns(embeddings, labels)
+    by_label = voices_by_label(stack(embeddings)[1], labels) if len(labels) else {}  # both in stack's order
+    known = match({number_of[k]: v for k, v in by_label.items() if k in number_of}, options.known)
+    names = _labels(sorted(set(number_of.values())), known)
+    voices = tuple(SpeakerVoice(names[number_of[k]], encode_vector(v.centroid), v.count)
+                   for k, v in sorted(by_label.items(), key=lambda kv: number_of.get(kv[0], 1 << 30))
+                   if k in number_of)
+    return found, names, voices
+
+
+def _labels(numbers: Sequence[int], known: dict[int, str]) -> dict[int, str]:
+    """A known speaker's name, else "Speaker N"; N moves on past a number that a known name
+    already uses (a profile called "Speaker 2"), so two voices never share a label by accident."""
+    taken = set(known.values())
+    names: dict[int, str] = {}
+    for n in numbers:
+        if n in known:
+            names[n] = known[n]
+            continue
+        k = n + 1
+        while f"Speaker {k}" in taken:
+            k += 1
+        names[n] = f"Speaker {k}"
+        taken.add(names[n])
+    return names
 
 
 class TurnIndex:
@@ -119,3 +154,45 @@ def talk_time(turns: Sequence[SpeakerTurn]) -> dict[str, float]:
     for t in turns:
         totals[t.speaker] = totals.get(t.speaker, 0.0) + max(0.0, t.end - t.start)
     return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+
+@dataclass(frozen=True)
+class TalkTime:
+    """One speaker's share of a recording's talk."""
+
+    speaker: str
+    seconds: float
+    share: float  # of everyone's talk time, 0..1
+    turns: int
+
+
+def talk_summary(turns: Sequence[SpeakerTurn], lines: Sequence = ()) -> list[TalkTime]:
+    """Each speaker's talk time, share and number of turns, most talk first, over
+    `current_turns(turns, lines)`."""
+    seconds: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for t in current_turns(turns, lines):
+        seconds[t.speaker] = seconds.get(t.speaker, 0.0) + max(0.0, t.end - t.start)
+        counts[t.speaker] = counts.get(t.speaker, 0) + 1
+    total = sum(seconds.values())
+    return sorted((TalkTime(s, round(v, 3), v / total if total > 0 else 0.0, counts[s]) for s, v in seconds.items()),
+                  key=lambda x: (-x.seconds, x.speaker))
+
+
+def current_turns(turns: Sequence[SpeakerTurn], lines: Sequence = ()) -> list[SpeakerTurn]:
+    """The diarizer's turns, unless the lines name other speakers (no turns were kept, or a
+    correction moved a line to someone the turns do not name): then runs of consecutive lines of
+    one speaker. `lines` are anything with start, end and speaker (revisions.Line, TimedText)."""
+    named = {line.speaker for line in lines if getattr(line, "speaker", None)}
+    if turns and named <= {t.speaker for t in turns}:
+        return list(turns)
+    out: list[SpeakerTurn] = []
+    for line in lines:
+        who = getattr(line, "speaker", None)
+        if not who:
+            continue
+        if out and out[-1].speaker == who:
+            out[-1] = SpeakerTurn(out[-1].start, max(out[-1].end, line.end), who)
+        else:
+            out.append(SpeakerTurn(line.start, line.end, who))
+    return out

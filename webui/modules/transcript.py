@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
-
 
 
 @dataclass(frozen=True)
@@ -138,6 +134,17 @@ class SpeakerTurn:
     speaker: str
 
 
+@dataclass(frozen=True)
+class SpeakerVoice:
+    """One speaker's voice in the recording: the centroid of its embeddings (diarize.known's
+    base64 float32), kept with the job so the speaker can be saved as a profile later. Never in
+    the exports."""
+
+    speaker: str
+    vector: str
+    count: int
+
+
 @dataclass
 class Transcript:
     file: str
@@ -148,6 +155,7 @@ class Transcript:
     text_itn: str = ""
     segments: list[TimedText] = field(default_factory=list)
     turns: list[SpeakerTurn] = field(default_factory=list)  # the diarizer's own turns, when it ran
+    voices: list[SpeakerVoice] = field(default_factory=list)  # each speaker's centroid (History only)
 
     def to_dict(self) -> dict:
         return {

@@ -9,6 +9,7 @@ from ..context import AppContext
 from ..modules import script as script_mod
 from ..modules.diarize.base import DiarizationError, DiarizeOptions
 from .errors import OpenAIError
+from .references import Reference, read_references
 from .upload import Form
 
 # OpenAI's own transcription models: a client written for OpenAI sends one of these; it means
@@ -28,8 +29,9 @@ class Asked:
     hotwords: str
     response_format: str
     words: bool
-    diarize: DiarizeOptions | None = None  # diarized_json, or a speaker count given
+    diarize: DiarizeOptions | None = None  # diarized_json, a speaker count or known speakers given
     accurate: bool = False
+    references: tuple[Reference, ...] = ()  # known_speaker_names[] with their clips (not decoded yet)
 
 
 def read_options(ctx: AppContext, form: Form) -> Asked:
@@ -46,7 +48,8 @@ def read_options(ctx: AppContext, form: Form) -> Asked:
     if fmt not in RESPONSE_FORMATS:
         raise OpenAIError(400, f"response_format {fmt[:40]!r} is not supported; use one of "
                                f"{', '.join(RESPONSE_FORMATS)}.", param="response_format")
-    diarize = _diarize_options(form, fmt)
+    references = read_references(form)
+    diarize = _diarize_options(form, fmt, bool(references))
     if form.get("stream").strip().lower() in ("true", "1"):
         raise OpenAIError(400, "Streaming is not supported; send stream=false.", param="stream")
     temperature = form.get("temperature").strip()
@@ -79,11 +82,11 @@ def read_options(ctx: AppContext, form: Form) -> Asked:
                               param="script")
     hotwords = " ".join(p.strip() for p in [form.get("prompt"), *form.all("keywords[]", "keywords")] if p.strip())
     accurate = form.get("accurate").strip().lower() in ("true", "1", "yes")
-    return Asked(model, language, chinese, hotwords, fmt, "word" in granularities, diarize, accurate)
+    return Asked(model, language, chinese, hotwords, fmt, "word" in granularities, diarize, accurate, references)
 
 
-def _diarize_options(form: Form, fmt: str) -> DiarizeOptions | None:
-    """Speakers are found for diarized_json, `diarize=true`, or any speaker count."""
+def _diarize_options(form: Form, fmt: str, known: bool) -> DiarizeOptions | None:
+    """Speakers are found for diarized_json, `diarize=true`, any speaker count, or known speakers."""
     counts = {}
     for name in ("num_speakers", "min_speakers", "max_speakers"):
         text = form.get(name).strip()
@@ -91,7 +94,8 @@ def _diarize_options(form: Form, fmt: str) -> DiarizeOptions | None:
             if not text.isdigit() or not 1 <= int(text) <= 50:
                 raise OpenAIError(400, f"{name} must be a whole number from 1 to 50, not {text[:20]!r}.", param=name)
             counts[name] = int(text)
-    if fmt != "diarized_json" and not counts and form.get("diarize").strip().lower() not in ("true", "1", "yes"):
+    asked = known or form.get("diarize").strip().lower() in ("true", "1", "yes")
+    if fmt != "diarized_json" and not counts and not asked:
         return None
     options = DiarizeOptions(**counts)
     try:

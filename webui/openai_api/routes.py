@@ -20,6 +20,7 @@ from ..modules.audio import InputError
 from ..modules.jobs import DONE, JobState, LimitError
 from .errors import OpenAIError, unauthorized
 from .keys import ApiKeys
+from .references import known_speakers
 from .request import read_options
 from .responses import respond
 from .upload import read_form
@@ -73,9 +74,16 @@ def router(ctx: AppContext, keys: ApiKeys) -> APIRouter:
         form = await read_form(request, folder, max_bytes, check=lambda f: read_options(ctx, f))
         try:
             asked = read_options(ctx, form)
+            diarize = asked.diarize
+            if asked.references and diarize is not None:  # their voices, decoded and embedded in a thread
+                known = await run_in_threadpool(known_speakers, asked.references, folder / "references")
+                diarize = replace(diarize, known=known)
             options = replace(ctx.job_options(model=asked.model, language=asked.language, hotwords=asked.hotwords,
-                                              script=asked.script), diarize=asked.diarize, accurate=asked.accurate)
+                                              script=asked.script), diarize=diarize, accurate=asked.accurate)
             jid = await run_in_threadpool(ctx.queue.submit, form.path, options, owner=owner, name=form.filename)
+        except OpenAIError:  # a bad field (a reference clip ...): the upload goes too
+            await run_in_threadpool(shutil.rmtree, form.path.parent, True)
+            raise
         except InputError as exc:
             await run_in_threadpool(shutil.rmtree, form.path.parent, True)
             raise OpenAIError(400, f"Cannot transcribe {form.filename}: {exc.reason}", param="file",

@@ -19,7 +19,11 @@ from .errors import OpenAIError
 
 _FIELD_LIMIT = 64 * 1024     # bytes of one text field
 _FIELDS_LIMIT = 64           # text fields in one request
-_FORM_OVERHEAD = 1024 * 1024  # multipart headers and fields allowed beyond the file itself
+# known_speaker_references[]: a few seconds of audio as a data URL each, at most 4 of them
+REFERENCE_FIELDS = ("known_speaker_references[]", "known_speaker_references")
+_REFERENCE_LIMIT = 1_400_000  # bytes of one (base64: about 1 MB of audio, 10 s of 16 kHz WAV thrice over)
+_REFERENCES_LIMIT = 4
+_FORM_OVERHEAD = 1024 * 1024 + _REFERENCES_LIMIT * _REFERENCE_LIMIT  # headers and fields beyond the file
 _WRITE_CHUNK = 1024 * 1024   # buffered before each write to disk (in a thread)
 
 
@@ -104,6 +108,9 @@ async def read_form(request: Request, folder: Path, max_bytes: int,
             state["file"] = True
         elif sum(len(v) for v in form.fields.values()) >= _FIELDS_LIMIT:
             fail(OpenAIError(400, "Too many form fields."))
+        elif state["name"] in REFERENCE_FIELDS and len(form.all(*REFERENCE_FIELDS)) >= _REFERENCES_LIMIT:
+            fail(OpenAIError(400, f"At most {_REFERENCES_LIMIT} known_speaker_references.",
+                             param="known_speaker_references"))
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         if errors:
@@ -116,8 +123,8 @@ async def read_form(request: Request, folder: Path, max_bytes: int,
             pending.extend(data[start:end])
         else:
             state["data"].extend(data[start:end])
-            if len(state["data"]) > _FIELD_LIMIT:
-                fail(OpenAIError(400, f"Form field {state['name'][:40]!r} is too long.", param=state["name"][:40]))
+            if len(state["data"]) > _field_limit(state["name"]):
+                fail(_too_long(state["name"]))
 
     def on_end() -> None:
         state["ended"] = True
@@ -171,6 +178,18 @@ async def read_form(request: Request, folder: Path, max_bytes: int,
     if form.path is None:
         raise OpenAIError(400, "No audio: send the recording in the 'file' field.", param="file")
     return form
+
+
+def _field_limit(name: str) -> int:
+    return _REFERENCE_LIMIT if name in REFERENCE_FIELDS else _FIELD_LIMIT
+
+
+def _too_long(name: str) -> OpenAIError:
+    if name in REFERENCE_FIELDS:
+        return OpenAIError(400, f"A known_speaker_references clip is over {_REFERENCE_LIMIT / 1e6:g} MB as a data URL; "
+                                "send 2-10 s of the voice (16 kHz mono WAV, or a compressed format).",
+                           param="known_speaker_references")
+    return OpenAIError(400, f"Form field {name[:40]!r} is too long.", param=name[:40])
 
 
 def _too_large(max_bytes: int) -> OpenAIError:

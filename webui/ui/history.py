@@ -14,10 +14,12 @@ from ..modules.revisions import speaker_of
 from ..modules.transcript import FORMATS
 from .common import PRIVATE, OnLoad, Screens, fmt_seconds, fmt_size, md_text, no_downloads, status_word
 from .transcript_view import Line, Shown, TranscriptPanel, view_html
+from .voice_profiles import ProfilesPanel
 
 HISTORY_HEADERS = ["ID", "Created (UTC)", "File", "Duration", "Model", "Status", "Text"]
 OWNER_AT = 3  # where the admin's Owner column goes (after File), on a server with logins
 WIDTHS = ["6%", "15%", "17%", "8%", "12%", "9%", "33%"]
+MAX_QUERY = 200  # characters of a speaker's name searched for: longer than any name stored
 
 
 def build(ctx: AppContext) -> OnLoad:
@@ -26,6 +28,8 @@ def build(ctx: AppContext) -> OnLoad:
             q_text = gr.Textbox(label="Text", placeholder="words in the transcript or file name", elem_id="hist-text",
                                 scale=3)
             q_name = gr.Textbox(label="File name", elem_id="hist-name", scale=2)
+            q_speaker = gr.Textbox(label="Speaker", placeholder="e.g. Speaker 2, or a name given since",
+                                   elem_id="hist-speaker", scale=2)
             q_from = gr.Textbox(label="From (YYYY-MM-DD)", elem_id="hist-from", scale=1)
             q_to = gr.Textbox(label="To (YYYY-MM-DD)", elem_id="hist-to", scale=1)
             q_archived = gr.Checkbox(label="Include archived", scale=1)
@@ -45,8 +49,11 @@ def build(ctx: AppContext) -> OnLoad:
                          for fmt in FORMATS]
         panel = TranscriptPanel(ctx, "hist")
         panel.build()
+        profiles = ProfilesPanel(ctx)
+        profiles.build_save_row()
         with gr.Accordion("All job settings (as stored)", open=False):
             job_settings = gr.JSON(show_label=False, elem_id="hist-settings")
+        profiles.build_manager()
         with gr.Accordion("Housekeeping", open=False):
             gr.Markdown(f"Database: `{ctx.history.path}` (WAL mode). Archived jobs are hidden from searches "
                         "unless 'Include archived' is ticked.")
@@ -58,22 +65,29 @@ def build(ctx: AppContext) -> OnLoad:
             house_msg = gr.Markdown(elem_id="hist-house-msg")
 
     h = _Handlers(ctx, panel)
-    query = [q_text, q_name, q_from, q_to, q_archived]
+    query = [q_text, q_name, q_from, q_to, q_archived, q_speaker]
     search.click(h.search, inputs=query, outputs=[table, search_msg], **PRIVATE)
-    q_text.submit(h.search, inputs=query, outputs=[table, search_msg], **PRIVATE)
+    for box in (q_text, q_speaker):
+        box.submit(h.search, inputs=query, outputs=[table, search_msg], **PRIVATE)
     tab.select(h.search, inputs=query, outputs=[table, search_msg], **PRIVATE)  # fresh statuses on each visit
-    panel.wire(downloads)
+    tab.select(profiles.listing, outputs=[profiles.table, profiles.pick], **PRIVATE)
+    speaker_row = profiles.wire(panel.job)
+    for changed in panel.wire(downloads):  # a rename changes the speakers offered
+        changed.then(profiles.job_speakers, inputs=[panel.job], outputs=speaker_row, **PRIVATE)
     view_outputs = [details, *downloads, *panel.outputs, job_settings]
-    # The job at once; then, if its player's copy is still being made, the lines again with the player.
-    view.click(h.show, inputs=[job], outputs=view_outputs, **PRIVATE).then(
-        h.player, inputs=[panel.job], outputs=[panel.view], **PRIVATE)
-    table.select(_pick, outputs=[job], **PRIVATE).then(h.show, inputs=[job], outputs=view_outputs, **PRIVATE).then(
-        h.player, inputs=[panel.job], outputs=[panel.view], **PRIVATE)
+    # The job at once (with its speakers to save); then, if its player's copy is still being made,
+    # the lines again with the player.
+    for shown in (view.click(h.show, inputs=[job], outputs=view_outputs, **PRIVATE),
+                  table.select(_pick, outputs=[job], **PRIVATE).then(h.show, inputs=[job], outputs=view_outputs,
+                                                                      **PRIVATE)):
+        shown.then(profiles.job_speakers, inputs=[panel.job], outputs=speaker_row, **PRIVATE).then(
+            h.player, inputs=[panel.job], outputs=[panel.view], **PRIVATE)
     delete.click(h.remove, inputs=[job, *query], outputs=[details, table], **PRIVATE)
     archive.click(h.archive, inputs=[days], outputs=[house_msg], **PRIVATE).then(
         h.search, inputs=query, outputs=[table, search_msg], **PRIVATE)
     vacuum.click(h.vacuum, outputs=[house_msg], **PRIVATE)
-    return OnLoad([table], lambda request: (h.table(h.rows(request), request),))
+    return OnLoad([table, profiles.table, profiles.pick],
+                  lambda request: (h.table(h.rows(request), request), *profiles.listing(request)))
 
 
 def _pick(evt: gr.SelectData):
@@ -111,11 +125,11 @@ class _Handlers:
         """Whose jobs this visitor sees: their own with logins, everyone's for an admin."""
         return self.ctx.history_owner(self.ctx.visitor(request))
 
-    def rows(self, request, text="", name="", date_from="", date_to="", archived=False) -> list[list]:
+    def rows(self, request, text="", name="", date_from="", date_to="", archived=False, speaker="") -> list[list]:
         found = self.ctx.history.search(text=text or "", name=name or "",
                                         date_from=(date_from or "").strip() or None,
                                         date_to=(date_to or "").strip() or None, include_archived=bool(archived),
-                                        owner=self.owner(request))
+                                        owner=self.owner(request), speaker=str(speaker or "")[:MAX_QUERY])
         live = {s.history_id: s for s in self.ctx.queue.jobs() if not s.finished}
         out = []
         for r in found:
@@ -128,9 +142,9 @@ class _Handlers:
             out.append(row)
         return out
 
-    def search(self, text, name, date_from, date_to, archived, request: gr.Request):
+    def search(self, text, name, date_from, date_to, archived, speaker, request: gr.Request):
         try:
-            found = self.rows(request, text, name, date_from, date_to, archived)
+            found = self.rows(request, text, name, date_from, date_to, archived, speaker)
         except ValueError as exc:
             return gr.skip(), f"**{md_text(exc)}**"
         except sqlite3.Error as exc:  # a full or unreadable disk under history.db
@@ -165,11 +179,11 @@ class _Handlers:
             shown = Shown([Line(p.start, p.end, p.display_text, speaker_of(p)) for p in live.lines],
                           note="The job is still running: its lines so far. Search works; the player and "
                                "corrections come once it has ended.", player_note="")
-            return "  \n".join(lines), *none, job_id, view_html(shown), *self.panel.cleared()[2:], record.settings
+            return "  \n".join(lines), *none, job_id, view_html(shown), *self.panel.cleared()[2:], _shown_settings(record.settings)
         if not record.segments:
-            return "  \n".join(lines), *none, *self.panel.cleared(), record.settings
+            return "  \n".join(lines), *none, *self.panel.cleared(), _shown_settings(record.settings)
         outputs, _ = self.panel.render(record, visitor)
-        return "  \n".join(lines), *self.panel.downloads(record, visitor), *outputs, record.settings
+        return "  \n".join(lines), *self.panel.downloads(record, visitor), *outputs, _shown_settings(record.settings)
 
     async def player(self, job_id, request: gr.Request):
         """After `show`: the lines again with the player, once its copy of the recording is made
@@ -186,13 +200,13 @@ class _Handlers:
         html = await self.panel.player_html(record, self.ctx.visitor(request), lambda: self.screens.shows(request, key))
         return html if html is not None else gr.skip()
 
-    def remove(self, job_text, text, name, date_from, date_to, archived, request: gr.Request):
+    def remove(self, job_text, text, name, date_from, date_to, archived, speaker, request: gr.Request):
         job_id = _job_number(job_text)
         if job_id is None:
             return "Enter a job ID or click a row.", gr.skip()
         message = self._delete(job_id, self.owner(request))
         try:
-            return message, self.table(self.rows(request, text, name, date_from, date_to, archived), request)
+            return message, self.table(self.rows(request, text, name, date_from, date_to, archived, speaker), request)
         except ValueError:
             return message, gr.skip()
 
@@ -229,6 +243,16 @@ class _Handlers:
         return f"VACUUM done: {fmt_size(before)} → {fmt_size(after)}."
 
 
+def _shown_settings(settings: dict | None) -> dict | None:
+    """The stored settings, but a known speaker's voice vector as its name only: a voiceprint is
+    not for display (an admin sees other users' jobs)."""
+    diarize = (settings or {}).get("diarize")
+    if not isinstance(diarize, dict) or not diarize.get("known"):
+        return settings
+    names = [k.get("name") if isinstance(k, dict) else str(k) for k in diarize["known"]]
+    return {**settings, "diarize": {**diarize, "known": names}}  # type: ignore[dict-item]
+
+
 def _settings_line(settings: dict | None) -> str:
     """The settings a person chose, in words; the stored record is in the accordion below."""
     if not settings:
@@ -238,7 +262,17 @@ def _settings_line(settings: dict | None) -> str:
     itn = "on" if settings.get("itn", True) else "off (raw text)"
     return md_text(f"Settings: device {engine.get('device', '–')} · precision {engine.get('precision', '–')} · "
                    f"ITN {itn} · hotwords {engine.get('hotwords') or '–'} · maximum segment "
-                   f"{settings.get('max_segment', '–')} · VAD {vad.get('backend', '–')}")
+                   f"{settings.get('max_segment', '–')} · VAD {vad.get('backend', '–')} · "
+                   f"speaker labels {_speakers_words(settings.get('diarize'))}")
+
+
+def _speakers_words(diarize) -> str:
+    if not isinstance(diarize, dict):
+        return "off"
+    if diarize.get("num_speakers"):
+        return f"on ({diarize['num_speakers']} speakers)"
+    low, high = diarize.get("min_speakers"), diarize.get("max_speakers")
+    return "on (" + (f"{low or 1}–{high or 'any'} speakers" if low or high else "number found") + ")"
 
 
 def _db_size(path: Path) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
@@ -20,11 +21,13 @@ from ..context import AppContext
 from ..modules.audio import InputError, probe
 from ..modules.exports import write_transcript_files
 from ..modules.jobs import DONE, JobState
+from ..modules.options import diarize_choice
 from ..modules.transcript import FORMATS
 from .common import (
     LANGUAGES, POLL_SECONDS, SCRIPT_CHOICES, QUIET, RECENT_SECONDS, OnLoad, Screens, file_path, fmt_seconds, fmt_size, has_partial,
     note_html, segments_text, status_html, status_word, user_jobs, user_of,
 )
+from .speaker_view import SpeakerChoice
 from .transcript_view import TranscriptPanel
 
 OTHERS_SECONDS = 2.0  # how often the list of the user's other jobs is refreshed
@@ -63,6 +66,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> OnLoad:
                     chinese = gr.Dropdown(SCRIPT_CHOICES, label="Chinese script", elem_id="tx-script")
                     hotwords = gr.Textbox(label="Hotwords", placeholder="comma-separated names and terms",
                                           elem_id="tx-hotwords")
+                    who = SpeakerChoice()
+                    who.build("tx")
                 with gr.Row():
                     start = gr.Button("Start", variant="primary", elem_id="tx-start")
                     cancel = gr.Button("Cancel", variant="stop", interactive=False, elem_id="tx-cancel")
@@ -85,8 +90,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> OnLoad:
     view = [job_id, progress, text, *downloads, cancel, *panel.outputs]  # a job put on screen
     live = view                                                          # what following it updates
     start.click(None, js=STARTING_JS, outputs=[progress], **QUIET)  # at once, before the server answers
-    started = start.click(v.submit, inputs=[upload, mic, model, language, hotwords, itn_box, chinese], outputs=view,
-                          **QUIET)
+    started = start.click(v.submit, inputs=[upload, mic, model, language, hotwords, itn_box, chinese, *who.inputs],
+                          outputs=view, **QUIET)
     picked = demo.load(v.pick, outputs=view, **QUIET)
     chosen = others.input(v.show, inputs=[others], outputs=view, **QUIET)
     for event in (started, picked, chosen):
@@ -116,14 +121,16 @@ class _View:
         self.panel = panel or TranscriptPanel(ctx, "tx")
         self.screens = Screens()
 
-    def submit(self, upload_path, mic_path, model_name, lang, hot, itn_on, chinese, request: gr.Request):
+    def submit(self, upload_path, mic_path, model_name, lang, hot, itn_on, chinese, diarize, speakers, least, most,
+               request: gr.Request):
         """Start: queue the upload (or the microphone recording) and put the job on screen."""
         path = file_path(upload_path) or file_path(mic_path)
         if not path:
             return self._message(request, "Choose a recording first: upload a file or record from the microphone.")
         try:
-            options = self.ctx.job_options(model=model_name or "", language=lang or "", hotwords=hot or "",
-                                           itn=bool(itn_on), script=chinese or "")
+            options = replace(self.ctx.job_options(model=model_name or "", language=lang or "", hotwords=hot or "",
+                                                   itn=bool(itn_on), script=chinese or ""),
+                              diarize=diarize_choice(diarize, speakers, least, most))
             jid = self.ctx.queue.submit(path, options, owner=user_of(self.ctx, request))
         except InputError as exc:
             message = f"Cannot transcribe {Path(path).name}: {exc.reason}."

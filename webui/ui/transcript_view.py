@@ -27,6 +27,7 @@ from ..modules.history import JobRecord, RevisionConflict
 from ..modules.revisions import EditError, Line
 from ..modules.transcript import FORMATS
 from .common import PRIVATE, fmt_seconds, md_text
+from .speaker_view import speakers_html
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class Shown:
     duration: float = 0.0
     file_name: str = ""
     extra: dict = field(default_factory=dict)
+    speakers: str = ""           # talk time and turns (speaker_view.speakers_html: escaped there)
 
 
 def file_url(path: Path) -> str:
@@ -101,7 +103,7 @@ def view_html(shown: Shown) -> str:
         '<button type="button" class="tv-prev" title="Previous hit" aria-label="Previous hit">▲</button>'
         '<button type="button" class="tv-next" title="Next hit" aria-label="Next hit">▼</button>'
         '<span class="tv-hits" role="status"></span></span>'
-        f'{edit}</div>{editbar}<div class="tv-note">{e(shown.note)}</div>'
+        f'{edit}</div>{editbar}<div class="tv-note">{e(shown.note)}</div>{shown.speakers}'
         f'<ol class="tv-lines">{"".join(items)}</ol></div>')
 
 
@@ -125,11 +127,13 @@ class TranscriptPanel:
     def outputs(self) -> list:
         return [self.job, self.view, self.revs, self.restore, self.msg]
 
-    def wire(self, downloads: list) -> None:
-        """Save (from the page's editor) and Restore; both also refresh `downloads`."""
-        self.view.save(self.save, inputs=[self.job], outputs=[*self.outputs, *downloads], **PRIVATE)
-        self.restore.click(self.restore_revision, inputs=[self.job, self.revs], outputs=[*self.outputs, *downloads],
-                           **PRIVATE)
+    def wire(self, downloads: list) -> list:
+        """Save (from the page's editor) and Restore; both also refresh `downloads`. Returns the
+        two events, for a tab that shows more of the revision (History's speakers)."""
+        saved = self.view.save(self.save, inputs=[self.job], outputs=[*self.outputs, *downloads], **PRIVATE)
+        restored = self.restore.click(self.restore_revision, inputs=[self.job, self.revs],
+                                      outputs=[*self.outputs, *downloads], **PRIVATE)
+        return [saved, restored]
 
     @staticmethod
     def cleared() -> list:
@@ -172,7 +176,7 @@ class TranscriptPanel:
         player = player or self.player(record)
         url = file_url(player.path) if player.state == "ready" and player.path else None
         return Shown(revisions.lines_of(transcript), number, number, editable, note, url, player.message,
-                     transcript.duration, record.file_name)
+                     transcript.duration, record.file_name, speakers=speakers_html(transcript))
 
     def render(self, record: JobRecord, visitor: Visitor) -> tuple[list, proxy_audio.Player]:
         """The panel's outputs for a History record, and its player (pending: call `player_html` later)."""

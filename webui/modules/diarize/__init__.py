@@ -17,6 +17,7 @@ import numpy as np
 from .base import DiarizationError, DiarizeOptions, SpanLike, SpeakerTurn, WindowEmbeddings, stack
 from .clustering import cluster
 from .embed import embed_window
+from .known import KnownSpeaker, match
 from .speaker_turns import turns
 from .weights import SHA256, verified_path, weights_path
 
@@ -55,6 +56,6 @@ def embed_array(samples: np.ndarray, speech_spans=None, device: str | None = "cp
 
 
 __all__ = [
-    "DiarizationError", "DiarizeOptions", "SHA256", "SpeakerTurn", "WindowEmbeddings", "cluster", "diarize_array",
-    "embed_array", "embed_window", "stack", "turns", "verified_path", "weights_path",
+    "DiarizationError", "DiarizeOptions", "KnownSpeaker", "SHA256", "SpeakerTurn", "WindowEmbeddings", "cluster", "diarize_array",
+    "embed_array", "embed_window", "match", "stack", "turns", "verified_path", "weights_path",
 ]

@@ -10,6 +10,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from .known import KnownSpeaker
+
 SpanLike = tuple[float, float]  # (start, end) absolute seconds; a SpeechSpan also fits
 
 
@@ -45,6 +47,15 @@ class DiarizeOptions:
     min_speakers: int | None = None
     max_speakers: int | None = None
     split_pass: bool = True           # look for minor speakers inside each cluster (long meetings)
+    # Voices to name (the owner's profiles, the API's reference clips): a cluster that matches
+    # one is labelled with its name. Stored with the job, so a resumed job names the same.
+    known: tuple[KnownSpeaker, ...] = ()
+
+    def __post_init__(self) -> None:
+        # options_from_record hands back the stored JSON: a list of {"name", "vector"}
+        known = tuple(k if isinstance(k, KnownSpeaker) else KnownSpeaker(str(k["name"]), str(k["vector"]))
+                      for k in (self.known or ()))
+        object.__setattr__(self, "known", known)
 
     def bounds(self, limit: int = 20) -> tuple[int, int]:
         """(lowest, highest) speaker count allowed; `limit` caps an open upper bound."""

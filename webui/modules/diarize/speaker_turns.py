@@ -16,12 +16,19 @@ JOIN_GAP = 0.05   # seconds: stretches of one speaker closer than this are one t
 def turns(embeddings: np.ndarray | Sequence[WindowEmbeddings], labels: Sequence[int]) -> list[SpeakerTurn]:
     """Turns from the embeddings' times (an (n, 2) array, or the windows themselves) and one
     label per embedding row (as `cluster` returns them, in the same order)."""
+    return numbered_turns(embeddings, labels)[0]
+
+
+def numbered_turns(embeddings: np.ndarray | Sequence[WindowEmbeddings],
+                   labels: Sequence[int]) -> tuple[list[SpeakerTurn], dict[int, int]]:
+    """`turns`, and which turn speaker each cluster label became (a label whose every run was
+    smoothed away has none)."""
     times = embeddings if isinstance(embeddings, np.ndarray) else stack(embeddings)[0]
     labels = np.asarray(labels, dtype=np.int64)
     if len(times) != len(labels):
         raise ValueError(f"{len(labels)} labels for {len(times)} embeddings")
     if not len(times):
-        return []
+        return [], {}
     order = np.argsort(times[:, 0], kind="stable")
     runs = _runs(times[order], labels[order])
     runs = _smooth(runs)
@@ -66,7 +73,8 @@ def _join(runs: list[list]) -> list[list]:
     return joined
 
 
-def _numbered(runs: list[list]) -> list[SpeakerTurn]:
+def _numbered(runs: list[list]) -> tuple[list[SpeakerTurn], dict[int, int]]:
     names: dict[int, int] = {}
-    return [SpeakerTurn(round(float(a), 3), round(float(b), 3), names.setdefault(label, len(names)))
-            for a, b, label in runs]
+    found = [SpeakerTurn(round(float(a), 3), round(float(b), 3), names.setdefault(int(label), len(names)))
+             for a, b, label in runs]
+    return found, names
