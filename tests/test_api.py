@@ -131,6 +131,18 @@ def test_gradio_client_transcribes_jfk(server: Server) -> None:
     assert [r.file_name for r in done] == ["jfk.flac"]  # API jobs land in History too
 
 
+def test_gradio_client_asks_for_speaker_labels_and_a_bad_count_is_one_line(server: Server) -> None:
+    from gradio_client import Client, handle_file
+
+    client = Client(server.url, verbose=False)
+    _, srt, transcript = client.predict(handle_file(str(DATA / "jfk.flac")), "", "auto", "", True, "", "auto",
+                                        api_name="/transcribe")
+    assert {s.get("speaker") for s in transcript["segments"]} == {"Speaker 1"}  # one voice, every line labelled
+    assert "Speaker 1:" in srt
+    with pytest.raises(Exception, match="whole number from 1 to 20"):
+        client.predict(handle_file(str(DATA / "jfk.flac")), "", "auto", "", True, "", "0", api_name="/transcribe")
+
+
 def test_bad_upload_gives_a_clear_error_and_the_server_stays_up(server: Server, tmp_path: Path) -> None:
     from gradio_client import Client, handle_file
 

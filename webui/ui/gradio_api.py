@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
@@ -9,6 +10,7 @@ import gradio as gr
 from ..context import AppContext
 from ..modules.audio import InputError
 from ..modules.jobs import DONE
+from ..modules.options import diarize_choice
 from ..modules.transcript import render
 from .common import file_path, user_of
 
@@ -21,19 +23,27 @@ def build(ctx: AppContext) -> None:
         a_language = gr.Textbox(label="language", value="auto")
         a_hotwords = gr.Textbox(label="hotwords", value="")
         a_itn = gr.Checkbox(label="itn", value=True)
-        a_script = gr.Textbox(label="script", value="")  # last: clients passing by position keep working
+        a_script = gr.Textbox(label="script", value="")
+        # Appended after the first six, so clients passing by position keep working. speakers: ""
+        # for no labels, "auto" or an exact count for speaker labels; bounds imply labels.
+        a_speakers = gr.Textbox(label="speakers", value="")
+        a_min_speakers = gr.Textbox(label="min_speakers", value="")
+        a_max_speakers = gr.Textbox(label="max_speakers", value="")
         a_text = gr.Textbox(label="text")
         a_srt = gr.Textbox(label="srt")
         a_json = gr.JSON(label="transcript")
         a_button = gr.Button("transcribe")
 
-    def transcribe(path, model_name, language, hotwords, itn_on, chinese, request: gr.Request):
+    def transcribe(path, model_name, language, hotwords, itn_on, chinese, speakers="", least="", most="",
+                   request: gr.Request = None):
         path = file_path(path)
         if not path:
             raise gr.Error("No audio file given.")
         try:
             options = ctx.job_options(model=model_name or "", language=language or "", hotwords=hotwords or "",
                                       itn=bool(itn_on), script=chinese or "")
+            wanted = any(str(v or "").strip() for v in (speakers, least, most))
+            options = replace(options, diarize=diarize_choice(wanted, speakers, least, most))
             jid = ctx.queue.submit(path, options, owner=user_of(ctx, request))
         except InputError as exc:
             raise gr.Error(f"Cannot transcribe {Path(path).name}: {exc.reason}") from None
@@ -45,6 +55,7 @@ def build(ctx: AppContext) -> None:
         t = state.transcript
         return t.text_itn or t.text, render(t, "srt"), t.to_dict()
 
-    a_button.click(transcribe, inputs=[a_file, a_model, a_language, a_hotwords, a_itn, a_script],
+    a_button.click(transcribe, inputs=[a_file, a_model, a_language, a_hotwords, a_itn, a_script,
+                                              a_speakers, a_min_speakers, a_max_speakers],
                    outputs=[a_text, a_srt, a_json], api_name="transcribe", concurrency_limit=None,
                    api_description="Transcribe one recording; returns (text, SRT, transcript JSON).")
