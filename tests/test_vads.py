@@ -86,3 +86,30 @@ def test_a_pause_in_room_noise_stays_a_pause_next_to_loud_speech():
             spans = speech_spans(audio, -lead)
             assert len(spans) == 2, (noise_db, lead, spans)
             assert spans[0].end == pytest.approx(3.0, abs=0.3) and spans[1].start == pytest.approx(6.0, abs=0.3)
+
+
+def test_numpy_filters_match_scipy_ndimage_and_frame_rms_matches_the_direct_mean():
+    """The VAD's filters replace scipy.ndimage's (an import that costs more than the VAD of an
+    hour) and frame_rms sums whole hops: the same numbers as the originals, zeros kept zeros."""
+    import scipy.ndimage as nd
+
+    from webui.modules.vads.filters import maximum_filter1d, uniform_filter1d
+    from webui.modules.vads.librosa_vad import frame_rms
+
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 17, 1001):
+        for size in (1, 2, 3, 8, 51, 150, 2000):
+            x = rng.random(n).astype(np.float32)
+            assert np.array_equal(maximum_filter1d(x, size), nd.maximum_filter1d(x, size=size, mode="nearest"))
+            y = x.astype(np.float64) ** 2
+            np.testing.assert_allclose(uniform_filter1d(y, size), nd.uniform_filter1d(y, size=size, mode="nearest"),
+                                       rtol=1e-9, atol=1e-12)
+    for n in (100, 2048, 16000 * 45 + 123):
+        audio = (rng.standard_normal(n) * 0.1).astype(np.float32)
+        audio[: n // 3] = 0
+        frames = np.lib.stride_tricks.sliding_window_view(np.pad(audio, 1024), 2048)[::512]
+        direct = np.sqrt(np.mean(np.square(frames), axis=1))
+        ours = frame_rms(audio, 2048, 512)
+        assert ours.shape == direct.shape and ours.dtype == direct.dtype
+        np.testing.assert_allclose(ours, direct, rtol=1e-5, atol=1e-9)
+        assert not ours[direct == 0].any()

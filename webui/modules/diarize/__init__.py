@@ -15,13 +15,21 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .base import DiarizationError, DiarizeOptions, SpanLike, SpeakerTurn, WindowEmbeddings, stack
-from .clustering import cluster
-from .embed import embed_window
 from .known import KnownSpeaker, match
-from .speaker_turns import turns
-from .weights import SHA256, verified_path, weights_path
 
 WINDOW_SECONDS = 30.0  # diarize_array cuts its input like the transcription windows
+# Imported on first use: scipy, scikit-learn and the fbank code cost ~0.5 s at start, and every
+# run imports this package for its options (PipelineOptions.diarize), diarizing or not.
+_LAZY = {"cluster": ".clustering", "embed_window": ".embed", "turns": ".speaker_turns",
+         "SHA256": ".weights", "verified_path": ".weights", "weights_path": ".weights"}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_LAZY[name], __name__), name)
 
 
 def diarize_array(samples: np.ndarray, speech_spans: Iterable[SpanLike | object] | None = None,
@@ -29,6 +37,9 @@ def diarize_array(samples: np.ndarray, speech_spans: Iterable[SpanLike | object]
                   window: float = WINDOW_SECONDS) -> list[SpeakerTurn]:
     """The whole stage on one 16 kHz array starting at 0 s (tests, short files). Without
     `speech_spans`, the default VAD finds them window by window."""
+    from .clustering import cluster
+    from .speaker_turns import turns
+
     options.bounds()  # bad options fail before any work
     windows = embed_array(samples, speech_spans, device, window)
     return turns(windows, cluster(windows, options))
@@ -36,6 +47,7 @@ def diarize_array(samples: np.ndarray, speech_spans: Iterable[SpanLike | object]
 
 def embed_array(samples: np.ndarray, speech_spans=None, device: str | None = "cpu",
                 window: float = WINDOW_SECONDS) -> list[WindowEmbeddings]:
+    from .embed import embed_window
     from .features import SAMPLE_RATE
 
     samples = np.asarray(samples, dtype=np.float32).reshape(-1)

@@ -14,10 +14,10 @@ with two changes for real recordings.
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import maximum_filter1d, uniform_filter1d
 
 from ..audio import SAMPLE_RATE
 from .base import Region, VadOptions
+from .filters import block_sums, maximum_filter1d, uniform_filter1d
 
 NOISE_WINDOW = 0.5     # seconds: the noise floor is the quietest stretch this long
 DIGITAL_SILENCE = 1e-4  # frame RMS (-80 dBFS): zeros, not a room's noise floor
@@ -35,6 +35,9 @@ def frame_rms(audio: np.ndarray, frame_length: int, hop_length: int) -> np.ndarr
     """librosa.feature.rms(y, frame_length, hop_length)[0] (centred frames, zero padding), in
     numpy alone: importing librosa costs more CPU than the VAD of an hour of audio."""
     padded = np.pad(audio, frame_length // 2)
+    sums = block_sums(np.square(padded), frame_length, hop_length)  # O(n), not O(n * frame_length / hop)
+    if sums is not None:
+        return np.sqrt(sums / frame_length).astype(audio.dtype if audio.dtype.kind == "f" else np.float32)
     frames = np.lib.stride_tricks.sliding_window_view(padded, frame_length)[::hop_length]
     return np.sqrt(np.mean(np.square(frames), axis=1))
 
@@ -46,7 +49,7 @@ def threshold(rms: np.ndarray, opts: VadOptions) -> np.ndarray:
     if opts.local_window <= 0 or opts.local_depth_db <= 0:
         return usual
     width = max(1, int(round(opts.local_window * SAMPLE_RATE / opts.hop_length)) | 1)  # odd: centred
-    local = maximum_filter1d(rms, size=width, mode="nearest")
+    local = maximum_filter1d(rms, width)
     noise = noise_floor(rms, opts.hop_length)
     if noise is None:
         return usual
@@ -64,7 +67,7 @@ def noise_floor(rms: np.ndarray, hop_length: int) -> float | None:
     soft speech, 15 dB above the room, and soft words then fall under "noise + margin"."""
     width = max(1, int(round(NOISE_WINDOW * SAMPLE_RATE / hop_length)))
     # The running mean of squares can dip a hair below 0 in float arithmetic over exact zeros.
-    power = uniform_filter1d(rms.astype(np.float64) ** 2, size=width, mode="nearest")
+    power = uniform_filter1d(rms.astype(np.float64) ** 2, width)
     smoothed = np.sqrt(np.maximum(power, 0.0))
     heard = smoothed[smoothed >= DIGITAL_SILENCE]
     return float(heard.min()) if heard.size else None
