@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,6 +107,18 @@ def test_our_network_gives_the_published_definition_s_numbers():
     torch.set_num_threads(threads)
 
 
+def test_folded_batch_norms_give_the_same_frames():
+    """The encoder runs CAM++ with its batch norms folded into the convolutions before them."""
+    import torch
+
+    from webui.modules.diarize.campplus import folded
+
+    x = torch.randn(2, 160, 80, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        expected = weights.load_model().frames(x)
+        assert torch.allclose(folded(weights.load_model()).frames(x), expected, atol=1e-4)
+
+
 def test_fbank_matches_kaldi_native_fbank():
     import kaldi_native_fbank as knf
 
@@ -196,6 +209,29 @@ def test_cluster_edge_cases_and_bounds():
     for bad in (DiarizeOptions(min_speakers=3, max_speakers=2), DiarizeOptions(num_speakers=0)):
         with pytest.raises(DiarizationError):
             cluster(x, bad)
+
+
+def test_kmeans_finds_clear_clusters_and_stops_on_identical_points():
+    x = _blobs([40, 30, 20])
+    labels = clustering._kmeans(x, 3)
+    assert sorted(np.bincount(labels).tolist()) == [20, 30, 40]
+    assert len({tuple(labels[i:j]) for i, j in ((0, 40), (40, 70), (70, 90))}) == 3
+    same = np.ones((6, 192))  # asked for 2 where no split exists: one cluster, and no endless loop
+    assert clustering._bound(same, np.zeros(6, np.int64), 2, 2).tolist() == [0] * 6
+
+
+def test_clustering_does_not_import_scikit_learn():
+    """Importing scikit-learn cost 1.5-2 s of every diarized job; the k-means is our own."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from webui.modules.diarize import cluster; "
+            "x = np.random.default_rng(0).standard_normal((3, 192)); "
+            "cluster(np.concatenate([x[i] + 0.1 * np.random.default_rng(i).standard_normal((30, 192)) for i in range(3)])); "
+            "print('sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "False"
 
 
 def test_large_inputs_take_the_sparse_and_subsampled_paths(monkeypatch):

@@ -3,6 +3,7 @@
 
     .venv/bin/python scripts/bench/diarization.py                      # every short case + AMI
     .venv/bin/python scripts/bench/diarization.py --cases 3spk,ami --meetings 60,150
+    .venv/bin/python scripts/bench/diarization.py --fresh        # time every case again (A/B runs)
 
 Audio goes through the stage as the pipeline will feed it: 30 s windows, the default VAD's
 speech spans per window (its time is not counted: the pipeline runs it anyway), one
@@ -181,11 +182,13 @@ def bench_case(case: str, store: Path) -> Row:
     return run(case, blocks_of_array(c.audio), c.turns, options, store)
 
 
-def _store(case: str, args) -> Path:
+def _store(case: str, args) -> Path | None:
     """Where a case's finished windows are kept: named by the encoder, the threads and a hash
     of the diarize package's code, so results of other code are never mixed in."""
     import hashlib
 
+    if args.fresh:
+        return None
     code = hashlib.sha1(b"".join(p.read_bytes() for p in sorted((ROOT / "webui/modules/diarize").glob("*.py"))))
     folder = conv.cache_root() / "bench"
     folder.mkdir(exist_ok=True)
@@ -199,6 +202,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for the encoder (default: the stage's own, 1)")
     parser.add_argument("--backend", default="auto", help="auto | torch-bf16 | onnx | torch")
+    parser.add_argument("--fresh", action="store_true", help="embed again: neither read nor write the kept windows")
     args = parser.parse_args()
     if args.threads:
         os.environ["WEBUI_DIARIZE_THREADS"] = str(args.threads)

@@ -27,7 +27,7 @@ def cpu_threads() -> int:
 
 @contextlib.contextmanager
 def limited_threads() -> Iterator[None]:
-    """numpy's BLAS and scikit-learn's OpenMP on cpu_threads() threads for the block."""
+    """numpy's BLAS (and any OpenMP pool) on cpu_threads() threads for the block."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # comes with scikit-learn; without it, the libraries' own defaults
