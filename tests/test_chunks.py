@@ -108,3 +108,71 @@ def test_an_input_never_ends_at_a_cut_inside_speech_when_the_speech_before_can_m
     assert sum(c.covers for c in inputs) == 2
     spans = [s for c in inputs for s in c.spans]
     assert spans == list(first.spans) + list(second.spans)  # nothing lost or repeated
+
+
+def _sentences(*seconds, pause=0.3):
+    """One VAD span of several sentences: tones with short pauses (under keep_gap) between."""
+    parts = [("q", 1.0)]
+    for s in seconds:
+        parts += [("s", s), ("q", pause)]
+    return layout(*parts[:-1], ("q", 1.0))
+
+
+def test_a_long_span_that_does_not_fit_is_cut_at_an_inner_pause_not_left_for_the_next_input():
+    a = _chunk_with_spans(0.0, [("q", 1.0), ("s", 12.0), ("q", 1.0)])
+    audio = _sentences(5.0, 6.0, 7.0)
+    b = make_chunk(Segment(1, 14.0, 14.0 + audio.size / SR), audio)
+    assert len(b.spans) == 1  # the 0.3 s pauses stay inside one span
+    inputs = pack([a, b], max_seconds=30.0, gap_seconds=0.6)
+    assert len(inputs) == 2
+    first, second = inputs
+    assert first.seconds > 24.0  # filled with the first two sentences, not closed at 12 s
+    assert all(c.seconds <= 30.0 for c in inputs)
+    # The cut lies in a pause: both sides of it are quiet.
+    cut = first.spans[-1].end
+    assert second.spans[0].start == pytest.approx(cut, abs=1e-3)  # contiguous: nothing lost, no gap
+    at = int(round((cut - 14.0) * SR))
+    assert np.abs(audio[at - 800:at + 800]).max() < 0.01
+    # Every sample of the span is in exactly one input, in order.
+    joined = np.concatenate([first.audio[int(round(first.offsets[-1] * SR)):], second.audio])
+    lo = int(round((b.spans[0].start - 14.0) * SR))
+    np.testing.assert_array_equal(joined, audio[lo:lo + joined.size])
+    assert joined.size == pytest.approx((b.spans[0].end - b.spans[0].start) * SR, abs=2)
+    assert sum(c.covers for c in inputs) == 2 and second.covers == 1
+    # The time map of the second input starts at the cut.
+    assert second.to_absolute(0.0) == pytest.approx(cut, abs=1e-3)
+
+
+def test_a_span_without_an_inner_pause_is_never_cut():
+    from webui.modules.chunks import split_at_pause
+
+    a = _chunk_with_spans(0.0, [("q", 1.0), ("s", 20.0), ("q", 1.0)])
+    b = _chunk_with_spans(22.0, [("q", 1.0), ("s", 15.0), ("q", 1.0)])
+    inputs = pack([a, b], max_seconds=30.0, gap_seconds=0.6)
+    assert [len(c.spans) for c in inputs] == [1, 1]
+    head, rest = split_at_pause(b.pieces()[0], 9.0)
+    assert head is None and rest.spans == b.spans
+    # Nor next to its edges: both sides keep at least SPLIT_MIN_PART seconds.
+    piece = make_chunk(Segment(0, 0.0, 10.0), _sentences(0.5, 8.0)).pieces()[0]
+    assert split_at_pause(piece, 9.0)[0] is None
+
+
+def test_pauses_are_shortened_further_only_where_that_saves_an_input():
+    from webui.modules.chunks import GAP_SHRINK
+
+    parts = [("q", 1.0)]
+    for _ in range(10):
+        parts += [("s", 2.45), ("q", 1.0)]
+    chunk = _chunk_with_spans(0.0, parts)
+    assert len(chunk.spans) == 10
+    speech = sum(p.seconds for p in chunk.pieces())
+    smallest = 0.6 * min(GAP_SHRINK)
+    assert speech + 9 * 0.6 > 30.0 >= speech + 9 * smallest  # fits in one input only at the shortest gap
+    (one,) = pack([chunk], max_seconds=30.0, gap_seconds=0.6)
+    gaps = [o - (p + s.end - s.start) for o, p, s in zip(one.offsets[1:], one.offsets, one.spans)]
+    assert gaps == pytest.approx([smallest] * 9, abs=1e-3) and one.seconds <= 30.0
+    assert one.to_absolute(one.offsets[5] + 0.5) == pytest.approx(chunk.spans[5].start + 0.5, abs=1e-3)
+    # Half of it fits at any gap: the pauses keep keep_gap.
+    half = _chunk_with_spans(0.0, parts[:11])
+    (kept,) = pack([half], max_seconds=30.0, gap_seconds=0.6)
+    assert kept.offsets[1] - (kept.spans[0].end - kept.spans[0].start) == pytest.approx(0.6, abs=1e-3)

@@ -30,3 +30,80 @@ def test_chinese_japanese_and_korean_decode_with_a_beam_and_the_rest_greedily(wh
     fixed = WhisperEngine.__new__(WhisperEngine)  # an engine given its own beam keeps it everywhere
     fixed.beam_size = 2
     assert {fixed.beam_for(lang) for lang in ("zh", "en", "")} == {2}
+
+
+class _Counting:
+    """Stands in for the CTranslate2 model: counts encoder inputs and records each decode."""
+
+    def __init__(self, inner):
+        self.inner, self.encoded, self.decodes = inner, 0, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def encode(self, features, *args, **kwargs):
+        self.encoded += int(features.shape[0])
+        return self.inner.encode(features, *args, **kwargs)
+
+    def generate(self, encoder_output, prompts, **kwargs):
+        self.decodes.append((len(prompts), kwargs.get("beam_size"), kwargs.get("sampling_temperature", 0.0)))
+        return self.inner.generate(encoder_output, prompts, **kwargs)
+
+
+def _counting(engine, monkeypatch) -> _Counting:
+    counting = _Counting(engine.model.model)
+    monkeypatch.setattr(engine.model, "model", counting)
+    return counting
+
+
+def test_the_language_is_detected_from_the_batch_encoder_pass_not_a_second_one(whisper_engine, monkeypatch):
+    jfk = decode(DATA / "jfk.flac")
+    counting = _counting(whisper_engine, monkeypatch)
+    (out,) = whisper_engine.transcribe_batch([jfk], "auto")
+    assert out.language == "en" and "country" in out.pieces[0].text
+    assert counting.encoded == 1  # one input, one encoder pass: detection reused it
+    assert [d[:2] for d in counting.decodes] == [(1, 1)]  # English: greedy, one decode
+
+
+def test_accurate_mode_decodes_with_a_beam_and_falls_back_to_higher_temperatures(whisper_engine, monkeypatch):
+    from dataclasses import replace
+
+    from webui.modules.engines import whisper_decode
+
+    jfk = decode(DATA / "jfk.flac")
+    other = decode(DATA / "goforward.wav")
+    monkeypatch.setattr(whisper_engine, "settings", replace(whisper_engine.settings, accurate=True))
+    assert whisper_engine.beam_for("en") == 5 and whisper_engine.beam_for("zh") == 5
+    options = whisper_engine._options("en")
+    assert options.temperatures == list(whisper_decode.FALLBACK_TEMPERATURES) and options.best_of == 5
+    # The second input's first decode fails Whisper's checks: only it is decoded again, sampled.
+    failing = whisper_decode.Decoded.needs_fallback
+
+    def needs_fallback(decoded, opts):
+        text = whisper_engine.model.hf_tokenizer.decode(decoded.tokens).lower()
+        return (decoded.temperature == 0.0 and "forward" in text) or failing(decoded, opts)
+
+    monkeypatch.setattr(whisper_decode.Decoded, "needs_fallback", needs_fallback)
+    counting = _counting(whisper_engine, monkeypatch)
+    first, second = whisper_engine.transcribe_batch([jfk, other], "en")
+    assert counting.encoded == 2  # the fallback reuses the batch's encoder output
+    assert counting.decodes[0] == (2, 5, 0.0) and counting.decodes[1] == (1, 1, 0.2)
+    assert first.pieces[0].scores.temperature == 0.0 and second.pieces[0].scores.temperature == 0.2
+    assert "your country" in first.pieces[0].text and "forward" in second.pieces[0].text.lower()
+    assert first.pieces[0].words and second.pieces[0].words  # word times for both
+
+
+def test_when_every_temperature_fails_the_likeliest_calm_decode_is_kept():
+    from types import SimpleNamespace
+
+    from webui.modules.engines.whisper_decode import Decoded, pick
+
+    opts = SimpleNamespace(no_speech_threshold=0.6, log_prob_threshold=-1.0, compression_ratio_threshold=2.4)
+    loop = Decoded([1], -0.2, 0.0, 0.0, 3.0)         # likely but repetitive
+    weak = Decoded([2], -1.3, 0.0, 0.2, 1.2)
+    weaker = Decoded([3], -1.6, 0.0, 0.4, 1.1)
+    assert loop.needs_fallback(opts) and weak.needs_fallback(opts)
+    assert pick([loop, weak, weaker], opts) is weak
+    assert pick([loop], opts) is loop  # greedy mode: one decode, kept as it is
+    silence = Decoded([4], -1.5, 0.9, 0.0, 1.0)       # weak but confidently no speech: no fallback
+    assert not silence.needs_fallback(opts)

@@ -132,37 +132,118 @@ def make_chunk(segment: Segment, audio: np.ndarray, opts: VadOptions = VadOption
 
 
 def pack(chunks: list[SpeechChunk], max_seconds: float, gap_seconds: float) -> list[SpeechChunk]:
-    """Repack the speech of neighbouring segments into inputs of up to `max_seconds`, cutting
-    only between speech spans (at pauses).
+    """`pack_with_gap` at `gap_seconds`, or at a shorter gap (GAP_SHRINK) where that saves a whole
+    input: the pauses between utterances are shortened further only when the speech otherwise
+    spills a few seconds into one more 30-s input (0.6 s pauses: 2.6 s left over after eight
+    full inputs in a five-minute window of telephone prompts; 31 inputs for 18.7 minutes of
+    them, 29 with the shorter gaps where they save one). The plans are made on views of the
+    audio; only the one kept is joined."""
+    best = _plan(chunks, max_seconds, gap_seconds)
+    for factor in GAP_SHRINK:
+        trial = _plan(chunks, max_seconds, gap_seconds * factor)
+        if _inputs(trial[0]) < _inputs(best[0]):
+            best = trial
+    return _materialise(*best)
 
-    Whisper pads every input to 30 s, so a segment holding 12 s of speech costs as much as a
-    full one; packing spans cuts the encoder passes by a third on conversational audio. The
-    time map keeps every span's absolute time. Silent chunks pass through alone (they are
-    skipped, never sent to a model); a chunk's `covers` goes with the input holding its end.
+
+GAP_SHRINK = (0.5, 1 / 3)  # shorter gaps tried (fractions of keep_gap: 0.3 s, 0.2 s by default)
+
+PlanItem = SpeechChunk | list[SpeechChunk]  # a silent chunk passed through, or the pieces of one input
+Plan = tuple[list[PlanItem], float]  # the items in order, and the gap their pieces are joined with
+
+
+def _inputs(items: list[PlanItem]) -> int:
+    return sum(1 for item in items if isinstance(item, list))
+
+
+def _materialise(items: list[PlanItem], gap_seconds: float) -> list[SpeechChunk]:
+    return [_joined(item, gap_seconds) if isinstance(item, list) else item for item in items]
+
+
+def pack_with_gap(chunks: list[SpeechChunk], max_seconds: float, gap_seconds: float) -> list[SpeechChunk]:
+    """Repack the speech of neighbouring segments into inputs of up to `max_seconds`, cutting
+    only between speech spans (at pauses), or inside a span at a pause within it.
+
+    Whisper pads every input to 30 s, so an input's cost is fixed whatever it holds: the fewer
+    inputs, the faster. Packing spans cuts the encoder passes by a third on conversational audio;
+    a span that does not fit whole is cut at its latest inner pause that fits (`split_at_pause`),
+    so an input is not closed seconds short because the next sentence is long (on telephone
+    prompts with 0.6-3 s gaps: 31 inputs instead of 34 for 18.7 minutes). The time map keeps
+    every span's absolute time. Silent chunks pass through alone (they are skipped, never sent
+    to a model); a chunk's `covers` goes with the input holding its end.
 
     Where the cut plan had to cut inside speech (no silence to cut at), the two sides are
     joined back without a gap, and an input never ends at such a cut when the speech before it
     can move to the next input: a decoder drops the word cut in two at an input's edge.
     """
-    packed: list[SpeechChunk] = []
+    return _materialise(*_plan(chunks, max_seconds, gap_seconds))
+
+
+def _plan(chunks: list[SpeechChunk], max_seconds: float, gap_seconds: float) -> Plan:
+    """pack_with_gap's inputs as lists of pieces (views of the chunks' audio), not yet joined."""
+    packed: list[PlanItem] = []
     group: list[SpeechChunk] = []  # the pieces of the input being filled, in order
     for chunk in chunks:
         if not chunk.spans:
             packed.append(chunk)
             continue
         for piece in chunk.pieces():
-            if group and _length(group + [piece], gap_seconds) > max_seconds:
+            while group and _length(group + [piece], gap_seconds) > max_seconds:
+                room = max_seconds - _length(group, gap_seconds) - (0.0 if _contiguous(group[-1], piece) else gap_seconds)
+                head, rest = split_at_pause(piece, room)
+                if head is not None:
+                    packed.append(group + [head])
+                    group, piece = [], rest
+                    break
                 carried: list[SpeechChunk] = []
                 if len(group) > 1 and _contiguous(group[-1], piece) and \
                         _length([group[-1], piece], gap_seconds) <= max_seconds:
                     carried = [group.pop()]
-                packed.append(_joined(group, gap_seconds))
+                packed.append(group)
                 group = carried
             group.append(piece)
         group[-1] = replace(group[-1], covers=group[-1].covers + chunk.covers)
     if group:
-        packed.append(_joined(group, gap_seconds))
-    return packed
+        packed.append(group)
+    return packed, gap_seconds
+
+
+SPLIT_MIN_PART = 1.0     # seconds: neither side of a split at an inner pause is shorter
+SPLIT_PAUSE = 0.15       # seconds: the shortest inner pause a span is split at ...
+SPLIT_BELOW_DB = 20.0    # ... at least this far below the span's speech level (its 90th percentile frame)
+_FRAME = 0.01            # level frames (s)
+
+
+def split_at_pause(piece: SpeechChunk, room: float) -> tuple[SpeechChunk | None, SpeechChunk]:
+    """A one-span piece cut in two at its latest inner pause that leaves a first part of at most
+    `room` seconds: (first, rest), the two contiguous (no gap is put between them, nothing is
+    lost); (None, piece) when it has no such pause. A pause is SPLIT_PAUSE seconds whose level
+    stays SPLIT_BELOW_DB under the span's speech, not a soft consonant; the cut is its middle."""
+    if len(piece.spans) != 1 or room < SPLIT_MIN_PART or piece.seconds < 2 * SPLIT_MIN_PART:
+        return None, piece
+    hop = int(_FRAME * SAMPLE_RATE)
+    frames = piece.audio[: piece.audio.size - piece.audio.size % hop].reshape(-1, hop)
+    if frames.shape[0] == 0:
+        return None, piece
+    level = 10 * np.log10(np.mean(np.square(frames, dtype=np.float64), axis=1) + 1e-12)
+    width = int(round(SPLIT_PAUSE / _FRAME))
+    if level.size < width:
+        return None, piece
+    windows = np.lib.stride_tricks.sliding_window_view(level, width).max(axis=1)  # loudest frame of each window
+    quiet = windows <= np.percentile(level, 90) - SPLIT_BELOW_DB
+    middles = (np.arange(windows.size) + width / 2) * _FRAME
+    ok = quiet & (middles >= SPLIT_MIN_PART) & (middles <= min(room, piece.seconds - SPLIT_MIN_PART))
+    if not ok.any():
+        return None, piece
+    cut = round(float(middles[np.flatnonzero(ok)[-1]]), 2)
+    span = piece.spans[0]
+    at = int(round(cut * SAMPLE_RATE))
+    middle = round(span.start + at / SAMPLE_RATE, 3)
+    first = SpeechChunk(Segment(piece.segment.index, span.start, middle), piece.audio[:at],
+                        (SpeechSpan(span.start, middle),), (0.0,), 0)
+    rest = SpeechChunk(Segment(piece.segment.index, middle, span.end), piece.audio[at:],
+                       (SpeechSpan(middle, span.end),), (0.0,), piece.covers)
+    return first, rest
 
 
 def _contiguous(a: SpeechChunk, b: SpeechChunk) -> bool:

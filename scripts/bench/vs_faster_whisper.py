@@ -1,0 +1,397 @@
+"""This pipeline against faster-whisper on real speech, same Whisper base int8 weights, CPU.
+
+Every run is a whole process (imports, model load and the run; wall time measured from outside),
+rows in alternating order round by round. Rows:
+
+    ours          python -m webui.cli transcribe FILE --format json --no-itn (the default mode)
+    ours-acc      the same with --accurate
+    fw-b1, fw-b5  faster-whisper BatchedInferencePipeline.transcribe (its defaults: Silero VAD,
+                  batch_size 8, no timestamp tokens) at beam 1 and beam 5
+    fw-seq        faster-whisper WhisperModel.transcribe(vad_filter=True) (its defaults: beam 5,
+                  context carried between windows, temperature fallback)
+
+For each: wall seconds per round (and their median), CPU seconds (user + system of the whole
+process and its children, ffmpeg included: on a loaded machine less noisy than wall time), WER
+(English) or CER (Mandarin, both sides in Simplified), encoder inputs (every Whisper encoder
+pass, language detection included), padded seconds sent to the encoder (inputs x 30 s), audio
+seconds fed to the feature extractor, decode tokens (generated tokens of every decode, fallbacks
+and second passes included) and peak RSS. Counted the same way for every row, by wrapping the
+CTranslate2 model object faster-whisper holds (both pipelines call it).
+
+WER: the same normaliser on both sides (lower case; single digits read one by one and written
+"1, 2, 3, 4" or "5-0-0" joined into one number; numbers spelt out; punctuation but apostrophes
+dropped; hyphens to spaces) on the raw model text (our runs use --no-itn; no ITN on either side).
+
+Recordings (built once into --work; real human speech only):
+
+    real_en     ../shared/testdata/real_en: its 15 clips in manifest order, 0.6-3 s pauses
+                (tests/data holds the same 15 clips, byte for byte)
+    asterisk    Debian asterisk-core-sounds-en(-wav): real telephone prompts (8 kHz) with the
+                package's own transcript, shuffled, 0.6-3 s pauses, --asterisk-minutes long
+    long_en     tests/recordings.py build(): the 15 clips with 3-12 s pauses and coffee breaks
+    mixed_en    tests/longform_kinds.py build_mixed(): dialogue, continuous speech, silence,
+                music bed, telephone band, dialogue; mp4
+    real_zh     ../shared/testdata/real_zh: its 11 clips in manifest order, 0.6-3 s pauses
+    long_zh     tests/recordings.py build() over the real_zh clips
+
+    .venv/bin/python scripts/bench/vs_faster_whisper.py --rounds 2
+    .venv/bin/python scripts/bench/vs_faster_whisper.py --only asterisk --rows ours,fw-b1 --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared" / "testdata"
+SR = 16_000
+ROWS = ("ours", "fw-b1", "fw-b5", "fw-seq", "ours-acc")
+ZH_RECORDINGS = ("real_zh", "long_zh")
+
+
+# ----------------------------------------------------------------------------- counting
+
+class Counts:
+    inputs = 0          # encoder passes (one per input of a batch)
+    fed_seconds = 0.0   # audio given to the feature extractor
+    tokens = 0          # generated tokens, every decode
+
+
+class _CountingModel:
+    """Stands in for the ctranslate2.models.Whisper that faster-whisper holds: counts the
+    encoder inputs and the generated tokens, passes everything through."""
+
+    def __init__(self, inner):
+        object.__setattr__(self, "_inner", inner)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def encode(self, features, *args, **kwargs):
+        Counts.inputs += int(features.shape[0])
+        return self._inner.encode(features, *args, **kwargs)
+
+    def generate(self, *args, **kwargs):
+        results = self._inner.generate(*args, **kwargs)
+        Counts.tokens += sum(len(r.sequences_ids[0]) for r in results if r.sequences_ids)
+        return results
+
+
+class _CountingFeatures:
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def __call__(self, waveform, *args, **kwargs):
+        Counts.fed_seconds += len(waveform) / SR
+        return self._inner(waveform, *args, **kwargs)
+
+
+def install_counters() -> None:
+    import faster_whisper
+    from faster_whisper import transcribe as fw_transcribe
+
+    original = fw_transcribe.WhisperModel.__init__
+
+    def counted_init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.model = _CountingModel(self.model)
+        self.feature_extractor = _CountingFeatures(self.feature_extractor)
+
+    fw_transcribe.WhisperModel.__init__ = counted_init
+    assert faster_whisper.WhisperModel is fw_transcribe.WhisperModel
+
+
+def child(row: str, audio: str, out: str) -> None:
+    """One measured run in this process; writes {text, inputs, fed, tokens, rss_mb} to `out`."""
+    install_counters()
+    if row.startswith("ours"):
+        from webui import cli
+
+        folder = Path(out).with_suffix(".d")
+        argv = ["transcribe", audio, "--format", "json", "--out", str(folder), "--no-itn", "--quiet", "--no-resume",
+                "--device", "cpu"]
+        if row == "ours-acc":
+            argv.append("--accurate")
+        if cli.main(argv):
+            raise SystemExit("the CLI failed")
+        text = json.loads((folder / f"{Path(audio).stem}.json").read_text())["text"]
+    else:
+        from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+        from webui.modules.engines.whisper_ct2 import bundled_model_dir
+
+        model = WhisperModel(str(bundled_model_dir()), device="cpu", compute_type="int8",
+                             cpu_threads=os.cpu_count() or 1)
+        if row == "fw-seq":
+            segments, _ = model.transcribe(audio, vad_filter=True, beam_size=5)
+        else:
+            segments, _ = BatchedInferencePipeline(model).transcribe(audio, beam_size=int(row[-1]))
+        text = " ".join(s.text.strip() for s in segments)
+    times = os.times()
+    Path(out).write_text(json.dumps({
+        # children: the ffmpeg decodes of our pipeline (faster-whisper decodes with PyAV, in process)
+        "text": text, "cpu": round(times.user + times.system + times.children_user + times.children_system, 1), "inputs": Counts.inputs, "fed": round(Counts.fed_seconds, 1), "tokens": Counts.tokens,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }, ensure_ascii=False))
+
+
+# ----------------------------------------------------------------------------- scoring
+
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+         "sixteen seventeen eighteen nineteen").split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def spell(n: int) -> str:
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
+    if n < 1000:
+        return _ONES[n // 100] + " hundred" + ("" if n % 100 == 0 else " " + spell(n % 100))
+    if n < 1_000_000:
+        return spell(n // 1000) + " thousand" + ("" if n % 1000 == 0 else " " + spell(n % 1000))
+    return " ".join(_ONES[int(d)] for d in str(n))
+
+
+def normalise_en(text: str) -> str:
+    text = text.lower().replace("%", " percent ").replace("&", " and ")
+    text = re.sub(r"(?<=\d),(?=\d{3})", "", text)
+    # Digits read one by one: "1, 2, 3, 4" and "5-0-0" are the numbers 1234 and 500 as written.
+    text = re.sub(r"\b\d(?:(?:, ?|-)\d\b)+", lambda m: re.sub(r"\D", "", m.group()), text)
+    text = re.sub(r"\d+", lambda m: f" {spell(int(m.group()))} ", text)
+    text = re.sub(r"[^\w\s']|_", " ", text)
+    text = re.sub(r"(?<!\w)'|'(?!\w)", " ", text)
+    return " ".join(text.split())
+
+
+def normalise_zh(text: str) -> list[str]:
+    import opencc
+
+    text = opencc.OpenCC("t2s").convert(text).lower()
+    return [ch for ch in re.sub(r"[^\w]|_", "", text)]
+
+
+def error_rate(reference: str, hypothesis: str, zh: bool) -> float:
+    import jiwer
+
+    if zh:
+        ref, hyp = normalise_zh(reference), normalise_zh(hypothesis)
+        return jiwer.wer(" ".join(ref), " ".join(hyp) or "<empty>")
+    return jiwer.wer(normalise_en(reference), normalise_en(hypothesis) or "<empty>")
+
+
+# ----------------------------------------------------------------------------- recordings
+
+def _clips(folder: Path) -> list[tuple[str, object, str]]:
+    from webui.modules.audio import decode
+
+    out = []
+    for line in (folder / "manifest.jsonl").read_text().splitlines():
+        if line.strip():
+            entry = json.loads(line)
+            out.append((entry["audio"], decode(folder / entry["audio"]), entry["text"]))
+    return out
+
+
+def _concat(path: Path, clips, seed: int, gap=(0.6, 3.0), minutes: float | None = None, shuffle: bool = False):
+    """Clips (name, audio, text) with pauses of room noise between them; returns the reference."""
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    order = list(rng.permutation(len(clips))) if shuffle else list(range(len(clips)))
+    texts, total = [], 0
+    with sf.SoundFile(str(path), "w", samplerate=SR, channels=1, subtype="PCM_16") as out:
+        for k in order:
+            _, audio, text = clips[k]
+            pause = int(rng.uniform(*gap) * SR)
+            if minutes is not None and total + pause + audio.size > minutes * 60 * SR:
+                break
+            out.write((rng.standard_normal(pause) * 10 ** (-65 / 20)).astype(np.float32))
+            out.write(np.clip(audio, -1, 1))
+            texts.append(text)
+            total += pause + audio.size
+        out.write((rng.standard_normal(SR) * 10 ** (-65 / 20)).astype(np.float32))
+    return " ".join(texts)
+
+
+def asterisk_clips(work: Path) -> list[tuple[str, object, str]]:
+    """The prompts of Debian's asterisk-core-sounds-en-wav with the text of core-sounds-en.txt
+    (asterisk-core-sounds-en); installed, or fetched with apt-get download into `work`."""
+    from webui.modules.audio import decode
+
+    roots = [Path("/usr/share"), work / "deb" / "usr" / "share"]
+    def find():
+        for root in roots:
+            txt = root / "doc" / "asterisk-core-sounds-en" / "core-sounds-en.txt.gz"
+            sounds = sorted((root / "asterisk" / "sounds").glob("en*/")) if (root / "asterisk" / "sounds").exists() else []
+            sounds = [s for s in sounds if (s / "activated.wav").exists()]
+            if txt.exists() and sounds:
+                return txt, sounds[0]
+        return None
+    found = find()
+    if found is None:
+        (work / "deb").mkdir(parents=True, exist_ok=True)
+        subprocess.run(["apt-get", "download", "asterisk-core-sounds-en", "asterisk-core-sounds-en-wav"],
+                       cwd=work / "deb", check=True, capture_output=True)
+        for deb in (work / "deb").glob("*.deb"):
+            subprocess.run(["dpkg", "-x", str(deb), str(work / "deb")], check=True)
+        found = find()
+        if found is None:
+            raise SystemExit("asterisk-core-sounds-en(-wav) not found")
+    txt, sounds = found
+    clips = []
+    for line in gzip.open(txt, "rt", encoding="utf-8", errors="replace"):
+        name, sep, text = line.partition(":")
+        text = text.strip()
+        if not sep or line.startswith(";") or not text or "[" in text or "/" in name:
+            continue
+        wav = sounds / f"{name.strip()}.wav"
+        if wav.exists() and re.search(r"[A-Za-z]", text):
+            clips.append((wav.name, decode(wav), text))
+    return clips
+
+
+def build(name: str, work: Path, args) -> tuple[Path, str]:
+    """The recording `name` in `work` (built once) and its reference text."""
+    sidecar = work / f"{name}.json"
+    if sidecar.exists():
+        data = json.loads(sidecar.read_text())
+        if Path(data["path"]).exists():
+            return Path(data["path"]), data["reference"]
+    work.mkdir(parents=True, exist_ok=True)
+    if name == "real_en":
+        path = work / "real_en.flac"
+        reference = _concat(path, _clips(SHARED / "real_en"), seed=1)
+    elif name == "real_zh":
+        path = work / "real_zh.flac"
+        reference = _concat(path, _clips(SHARED / "real_zh"), seed=2)
+    elif name == "asterisk":
+        path = work / "asterisk.flac"
+        reference = _concat(path, asterisk_clips(work), seed=3, minutes=args.asterisk_minutes, shuffle=True)
+    elif name in ("long_en", "long_zh"):
+        from tests.recordings import build as build_long, load_clips
+
+        path = work / f"{name}.flac"
+        clips = load_clips(SHARED / "real_zh") if name == "long_zh" else None
+        placed = build_long(path, args.long_minutes, seed=7, clips=clips)
+        reference = " ".join(p.text for p in placed)
+    elif name == "mixed_en":
+        from tests import longform_kinds as lk
+
+        rec = lk.build_mixed(work, lk.load_clip_set(), args.mixed_minutes, seed=0)
+        path, reference = rec.path, " ".join(p.text for p in rec.placed)
+    else:
+        raise SystemExit(f"unknown recording {name}")
+    sidecar.write_text(json.dumps({"path": str(path), "reference": reference}, ensure_ascii=False))
+    return path, reference
+
+
+def duration(path: Path) -> float:
+    from webui.modules.audio import probe
+
+    return probe(path).duration
+
+
+# ----------------------------------------------------------------------------- driver
+
+def measure(row: str, audio: Path, work: Path) -> dict:
+    out = work / "runs" / f"{audio.stem}.{row}.{os.getpid()}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, __file__, "--child", row, str(audio), str(out)]
+    started = time.perf_counter()
+    proc = subprocess.run(argv, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if proc.returncode:
+        raise SystemExit(f"{row} on {audio.name} failed:\n{proc.stderr[-3000:]}")
+    return {**json.loads(out.read_text()), "wall": round(wall, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="asterisk,real_en,real_zh,long_en,mixed_en,long_zh",
+                        help="recordings, comma-separated")
+    parser.add_argument("--rows", default=",".join(ROWS), help="rows, comma-separated: " + ", ".join(ROWS))
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/lfbench"), help="recordings and run logs")
+    parser.add_argument("--asterisk-minutes", type=float, default=18.7)
+    parser.add_argument("--long-minutes", type=float, default=20.0)
+    parser.add_argument("--mixed-minutes", type=float, default=20.0)
+    parser.add_argument("--log", type=Path, help="append every run as a JSON line here (default WORK/log.jsonl)")
+    parser.add_argument("--child", nargs=3, metavar=("ROW", "AUDIO", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        from webui.offline import enforce_offline
+
+        enforce_offline()
+        child(*args.child)
+        return
+
+    rows = [r for r in args.rows.split(",") if r]
+    names = [n for n in args.only.split(",") if n]
+    recordings = {n: build(n, args.work, args) for n in names}
+    log = args.log or args.work / "log.jsonl"
+    results: dict[tuple[str, str], list[dict]] = {}
+    for name in names:  # a recording's rounds back to back (the load changes slowly), rows alternating
+        path, reference = recordings[name]
+        for rnd in range(args.rounds):
+            for row in (rows if rnd % 2 == 0 else rows[::-1]):
+                r = measure(row, path, args.work)
+                r["err"] = error_rate(reference, r["text"], name in ZH_RECORDINGS)
+                results.setdefault((name, row), []).append(r)
+                load = os.getloadavg()[0]
+                with open(log, "a") as f:
+                    f.write(json.dumps({"recording": name, "row": row, "round": rnd + 1, "load1": load,
+                                        **{k: v for k, v in r.items() if k != "text"}}) + "\n")
+                print(f"round {rnd + 1} {name:9} {row:9} {r['wall']:7.1f} s  cpu {r['cpu']:7.1f} s  err {r['err']:.2%}  inputs {r['inputs']}"
+                      f"  tokens {r['tokens']}  rss {r['rss_mb']:.0f} MB  (load {load:.1f})", flush=True)
+    print_table(names, rows, recordings, results)
+
+
+def print_table(names, rows, recordings, results) -> None:
+    head = (f"{'recording':10} {'min':>5} {'row':9} {'beam':>4} {'wall s (rounds)':>17} {'median':>7} {'CPU s':>7} "
+            f"{'WER/CER':>8} {'inputs':>6} {'padded s':>8} {'fed s':>7} {'tokens':>7} {'RSS MB':>7} {'/ours wall':>10} "
+            f"{'/ours CPU':>9}")
+    print("\n" + head + "\n" + "-" * len(head))
+    beams = {"ours": "1*", "ours-acc": "5", "fw-b1": "1", "fw-b5": "5", "fw-seq": "5"}
+    for name in names:
+        path, _ = recordings[name]
+        minutes = duration(path) / 60
+        ours = results.get((name, "ours"))
+        base = statistics.median(r["wall"] for r in ours) if ours else None
+        base_cpu = statistics.median(r["cpu"] for r in ours) if ours else None
+        for row in rows:
+            runs = results.get((name, row))
+            if not runs:
+                continue
+            med = statistics.median(r["wall"] for r in runs)
+            cpu = statistics.median(r["cpu"] for r in runs)
+            r = runs[-1]
+            beam = "5*" if row == "ours" and name in ZH_RECORDINGS else beams[row]
+            ratio = f"{med / base:10.2f} {cpu / base_cpu:9.2f}" if base else ""
+            walls = "/".join(f"{x['wall']:.1f}" for x in runs)
+            print(f"{name:10} {minutes:5.1f} {row:9} {beam:>4} {walls:>17} "
+                  f"{med:7.1f} {cpu:7.1f} {r['err']:8.2%} {r['inputs']:6d} {30 * r['inputs']:8d} {r['fed']:7.0f} {r['tokens']:7d} "
+                  f"{max(x['rss_mb'] for x in runs):7.0f} {ratio}")
+    print("beam: * by language (greedy for English, 5 for Chinese); /ours: median wall (CPU) seconds of the row over "
+          "ours (default), above 1: ours is faster; CPU s: user + system seconds of the whole process (less "
+          "sensitive to a loaded machine than wall time)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Accurate mode as an option (PipelineOptions.accurate, the presets, CLI --accurate), and the
+scoring of scripts/bench/vs_faster_whisper.py."""
+
+import importlib.util
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pytest
+
+from webui.modules.engines.base import EngineSettings
+from webui.modules.options import PRESETS, PipelineOptions, options_from_record, with_preset
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_accurate_reaches_the_engine_settings_and_survives_a_stored_record():
+    assert PipelineOptions().accurate is False and PipelineOptions().engine.accurate is False
+    accurate = PipelineOptions(accurate=True)
+    assert accurate.engine.accurate is True
+    assert replace(accurate, accurate=False).engine.accurate is False
+    # A new engine (another language, another model) keeps the pipeline's choice.
+    assert replace(accurate, engine=EngineSettings(language="zh")).engine.accurate is True
+    assert options_from_record(asdict(accurate)) == accurate
+    assert options_from_record(asdict(PipelineOptions())) == PipelineOptions()
+    old = asdict(PipelineOptions())
+    del old["accurate"], old["engine"]["accurate"]  # a record from before the option
+    assert options_from_record(old) == PipelineOptions()
+
+
+def test_presets():
+    assert set(PRESETS) == {"default", "accurate"}
+    assert with_preset(PipelineOptions(), "accurate").engine.accurate is True
+    assert with_preset(PipelineOptions(accurate=True), "default") == PipelineOptions()
+    assert with_preset(PipelineOptions(), True).accurate is True
+
+
+def test_cli_accurate_flag():
+    from webui.cli import build_parser, options_from_args
+
+    parse = build_parser().parse_args
+    assert options_from_args(parse(["transcribe", "a.wav"])).accurate is False
+    options = options_from_args(parse(["transcribe", "a.wav", "--accurate", "--language", "en"]))
+    assert options.accurate and options.engine.accurate and options.engine.language == "en"
+
+
+def test_accurate_and_default_runs_never_share_a_checkpoint():
+    from webui.modules.checkpoint import options_key
+
+    assert options_key(PipelineOptions()) != options_key(PipelineOptions(accurate=True))
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("vs_faster_whisper", ROOT / "scripts" / "bench" / "vs_faster_whisper.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Extension 1, 2, 3, 4 and password 4-2-4-2.", "extension one thousand two hundred thirty four and password "
+                                                   "four thousand two hundred forty two"),
+    ("Go forward 10 meters.", "go forward ten meters"),
+    ("one two three", "one two three"),
+    ("1 2 3", "one two three"),
+    ("Press 1 to mute, 2 to lock; it's 28.8 kilobit & 10%", "press one to mute two to lock it's twenty eight "
+                                                            "eight kilobit and ten percent"),
+    ("'Quoted' call-forward", "quoted call forward"),
+])
+def test_bench_normaliser_treats_both_sides_alike(text, expected):
+    assert _bench().normalise_en(text) == expected
+
+
+def test_bench_error_rates():
+    bench = _bench()
+    assert bench.error_rate("Press 1, then 2.", "press one then two", zh=False) == 0.0
+    assert bench.error_rate("go forward ten meters", "go forward", zh=False) == 0.5
+    assert bench.error_rate("甚至出现交易几乎停滞的情况", "甚至出現交易几乎停滞的情况。", zh=True) == 0.0  # Traditional, punctuation
+    assert bench.error_rate("换一首歌", "换一首", zh=True) == 0.25

@@ -1,0 +1,118 @@
+"""Whisper's decode of one CTranslate2 batch, from the encoder output on: the decode at
+temperature 0 (greedy or beam), Whisper's temperature fallback for the inputs whose text fails
+its checks (accurate mode), and the tokens as faster-whisper segments with word times.
+
+This is faster-whisper's BatchedInferencePipeline.forward with the fallback that pipeline lacks
+(its sequential transcribe has it, one 30-s window at a time); here the failing inputs of a
+batch are decoded again together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import ceil
+from typing import Callable
+
+# Whisper's fallback ladder (openai-whisper and faster-whisper use the same): temperature 0 first,
+# then sampling at rising temperatures while the text fails the checks.
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+# rows -> the encoder output of those inputs of the batch only (what a fallback decodes again)
+RowsOf = Callable[[list[int]], object]
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One input's decode at one temperature, with what Whisper's fallback rule looks at."""
+
+    tokens: list[int]
+    avg_logprob: float
+    no_speech_prob: float
+    temperature: float
+    compression_ratio: float
+
+    @classmethod
+    def of(cls, result, temperature: float, tokenizer, length_penalty: float) -> "Decoded":
+        from faster_whisper.transcribe import get_compression_ratio
+
+        tokens = list(result.sequences_ids[0])
+        cum_logprob = result.scores[0] * (len(tokens) ** length_penalty)
+        return cls(tokens, cum_logprob / (len(tokens) + 1), float(result.no_speech_prob), temperature,
+                   get_compression_ratio(tokenizer.decode(tokens).strip()))
+
+    def needs_fallback(self, options) -> bool:
+        """Whisper's rule: too repetitive, or a weak decode that is not silence."""
+        if self.no_speech_prob > options.no_speech_threshold and self.avg_logprob < options.log_prob_threshold:
+            return False  # silence: a weak decode is expected
+        return self.compression_ratio > options.compression_ratio_threshold or \
+            self.avg_logprob < options.log_prob_threshold
+
+
+def pick(tried: list[Decoded], options) -> Decoded:
+    """The last decode if it passed; when every temperature failed, the likeliest of those that
+    were not too repetitive (of all, if none), as Whisper's transcribe picks."""
+    if len(tried) == 1 or not tried[-1].needs_fallback(options):
+        return tried[-1]
+    calm = [d for d in tried if d.compression_ratio <= options.compression_ratio_threshold]
+    return max(calm or tried, key=lambda d: d.avg_logprob)
+
+
+def decode(model, encoder_output, count: int, rows_of: RowsOf, tokenizer, options) -> list[Decoded]:
+    """The `count` inputs of the batch decoded at temperature 0 (beam or greedy, together); with
+    more than one temperature (accurate mode), the inputs whose text fails Whisper's checks are
+    decoded again at the next temperature, together, until they pass or the ladder ends.
+
+    `model` is faster-whisper's WhisperModel. Sampling draws from CTranslate2's own generator,
+    which takes no seed per call: a fallback's text can differ between two runs of the same
+    input (a resumed accurate-mode window may not repeat it word for word; the default mode
+    never samples)."""
+    prompt = model.get_prompt(tokenizer, [], without_timestamps=options.without_timestamps, hotwords=options.hotwords)
+    tried: list[list[Decoded]] = [[] for _ in range(count)]
+    todo = list(range(count))
+    for temperature in options.temperatures:
+        results = model.model.generate(
+            encoder_output if len(todo) == count else rows_of(todo), [list(prompt) for _ in todo],
+            length_penalty=options.length_penalty, max_length=model.max_length, suppress_blank=options.suppress_blank,
+            suppress_tokens=options.suppress_tokens, return_scores=True, return_no_speech_prob=True,
+            repetition_penalty=options.repetition_penalty, no_repeat_ngram_size=options.no_repeat_ngram_size,
+            **_search(temperature, options))
+        for k, result in zip(todo, results):
+            tried[k].append(Decoded.of(result, temperature, tokenizer, options.length_penalty))
+        todo = [k for k in todo if tried[k][-1].needs_fallback(options)]
+        if not todo:
+            break
+    return [pick(t, options) for t in tried]
+
+
+def _search(temperature: float, options) -> dict:
+    """CTranslate2's search arguments: beam (or greedy) at 0, else best_of samples, as
+    faster-whisper's sequential transcribe does."""
+    if temperature > 0:
+        return {"beam_size": 1, "num_hypotheses": options.best_of, "sampling_topk": 0,
+                "sampling_temperature": temperature}
+    return {"beam_size": options.beam_size, "patience": options.patience}
+
+
+def segments(model, decoded: list[Decoded], durations: list[float], tokenizer, encoder_output, options,
+             origin_step: float) -> list[list[dict]]:
+    """faster-whisper's BatchedInferencePipeline.forward from the decode on: each input's tokens
+    as segments (one per input without timestamp tokens), input k timed from k * origin_step,
+    then the word times (from no earlier speech: every input is timed on its own)."""
+    from faster_whisper.transcribe import get_compression_ratio
+
+    out, sizes = [], []
+    for k, (d, duration) in enumerate(zip(decoded, durations)):
+        size = int(ceil(duration) * model.frames_per_second)
+        sizes.append(size)
+        subsegments, _, _ = model._split_segments_by_timestamps(
+            tokenizer=tokenizer, tokens=d.tokens, time_offset=k * origin_step, segment_size=size,
+            segment_duration=duration, seek=0)
+        out.append([dict(text=tokenizer.decode(s["tokens"]), avg_logprob=d.avg_logprob,
+                         no_speech_prob=d.no_speech_prob, tokens=s["tokens"], start=s["start"], end=s["end"],
+                         compression_ratio=get_compression_ratio(tokenizer.decode(s["tokens"])),
+                         seek=int(k * origin_step * model.frames_per_second), temperature=d.temperature)
+                    for s in subsegments])
+    if options.word_timestamps and any(out):
+        model.add_word_timestamps(out, tokenizer, encoder_output, sizes, options.prepend_punctuations,
+                                  options.append_punctuations, 0.0)
+    return out
