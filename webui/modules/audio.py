@@ -76,7 +76,7 @@ class Silence:
 
 @dataclass(frozen=True)
 class SilenceScan:
-    """One pass over the file: ffmpeg's silences and a coarse loudness envelope (dBFS per hop)."""
+    """One pass over the file: its silences and a coarse loudness envelope (dBFS per hop)."""
 
     silences: tuple[Silence, ...]
     envelope_db: np.ndarray
@@ -266,7 +266,8 @@ _SILENCE_END = re.compile(r"silence_end:\s*(-?[\d.]+)")
 
 
 def parse_silences(lines: Iterable[str], duration: float) -> list[Silence]:
-    """Pair ffmpeg silencedetect's start/end lines; an open silence runs to the end."""
+    """Pair ffmpeg silencedetect's start/end lines; an open silence runs to the end (the
+    reference that sample_scan.SampleScan is checked against)."""
     silences: list[Silence] = []
     start: float | None = None
     for line in lines:
@@ -315,65 +316,24 @@ def _decode_to_file(path: Path, fd: int, extra_filters: str = "", lines: list[st
         raise InputError(path, f"could not decode audio ({_short(tail[0], path)})")
 
 
-class _Envelope:
-    """The 100 ms loudness envelope (dB) of int16 samples in a file that ffmpeg is still writing:
-    read behind the decoder in whole hops, so on a second core it costs no wall time."""
-
-    def __init__(self, fd: int, first_byte: int) -> None:
-        self.fd, self.offset, self.samples = fd, first_byte, 0
-        self._hop = int(ENVELOPE_HOP * SAMPLE_RATE)
-        self._power: list[np.ndarray] = []
-
-    def read_whole_hops(self) -> bool:
-        """Take in what ffmpeg has written so far, in whole hops; False if there was nothing."""
-        ready = os.fstat(self.fd).st_size - self.offset
-        ready -= ready % (2 * self._hop)
-        if ready <= 0:
-            return False
-        while ready > 0:
-            ready -= self._take(os.pread(self.fd, min(ready, _READ_BYTES), self.offset))
-        return True
-
-    def read_rest(self) -> None:
-        """After ffmpeg exited: everything left, the last partial hop included."""
-        while raw := os.pread(self.fd, _READ_BYTES, self.offset):
-            self._take(raw)
-
-    def db(self) -> np.ndarray:
-        power = np.concatenate(self._power) if self._power else np.zeros(0, dtype=np.float32)
-        return 10.0 * np.log10(np.maximum(power, 1e-10)).astype(np.float32)
-
-    def _take(self, raw: bytes) -> int:
-        self.offset += len(raw)
-        block = to_float(np.frombuffer(raw, dtype="<i2", count=len(raw) // 2))
-        self.samples += block.size
-        whole = block.size - block.size % self._hop
-        frames = block[:whole].reshape(-1, self._hop)
-        self._power.append(np.einsum("ij,ij->i", frames, frames) / self._hop)  # mean power, no temporary
-        if whole < block.size:
-            rest = block[whole:]
-            self._power.append(np.array([np.mean(rest * rest)], dtype=np.float32))
-        return len(raw)
-
-
 def scan_silences(path: str | Path, noise_db: float = -30.0, min_silence: float = 1.2,
                   into: PcmFile | None = None) -> SilenceScan:
-    """One decode pass: ffmpeg silencedetect plus a 100 ms loudness envelope. The samples go
-    `into` the caller's spool, so the run never decodes the file a second time."""
-    p = Path(path)
-    lines: list[str] = []
-    detect = f"silencedetect=noise={noise_db}dB:d={min_silence}"
+    """One decode pass: the silences (as ffmpeg's silencedetect finds them) and a 100 ms
+    loudness envelope, both from the samples read behind the decoder (sample_scan.py). The
+    samples go `into` the caller's spool, so the run never decodes the file a second time."""
+    from .sample_scan import SampleScan
+
     with contextlib.ExitStack() as stack:
         target = into if into is not None else stack.enter_context(tempfile.TemporaryFile(prefix="longform-scan-"))
-        envelope = _Envelope(target.fileno(), os.fstat(target.fileno()).st_size)
-        _decode_to_file(p, target.fileno(), detect, lines, envelope.read_whole_hops)
+        scan = SampleScan(target.fileno(), os.fstat(target.fileno()).st_size, noise_db, min_silence)
+        _decode_to_file(Path(path), target.fileno(), while_running=scan.read_whole_hops)
         if into is not None:
             into.written()
-        envelope.read_rest()
-    duration = envelope.samples / SAMPLE_RATE
+        scan.read_rest()
+    duration = scan.samples / SAMPLE_RATE
     if duration <= 0:
         raise InputError(path, "audio stream decodes to zero samples")
-    return SilenceScan(tuple(parse_silences(lines, duration)), envelope.db(), duration)
+    return SilenceScan(tuple(scan.silences()), scan.envelope_db(), duration)
 
 
 def decode_into(path: str | Path, into: PcmFile | Callable[[np.ndarray], None]) -> None:

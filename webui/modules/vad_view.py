@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from .engines.base import EngineSettings
 from .options import PipelineOptions
 from .transcript import Segment
 
+_AHEAD = 8  # segments handed to the VAD threads at a time
 
 
 @dataclass(frozen=True)
@@ -73,13 +75,23 @@ def inspect_vad(path: str | Path, options: PipelineOptions, engine_cap: float | 
         bucket_seconds = max(info.duration / buckets, 1.0 / audio_mod.SAMPLE_RATE)
         peaks = np.zeros(int(np.ceil(info.duration / bucket_seconds)) + 1, dtype=np.float32)
         views: list[SegmentView] = []
-        for seg in segments:
-            with clock("VAD"):
-                samples = spool.read(seg.start, seg.end)
-                chunk = make_chunk(seg, samples, options.vad)
-            views.append(SegmentView(seg, tuple((s.start, s.end) for s in chunk.spans), round(chunk.speech_seconds, 3)))
-            with clock("waveform outline"):
-                _add_peaks(peaks, samples, seg.start, bucket_seconds)
+
+        def vad(seg: Segment):
+            samples = spool.read(seg.start, seg.end)
+            return samples, make_chunk(seg, samples, options.vad)
+
+        # Segments are independent and numpy lets go of the GIL: two at a time, a few ahead at
+        # most (memory stays a few segments' samples).
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for first in range(0, len(segments), _AHEAD):
+                group = segments[first:first + _AHEAD]
+                with clock("VAD"):
+                    done = list(pool.map(vad, group))
+                for seg, (samples, chunk) in zip(group, done):
+                    views.append(SegmentView(seg, tuple((s.start, s.end) for s in chunk.spans),
+                                             round(chunk.speech_seconds, 3)))
+                    with clock("waveform outline"):
+                        _add_peaks(peaks, samples, seg.start, bucket_seconds)
     return VadInspection(info, max_seconds, engine_cap, tuple(views), peaks, bucket_seconds, planned.windows,
                          clock.totals())
 
