@@ -34,7 +34,7 @@ class PipelineOptions:
     # Accurate mode: fewer errors for more time (Whisper: beam 5 for every language, temperature
     # fallback: engines/whisper_ct2.py). The engine reads it from `engine.accurate`, which follows this.
     accurate: bool = False
-    # Who spoke (diarize/): None = off. Off by default: on the CPU it adds about a sixth to a
+    # Who spoke (diarize/): None = off. Off by default: on the CPU it adds about a fifth to a
     # run's time, and a lecture or a dictation has one voice.
     diarize: DiarizeOptions | None = None
 

@@ -23,7 +23,7 @@ class SpeakerChoice:
 
     def build(self, prefix: str) -> None:
         self.on = gr.Checkbox(value=False, label="Who spoke (speaker labels)", elem_id=f"{prefix}-diarize",
-                              info="Labels each line with its speaker; on the CPU it adds about a sixth to the time.")
+                              info="Labels each line with its speaker; on the CPU it adds about a fifth to the time.")
         with gr.Row(visible=False, elem_id=f"{prefix}-speaker-counts") as self.counts:
             self.count = gr.Dropdown([AUTO, *map(str, range(1, MAX_PAGE_SPEAKERS + 1))], value=AUTO,
                                      label="Speakers", elem_id=f"{prefix}-speakers", min_width=90)
