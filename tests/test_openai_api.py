@@ -421,6 +421,13 @@ def test_known_speakers_bad_input_is_a_400_naming_the_field(server: Server) -> N
         ({"known_speaker_names": ["A"], "known_speaker_references": ["data:audio/wav;base64," + "A" * 1_500_000]},
          "known_speaker_references", "send 2-10 s of the voice"),
     ]
+    # A reference clip that names a server file (a playlist, a concat list) must not read it.
+    server_file = DATA / "1089-134691-0001.flac"
+    for text in (f"#EXTM3U\n#EXT-X-TARGETDURATION:30\n#EXTINF:30.0,\n{server_file}\n#EXT-X-ENDLIST\n",
+                 f"ffconcat version 1.0\nfile '{server_file}'\n"):
+        playlist = "data:audio/x-mpegurl;base64," + base64.b64encode(text.encode()).decode()
+        cases.append(({"known_speaker_names": ["A"], "known_speaker_references": [playlist]},
+                      "known_speaker_references", "known_speaker_references[0] cannot be read"))
     for fields, param, message in cases:
         with pytest.raises(openai.BadRequestError) as err:
             api.audio.transcriptions.create(file=("go.wav", GO.read_bytes()), model="whisper-1", **fields)

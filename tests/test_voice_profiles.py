@@ -147,6 +147,15 @@ def test_reference_clips_make_a_profile_and_bad_clips_say_which(world, tmp_path)
         with pytest.raises(vp.ProfileError, match=message):
             vp.save_from_clips(history.path, "dave", "Carlo", [good, bad])
     assert vp.list_profiles(history.path, "dave") == []  # nothing kept from a refused set
+    # A "clip" that names a server file (an HLS playlist, a concat list, even named .wav) is refused,
+    # never read: the same guarded ffmpeg path as every upload.
+    from tests import media_refs
+
+    for made in (media_refs.hls(tmp_path, good, "clip.m3u8"), media_refs.hls(tmp_path, good, "clip_m3u8.wav"),
+                 media_refs.ffconcat(tmp_path, good, "list.wav")):
+        with pytest.raises(vp.ProfileError, match=f"{made.name} cannot be read"):
+            vp.save_from_clips(history.path, "dave", "Carlo", [made])
+    assert vp.list_profiles(history.path, "dave") == []
     profile = vp.save_from_clips(history.path, "dave", "Carlo", [good])
     assert (profile.name, profile.clips) == ("Carlo", 1)
     for name, message in (("", "Give the profile a name"), ("a\x00b", "control characters"), ("x" * 41, "at most 40")):
