@@ -95,3 +95,15 @@ def test_plan_shows_every_stage_before_the_model_and_needs_no_model(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "webui.cli", "plan", str(tmp_path / "missing.wav")],
                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert bad.returncode == 1 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
+
+
+def test_whisper_on_the_cpu_never_imports_torch(tmp_path):
+    """torch's import is 1.3 s of CPU and ~170 MB of RSS, a fifth of a short file's run: the
+    CTranslate2 path on the CPU (device auto, no GPU here) must not pull it in."""
+    child = ("import sys, runpy; sys.argv = ['webui.cli', 'transcribe', sys.argv[1], '--out', sys.argv[2], '--quiet'];"
+             "code = 0\ntry:\n    runpy.run_module('webui.cli', run_name='__main__')\nexcept SystemExit as e:\n"
+             "    code = e.code or 0\nprint('TORCH' if 'torch' in sys.modules else 'NO-TORCH', code)")
+    done = subprocess.run([sys.executable, "-c", child, str(DATA / "jfk.flac"), str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.stdout.strip().splitlines()[-1] == "NO-TORCH 0", done.stdout + done.stderr[-2000:]
+    assert "country" in (tmp_path / "jfk.txt").read_text()

@@ -16,9 +16,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol, TypeVar
 
-import torch
-
-from .devices import DEVICES, cuda_index, is_cuda, resolve_device, supports_bf16, torch_cuda_devices  # noqa: F401
+from .devices import (  # noqa: F401
+    DEVICES,
+    cuda_index,
+    is_cuda,
+    resolve_device,
+    supports_bf16,
+    torch,
+    torch_cuda_devices,
+    torch_loaded,
+)
 from .oom import OomEvent, is_oom, oom_event_count, run_with_oom_backoff  # noqa: F401
 
 T = TypeVar("T")
@@ -30,7 +37,7 @@ DEVICE_DELTA = "device delta (container: NVML shows host PIDs)"
 
 def _torch_live() -> bool:
     """torch has initialised CUDA in this process (a torch engine, or a test's double)."""
-    return torch.cuda.is_initialized()
+    return torch_loaded() is not None and torch.cuda.is_initialized()
 
 
 def _torch_indices(device: str | None) -> list[int]:

@@ -9,8 +9,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Sequence, TypeVar
 
-import torch
-
+from .devices import torch_loaded
 from .engines.base import EngineError
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,8 @@ def oom_event_count() -> int:
 def is_oom(exc: BaseException) -> bool:
     if isinstance(exc, EngineError):  # our own "does not fit even alone" must not be retried
         return False
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
+    torch = torch_loaded()  # not imported: no torch error can have been raised
+    if torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError):
         return True
     return isinstance(exc, RuntimeError) and any(m in str(exc).lower() for m in OOM_MARKERS)
 
