@@ -107,3 +107,27 @@ def test_when_every_temperature_fails_the_likeliest_calm_decode_is_kept():
     assert pick([loop], opts) is loop  # greedy mode: one decode, kept as it is
     silence = Decoded([4], -1.5, 0.9, 0.0, 1.0)       # weak but confidently no speech: no fallback
     assert not silence.needs_fallback(opts)
+
+
+def test_on_the_cpu_greedy_decodes_the_whole_batch_and_beams_decode_in_groups(whisper_engine, monkeypatch):
+    """8 inputs: encoded 4 at a time (the encoder's buffers grow with the batch), decoded in one
+    greedy call (fewer decoder steps); with a beam (5 hypotheses each) 4 at a time. Each input's
+    text is the one it gets in a batch of 4."""
+    from dataclasses import replace
+
+    clips = [decode(DATA / name)[: 12 * 16_000] for name in ("jfk.flac", "goforward.wav")] * 4
+    monkeypatch.setattr(whisper_engine, "settings", replace(whisper_engine.settings, cpu_batch_cap=4, cpu_decode_cap=8))
+    assert whisper_engine.batch_limit(30.0) == 8
+    counting = _counting(whisper_engine, monkeypatch)
+    encoded_sizes = []
+    encode = counting.encode
+    monkeypatch.setattr(counting, "encode", lambda f, *a, **k: (encoded_sizes.append(f.shape[0]), encode(f, *a, **k))[1])
+    greedy = whisper_engine.transcribe_batch(clips, "en")
+    assert encoded_sizes == [4, 4] and [d[:2] for d in counting.decodes] == [(8, 1)]
+    assert [o.pieces[0].text for o in greedy] == [o.pieces[0].text for o in whisper_engine.transcribe_batch(clips[:4], "en")] * 2
+    counting.decodes.clear()
+    encoded_sizes.clear()
+    monkeypatch.setattr(whisper_engine, "beam_size", 5)
+    beam = whisper_engine.transcribe_batch(clips, "en")
+    assert encoded_sizes == [4, 4] and [d[:2] for d in counting.decodes] == [(4, 5), (4, 5)]
+    assert all(o.pieces and o.pieces[0].words for o in beam)

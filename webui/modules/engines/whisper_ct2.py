@@ -150,7 +150,8 @@ class WhisperEngine:
         return calibrate.BatchCost(0.0, per_item, max(0.0, one.rise - per_item))
 
     def batch_limit(self, padded_seconds: float) -> int:
-        return self.budget.batch_limit(padded_seconds, self.settings.memory_margin, self.settings.cpu_batch_cap)
+        cap = max(self.settings.cpu_batch_cap, self.settings.cpu_decode_cap)  # on the CPU (no cost model)
+        return self.budget.batch_limit(padded_seconds, self.settings.memory_margin, cap)
 
     def detect_language(self, features: np.ndarray) -> str:
         language, _, _ = self.model.detect_language(features=features)
@@ -173,11 +174,24 @@ class WhisperEngine:
 
         features = [self.model.feature_extractor(a)[..., :-1] for a in audios]
         stacked = np.stack([pad_or_trim(f) for f in features])
-        encoder_output = self.model.encode(stacked)
+        encoder_output = self._encode(stacked)
         if language in ("", "auto", None):
             language = self._detect(encoder_output) if self.model.model.is_multilingual else "en"
         tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe", language=language)
         options = self._options(language)
+        groups = self._cpu_groups(len(audios))
+        if options.beam_size > 1 and groups:
+            # A beam multiplies the decoder's memory by its width: on the CPU only greedy decoding
+            # runs the batch at once; beams decode cpu_batch_cap inputs at a time.
+            outputs = []
+            for rows in groups:
+                outputs += self._decode(self._rows(encoder_output, stacked, rows), stacked[rows],
+                                        [audios[r] for r in rows], tokenizer, options, language)
+            return outputs
+        return self._decode(encoder_output, stacked, audios, tokenizer, options, language)
+
+    def _decode(self, encoder_output, stacked: np.ndarray, audios: list[np.ndarray], tokenizer, options,
+                language: str) -> list[EngineOutput]:
         decoded = whisper_decode.decode(self.model, encoder_output, len(audios),
                                         lambda rows: self._rows(encoder_output, stacked, rows), tokenizer, options)
         # faster-whisper times a batch's words as consecutive pieces of one file: the last speech
@@ -187,6 +201,26 @@ class WhisperEngine:
         pieces = whisper_decode.segments(self.model, decoded, [a.size / SAMPLE_RATE for a in audios], tokenizer,
                                          encoder_output, options, INPUT_ORIGIN)
         return [_to_output(p, language, k * INPUT_ORIGIN, tokenizer.decode) for k, p in enumerate(pieces)]
+
+    def _encode(self, stacked: np.ndarray):
+        """The batch's encoder output. On the CPU `cpu_batch_cap` inputs at a time: the encoder's
+        attention buffers grow with the batch and its speed does not, while the decoder that
+        follows runs the whole batch at once (fewer, fuller decode steps)."""
+        groups = self._cpu_groups(len(stacked))
+        if not groups:
+            return self.model.encode(stacked)
+        import ctranslate2
+
+        parts = [np.asarray(self.model.encode(stacked[rows[0]:rows[-1] + 1])) for rows in groups]
+        return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.concatenate(parts)))
+
+    def _cpu_groups(self, n: int) -> list[list[int]] | None:
+        """A batch of `n` inputs as runs of `cpu_batch_cap` rows, on the CPU; None on a GPU or when
+        one run holds them all (the batch goes through whole)."""
+        group = max(1, self.settings.cpu_batch_cap)
+        if gpu.is_cuda(self.device) or n <= group:
+            return None
+        return [list(range(first, min(n, first + group))) for first in range(0, n, group)]
 
     def _detect(self, encoder_output) -> str:
         """The language of the batch's first input, from the encoder output already computed
