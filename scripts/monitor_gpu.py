@@ -26,6 +26,7 @@ import base64
 import json
 import logging
 import os
+import signal
 import sys
 import time
 import urllib.error
@@ -227,6 +228,22 @@ class Monitor:
                  _gb(after) if after is not None else "unknown", note)
 
 
+def _stop_on_signals() -> list[int]:
+    """SIGINT and SIGTERM end the loop after the current check. A flag, not KeyboardInterrupt:
+    Python drops an exception raised while a finalizer runs (a socket closed by the garbage
+    collector), and a monitor that then ignores one Ctrl-C or systemd's stop is a stuck service."""
+    received: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda number, _frame: received.append(number))
+    return received
+
+
+def _sleep_unless(stopping: list[int], seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while not stopping and (left := end - time.monotonic()) > 0:
+        time.sleep(min(0.2, left))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -274,11 +291,14 @@ def main(argv: list[str] | None = None) -> int:
         if nvml is None and args.used_bytes is None:
             return 0  # the dry run without NVML: the rule and the app's reachability were shown
         monitor = Monitor(args, app, nvml)
-        while True:
+        stopping = _stop_on_signals()
+        while not stopping:
             monitor.check()
             if args.once:
                 return 0
-            time.sleep(args.interval)
+            _sleep_unless(stopping, args.interval)
+        log.debug("stopped by a signal")
+        return 0
     except AppError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
