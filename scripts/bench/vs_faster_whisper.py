@@ -9,6 +9,10 @@ rows in alternating order round by round. Rows:
                   batch_size 8, no timestamp tokens) at beam 1 and beam 5
     fw-seq        faster-whisper WhisperModel.transcribe(vad_filter=True) (its defaults: beam 5,
                   context carried between windows, temperature fallback)
+    ROW+malloc    a faster-whisper row run with this project's allocator settings (one glibc arena,
+                  large buffers reused from the heap: webui/modules/hostmem.py), to show what of
+                  the difference is the allocator. The plain fw rows run with glibc's defaults, as
+                  a program that imports faster-whisper gets them.
 
 For each: wall seconds per round (and their median), CPU seconds (user + system of the whole
 process and its children, ffmpeg included: on a loaded machine less noisy than wall time), WER
@@ -118,6 +122,7 @@ def install_counters() -> None:
 def child(row: str, audio: str, out: str) -> None:
     """One measured run in this process; writes {text, inputs, fed, tokens, rss_mb} to `out`."""
     install_counters()
+    row = row.split("+")[0]
     if row.startswith("ours"):
         from webui import cli
 
@@ -315,7 +320,10 @@ def measure(row: str, audio: Path, work: Path) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, __file__, "--child", row, str(audio), str(out)]
     started = time.perf_counter()
-    proc = subprocess.run(argv, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    if row.startswith("fw") and not row.endswith("+malloc"):
+        env["WEBUI_MALLOC"] = "default"  # the child imports webui (offline guard, model path) first
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
     if proc.returncode:
         raise SystemExit(f"{row} on {audio.name} failed:\n{proc.stderr[-3000:]}")
@@ -326,7 +334,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="asterisk,real_en,real_zh,long_en,mixed_en,long_zh",
                         help="recordings, comma-separated")
-    parser.add_argument("--rows", default=",".join(ROWS), help="rows, comma-separated: " + ", ".join(ROWS))
+    parser.add_argument("--rows", default=",".join(ROWS),
+                        help="rows, comma-separated: " + ", ".join(ROWS) + " (an fw row + '+malloc': see above)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--work", type=Path, default=Path("/tmp/lfbench"), help="recordings and run logs")
     parser.add_argument("--asterisk-minutes", type=float, default=18.7)
@@ -358,13 +367,13 @@ def main() -> None:
                 with open(log, "a") as f:
                     f.write(json.dumps({"recording": name, "row": row, "round": rnd + 1, "load1": load,
                                         **{k: v for k, v in r.items() if k != "text"}}) + "\n")
-                print(f"round {rnd + 1} {name:9} {row:9} {r['wall']:7.1f} s  cpu {r['cpu']:7.1f} s  err {r['err']:.2%}  inputs {r['inputs']}"
+                print(f"round {rnd + 1} {name:9} {row:12} {r['wall']:7.1f} s  cpu {r['cpu']:7.1f} s  err {r['err']:.2%}  inputs {r['inputs']}"
                       f"  tokens {r['tokens']}  rss {r['rss_mb']:.0f} MB  (load {load:.1f})", flush=True)
     print_table(names, rows, recordings, results)
 
 
 def print_table(names, rows, recordings, results) -> None:
-    head = (f"{'recording':10} {'min':>5} {'row':9} {'beam':>4} {'wall s (rounds)':>17} {'median':>7} {'CPU s':>7} "
+    head = (f"{'recording':10} {'min':>5} {'row':12} {'beam':>4} {'wall s (rounds)':>17} {'median':>7} {'CPU s':>7} "
             f"{'WER/CER':>8} {'inputs':>6} {'padded s':>8} {'fed s':>7} {'tokens':>7} {'RSS MB':>7} {'/ours wall':>10} "
             f"{'/ours CPU':>9}")
     print("\n" + head + "\n" + "-" * len(head))
@@ -382,10 +391,10 @@ def print_table(names, rows, recordings, results) -> None:
             med = statistics.median(r["wall"] for r in runs)
             cpu = statistics.median(r["cpu"] for r in runs)
             r = runs[-1]
-            beam = "5*" if row == "ours" and name in ZH_RECORDINGS else beams[row]
+            beam = "5*" if row == "ours" and name in ZH_RECORDINGS else beams[row.split("+")[0]]
             ratio = f"{med / base:10.2f} {cpu / base_cpu:9.2f}" if base else ""
             walls = "/".join(f"{x['wall']:.1f}" for x in runs)
-            print(f"{name:10} {minutes:5.1f} {row:9} {beam:>4} {walls:>17} "
+            print(f"{name:10} {minutes:5.1f} {row:12} {beam:>4} {walls:>17} "
                   f"{med:7.1f} {cpu:7.1f} {r['err']:8.2%} {r['inputs']:6d} {30 * r['inputs']:8d} {r['fed']:7.0f} {r['tokens']:7d} "
                   f"{max(x['rss_mb'] for x in runs):7.0f} {ratio}")
     print("beam: * by language (greedy for English, 5 for Chinese); /ours: median wall (CPU) seconds of the row over "
