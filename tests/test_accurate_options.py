@@ -76,3 +76,8 @@ def test_bench_error_rates():
     assert bench.error_rate("go forward ten meters", "go forward", zh=False) == 0.5
     assert bench.error_rate("甚至出现交易几乎停滞的情况", "甚至出現交易几乎停滞的情况。", zh=True) == 0.0  # Traditional, punctuation
     assert bench.error_rate("换一首歌", "换一首", zh=True) == 0.25
+    # French and Dutch: case, punctuation and the typographic apostrophe do not count; words do.
+    assert bench.error_rate("Veuillez patienter pendant que l'on achemine votre appel.",
+                            "veuillez patienter, pendant que l’on achemine votre appel", "fr") == 0.0
+    assert bench.error_rate("Zie je dat zeepaardje?", "Zie je dat paard?", "nl") == 0.25
+    assert bench.language_of("dialog_nl") == "nl" and bench.language_of("long_zh") == "zh"

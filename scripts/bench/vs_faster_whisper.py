@@ -37,6 +37,14 @@ Recordings (built once into --work; real human speech only):
                 music bed, telephone band, dialogue; mp4
     real_zh     ../shared/testdata/real_zh: its 11 clips in manifest order, 0.6-3 s pauses
     long_zh     tests/recordings.py build() over the real_zh clips
+    asterisk_fr Debian asterisk-core-sounds-fr(-g722): Canadian French telephone prompts (16 kHz
+                G.722) with the package's transcript, shuffled, 0.6-3 s pauses
+    dialog_nl   Debian fillets-ng-data-nl: Fish Fillets' Dutch voice-acted dialogue (two actors,
+                lines in the levels' order) with the game's Dutch text, 0.2-1.2 s pauses,
+                --dialog-minutes long
+
+WER for French and Dutch: lower case, punctuation but in-word apostrophes dropped, numbers as
+written (a digit against a spelt-out number is an error on both sides alike).
 
     .venv/bin/python scripts/bench/vs_faster_whisper.py --rounds 2
     .venv/bin/python scripts/bench/vs_faster_whisper.py --only asterisk --rows ours,fw-b1 --rounds 2
@@ -54,6 +62,7 @@ import statistics
 import subprocess
 import sys
 import time
+import unicodedata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -191,10 +200,27 @@ def normalise_zh(text: str) -> list[str]:
     return [ch for ch in re.sub(r"[^\w]|_", "", text)]
 
 
-def error_rate(reference: str, hypothesis: str, zh: bool) -> float:
+def normalise_other(text: str) -> str:
+    """French, Dutch: lower case, punctuation but in-word apostrophes dropped; numbers as
+    written (the same on both sides: a digit against a spelt number counts for both)."""
+    text = unicodedata.normalize("NFKC", text).lower().replace("\u2019", "'")
+    text = re.sub(r"[^\w\s']|_", " ", text)
+    text = re.sub(r"(?<!\w)'|'(?!\w)", " ", text)
+    return " ".join(text.split())
+
+
+def language_of(recording: str) -> str:
+    return {"asterisk_fr": "fr", "dialog_nl": "nl"}.get(recording, "zh" if recording in ZH_RECORDINGS else "en")
+
+
+def error_rate(reference: str, hypothesis: str, zh: bool | str) -> float:
+    """WER (CER for Chinese); `zh` is True/False or the recording's language."""
     import jiwer
 
-    if zh:
+    language = ("zh" if zh else "en") if isinstance(zh, bool) else zh
+    if language not in ("en", "zh"):
+        return jiwer.wer(normalise_other(reference), normalise_other(hypothesis) or "<empty>")
+    if language == "zh":
         ref, hyp = normalise_zh(reference), normalise_zh(hypothesis)
         return jiwer.wer(" ".join(ref), " ".join(hyp) or "<empty>")
     return jiwer.wer(normalise_en(reference), normalise_en(hypothesis) or "<empty>")
@@ -235,30 +261,34 @@ def _concat(path: Path, clips, seed: int, gap=(0.6, 3.0), minutes: float | None 
     return " ".join(texts)
 
 
-def asterisk_clips(work: Path) -> list[tuple[str, object, str]]:
-    """The prompts of Debian's asterisk-core-sounds-en-wav with the text of core-sounds-en.txt
-    (asterisk-core-sounds-en); installed, or fetched with apt-get download into `work`."""
-    from webui.modules.audio import decode
+def asterisk_clips(work: Path, lang: str = "en") -> list[tuple[str, object, str]]:
+    """The prompts of Debian's asterisk-core-sounds-LANG (its transcript, core-sounds-LANG.txt)
+    in the -wav (English) or -g722 (other languages) package; installed, or fetched with
+    apt-get download into `work`."""
+    from tests.conversations import ffmpeg_decode
 
+    kind = "wav" if lang == "en" else "g722"
     roots = [Path("/usr/share"), work / "deb" / "usr" / "share"]
     def find():
         for root in roots:
-            txt = root / "doc" / "asterisk-core-sounds-en" / "core-sounds-en.txt.gz"
-            sounds = sorted((root / "asterisk" / "sounds").glob("en*/")) if (root / "asterisk" / "sounds").exists() else []
-            sounds = [s for s in sounds if (s / "activated.wav").exists()]
+            txt = root / "doc" / f"asterisk-core-sounds-{lang}" / f"core-sounds-{lang}.txt.gz"
+            sounds = sorted((root / "asterisk" / "sounds").glob(f"{lang}*/")) if (root / "asterisk" / "sounds").exists() else []
+            sounds = [s for s in sounds if (s / f"activated.{kind}").exists()]
             if txt.exists() and sounds:
                 return txt, sounds[0]
         return None
-    found = find()
+    found = None
+    for root in roots:  # the text and the sounds may come one installed, one fetched
+        found = found or find()
     if found is None:
         (work / "deb").mkdir(parents=True, exist_ok=True)
-        subprocess.run(["apt-get", "download", "asterisk-core-sounds-en", "asterisk-core-sounds-en-wav"],
+        subprocess.run(["apt-get", "download", f"asterisk-core-sounds-{lang}", f"asterisk-core-sounds-{lang}-{kind}"],
                        cwd=work / "deb", check=True, capture_output=True)
         for deb in (work / "deb").glob("*.deb"):
             subprocess.run(["dpkg", "-x", str(deb), str(work / "deb")], check=True)
         found = find()
         if found is None:
-            raise SystemExit("asterisk-core-sounds-en(-wav) not found")
+            raise SystemExit(f"asterisk-core-sounds-{lang}(-{kind}) not found")
     txt, sounds = found
     clips = []
     for line in gzip.open(txt, "rt", encoding="utf-8", errors="replace"):
@@ -266,9 +296,29 @@ def asterisk_clips(work: Path) -> list[tuple[str, object, str]]:
         text = text.strip()
         if not sep or line.startswith(";") or not text or "[" in text or "/" in name:
             continue
-        wav = sounds / f"{name.strip()}.wav"
-        if wav.exists() and re.search(r"[A-Za-z]", text):
-            clips.append((wav.name, decode(wav), text))
+        path = sounds / f"{name.strip()}.{kind}"
+        if path.exists() and re.search(r"[^\W\d_]", text):
+            clips.append((path.name, ffmpeg_decode(path, [] if kind == "wav" else ["-f", "g722"]), text))
+    return clips
+
+
+def fillets_clips(lang: str) -> list[tuple[str, object, str]]:
+    """Fish Fillets' voice-acted dialogue (Debian fillets-ng-data-LANG): every line with its text
+    from the levels' dialogs_LANG.lua, both fish, level by level in the scripts' order."""
+    from tests.conversations import FILLETS, ffmpeg_decode
+
+    clips = []
+    for level in sorted((FILLETS / "script").iterdir()):
+        script = level / f"dialogs_{lang}.lua"
+        if not script.exists():
+            continue
+        text = script.read_text(errors="replace")
+        for line_id, said in re.findall(r'dialogId\("([^"]+)",\s*"[^"]*",\s*"[^"]*"\)\s*dialogStr\("([^"]*)"\)', text):
+            path = FILLETS / "sound" / level.name / lang / f"{line_id}.ogg"
+            if path.exists() and said.strip():
+                clips.append((path.name, ffmpeg_decode(path), said.strip()))
+    if not clips:
+        raise SystemExit(f"fillets-ng-data-{lang} not found (apt-get install fillets-ng-data-{lang})")
     return clips
 
 
@@ -289,6 +339,12 @@ def build(name: str, work: Path, args) -> tuple[Path, str]:
     elif name == "asterisk":
         path = work / "asterisk.flac"
         reference = _concat(path, asterisk_clips(work), seed=3, minutes=args.asterisk_minutes, shuffle=True)
+    elif name == "asterisk_fr":
+        path = work / "asterisk_fr.flac"
+        reference = _concat(path, asterisk_clips(work, "fr"), seed=4, minutes=args.asterisk_minutes, shuffle=True)
+    elif name == "dialog_nl":
+        path = work / "dialog_nl.flac"
+        reference = _concat(path, fillets_clips("nl"), seed=5, gap=(0.2, 1.2), minutes=args.dialog_minutes)
     elif name in ("long_en", "long_zh"):
         from tests.recordings import build as build_long, load_clips
 
@@ -332,7 +388,7 @@ def measure(row: str, audio: Path, work: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="asterisk,real_en,real_zh,long_en,mixed_en,long_zh",
+    parser.add_argument("--only", default="asterisk,real_en,real_zh,long_en,mixed_en,long_zh,asterisk_fr,dialog_nl",
                         help="recordings, comma-separated")
     parser.add_argument("--rows", default=",".join(ROWS),
                         help="rows, comma-separated: " + ", ".join(ROWS) + " (an fw row + '+malloc': see above)")
@@ -341,6 +397,7 @@ def main() -> None:
     parser.add_argument("--asterisk-minutes", type=float, default=18.7)
     parser.add_argument("--long-minutes", type=float, default=20.0)
     parser.add_argument("--mixed-minutes", type=float, default=20.0)
+    parser.add_argument("--dialog-minutes", type=float, default=15.0)
     parser.add_argument("--log", type=Path, help="append every run as a JSON line here (default WORK/log.jsonl)")
     parser.add_argument("--child", nargs=3, metavar=("ROW", "AUDIO", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -361,7 +418,7 @@ def main() -> None:
         for rnd in range(args.rounds):
             for row in (rows if rnd % 2 == 0 else rows[::-1]):
                 r = measure(row, path, args.work)
-                r["err"] = error_rate(reference, r["text"], name in ZH_RECORDINGS)
+                r["err"] = error_rate(reference, r["text"], language_of(name))
                 results.setdefault((name, row), []).append(r)
                 load = os.getloadavg()[0]
                 with open(log, "a") as f:
