@@ -36,7 +36,7 @@ class _Counting:
     """Stands in for the CTranslate2 model: counts encoder inputs and records each decode."""
 
     def __init__(self, inner):
-        self.inner, self.encoded, self.decodes = inner, 0, []
+        self.inner, self.encoded, self.decodes, self.aligned = inner, 0, [], []
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -48,6 +48,10 @@ class _Counting:
     def generate(self, encoder_output, prompts, **kwargs):
         self.decodes.append((len(prompts), kwargs.get("beam_size"), kwargs.get("sampling_temperature", 0.0)))
         return self.inner.generate(encoder_output, prompts, **kwargs)
+
+    def align(self, encoder_output, start_sequence, text_tokens, *args, **kwargs):
+        self.aligned.append(len(text_tokens))
+        return self.inner.align(encoder_output, start_sequence, text_tokens, *args, **kwargs)
 
 
 def _counting(engine, monkeypatch) -> _Counting:
@@ -124,7 +128,15 @@ def test_on_the_cpu_greedy_decodes_the_whole_batch_and_beams_decode_in_groups(wh
     monkeypatch.setattr(counting, "encode", lambda f, *a, **k: (encoded_sizes.append(f.shape[0]), encode(f, *a, **k))[1])
     greedy = whisper_engine.transcribe_batch(clips, "en")
     assert encoded_sizes == [4, 4] and [d[:2] for d in counting.decodes] == [(8, 1)]
-    assert [o.pieces[0].text for o in greedy] == [o.pieces[0].text for o in whisper_engine.transcribe_batch(clips[:4], "en")] * 2
+    # Word times are aligned 4 inputs at a time too (align holds inputs x tokens x vocabulary
+    # logits), and come out as a batch of 4 times them, to the 20-ms frame.
+    assert counting.aligned == [4, 4]
+    alone = whisper_engine.transcribe_batch(clips[:4], "en")
+    assert [o.pieces[0].text for o in greedy] == [o.pieces[0].text for o in alone] * 2
+    for got, want in zip(greedy, alone * 2):
+        pairs = list(zip(got.pieces[0].words, want.pieces[0].words, strict=True))
+        assert pairs and all(a.text == b.text and abs(a.start - b.start) <= 0.021 and abs(a.end - b.end) <= 0.021
+                             for a, b in pairs)
     counting.decodes.clear()
     encoded_sizes.clear()
     monkeypatch.setattr(whisper_engine, "beam_size", 5)

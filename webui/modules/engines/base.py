@@ -63,10 +63,10 @@ class EngineSettings:
     memory_margin: float = 0.15   # fraction of free GPU memory kept free
     # Whisper's encoder attention needs ~90 MB per input on the CPU: 4 at a time keeps the peak low.
     # Its decoder's cost per step barely grows with the batch, so on the CPU Whisper decodes up to
-    # cpu_decode_cap inputs together (greedy; beams cpu_batch_cap at a time), encoding them
-    # cpu_batch_cap at a time; other engines run cpu_batch_cap inputs per batch. The peak is the
-    # model plus one full batch: it does not grow with length, and files too short to fill a
-    # batch peak lower.
+    # cpu_decode_cap inputs together (greedy; beams cpu_batch_cap at a time), encoding them and
+    # aligning their word times cpu_batch_cap at a time; other engines run cpu_batch_cap inputs
+    # per batch. The peak is the model plus one full batch: it does not grow with length, and
+    # files too short to fill a batch peak lower.
     cpu_batch_cap: int = 4
     cpu_decode_cap: int = 8
     vram_limit_gb: float = 0.0    # the most GPU memory this app may hold (0: the whole card)

@@ -199,7 +199,8 @@ class WhisperEngine:
         # its own far-apart time origin (taken off again in _to_output) and every call starts
         # from none, as a lone input would.
         pieces = whisper_decode.segments(self.model, decoded, [a.size / SAMPLE_RATE for a in audios], tokenizer,
-                                         encoder_output, options, INPUT_ORIGIN)
+                                         encoder_output, options, INPUT_ORIGIN, self._cpu_groups(len(audios)),
+                                         lambda rows: self._rows(encoder_output, stacked, rows))
         return [_to_output(p, language, k * INPUT_ORIGIN, tokenizer.decode) for k, p in enumerate(pieces)]
 
     def _encode(self, stacked: np.ndarray):
