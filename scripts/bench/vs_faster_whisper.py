@@ -6,7 +6,8 @@ rows in alternating order round by round. Rows:
     ours          python -m webui.cli transcribe FILE --format json --no-itn (the default mode)
     ours-acc      the same with --accurate
     fw-b1, fw-b5  faster-whisper BatchedInferencePipeline.transcribe (its defaults: Silero VAD,
-                  batch_size 8, no timestamp tokens) at beam 1 and beam 5
+                  batch_size 8, no timestamp tokens, no word times) at beam 1 and beam 5
+    fw-b1w        fw-b1 with word_timestamps=True: the same output as ours (every word timed)
     fw-seq        faster-whisper WhisperModel.transcribe(vad_filter=True) (its defaults: beam 5,
                   context carried between windows, temperature fallback)
     ROW+malloc    a faster-whisper row run with this project's allocator settings (one glibc arena,
@@ -153,7 +154,9 @@ def child(row: str, audio: str, out: str) -> None:
         if row == "fw-seq":
             segments, _ = model.transcribe(audio, vad_filter=True, beam_size=5)
         else:
-            segments, _ = BatchedInferencePipeline(model).transcribe(audio, beam_size=int(row[-1]))
+            words = row.endswith("w")  # fw-b1w: with word times, as every line of ours has them
+            segments, _ = BatchedInferencePipeline(model).transcribe(audio, beam_size=int(row.rstrip("w")[-1]),
+                                                                     word_timestamps=words)
         text = " ".join(s.text.strip() for s in segments)
     times = os.times()
     Path(out).write_text(json.dumps({
@@ -391,7 +394,7 @@ def main() -> None:
     parser.add_argument("--only", default="asterisk,real_en,real_zh,long_en,mixed_en,long_zh,asterisk_fr,dialog_nl",
                         help="recordings, comma-separated")
     parser.add_argument("--rows", default=",".join(ROWS),
-                        help="rows, comma-separated: " + ", ".join(ROWS) + " (an fw row + '+malloc': see above)")
+                        help="rows, comma-separated: " + ", ".join(ROWS) + ", fw-b1w (an fw row + '+malloc': see above)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--work", type=Path, default=Path("/tmp/lfbench"), help="recordings and run logs")
     parser.add_argument("--asterisk-minutes", type=float, default=18.7)
@@ -434,7 +437,7 @@ def print_table(names, rows, recordings, results) -> None:
             f"{'WER/CER':>8} {'inputs':>6} {'padded s':>8} {'fed s':>7} {'tokens':>7} {'RSS MB':>7} {'/ours wall':>10} "
             f"{'/ours CPU':>9}")
     print("\n" + head + "\n" + "-" * len(head))
-    beams = {"ours": "1*", "ours-acc": "5", "fw-b1": "1", "fw-b5": "5", "fw-seq": "5"}
+    beams = {"ours": "1*", "ours-acc": "5", "fw-b1": "1", "fw-b1w": "1", "fw-b5": "5", "fw-seq": "5"}
     for name in names:
         path, _ = recordings[name]
         minutes = duration(path) / 60
