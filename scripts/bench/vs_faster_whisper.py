@@ -280,9 +280,7 @@ def asterisk_clips(work: Path, lang: str = "en") -> list[tuple[str, object, str]
             if txt.exists() and sounds:
                 return txt, sounds[0]
         return None
-    found = None
-    for root in roots:  # the text and the sounds may come one installed, one fetched
-        found = found or find()
+    found = find()
     if found is None:
         (work / "deb").mkdir(parents=True, exist_ok=True)
         subprocess.run(["apt-get", "download", f"asterisk-core-sounds-{lang}", f"asterisk-core-sounds-{lang}-{kind}"],
