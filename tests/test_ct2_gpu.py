@@ -37,6 +37,7 @@ def ct2(monkeypatch, tmp_path):
     class Model:  # faster_whisper.WhisperModel: the weights go onto the card
         def __init__(self, path, device, device_index, **options):
             assert (device, device_index) == ("cuda", 0)
+            assert options.get("num_workers", 1) == 1  # a second worker would be a second copy on the card
             card.load()
             self.model = SimpleNamespace(unload_model=lambda to_cpu=False: None, load_model=lambda: None)
 

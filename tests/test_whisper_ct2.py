@@ -91,7 +91,9 @@ def test_accurate_mode_decodes_with_a_beam_and_falls_back_to_higher_temperatures
     counting = _counting(whisper_engine, monkeypatch)
     first, second = whisper_engine.transcribe_batch([jfk, other], "en")
     assert counting.encoded == 2  # the fallback reuses the batch's encoder output
-    assert counting.decodes[0] == (2, 5, 0.0) and counting.decodes[1] == (1, 1, 0.2)
+    # At temperature 0 both inputs (two halves side by side on two CPU workers); then only the second.
+    assert sorted(counting.decodes[:-1]) == [(k, 5, 0.0) for k in _halves(whisper_engine, 2)]
+    assert counting.decodes[-1] == (1, 1, 0.2)
     assert first.pieces[0].scores.temperature == 0.0 and second.pieces[0].scores.temperature == 0.2
     assert "your country" in first.pieces[0].text and "forward" in second.pieces[0].text.lower()
     assert first.pieces[0].words and second.pieces[0].words  # word times for both
@@ -113,12 +115,20 @@ def test_when_every_temperature_fails_the_likeliest_calm_decode_is_kept():
     assert not silence.needs_fallback(opts)
 
 
+def _halves(engine, n: int) -> list[int]:
+    """The sizes a run of n inputs is shared out in: two halves side by side on two CPU workers."""
+    return [n] if engine.workers < 2 or n < 2 else [(n + 1) // 2, n // 2]
+
+
 def test_on_the_cpu_greedy_decodes_the_whole_batch_and_beams_decode_in_groups(whisper_engine, monkeypatch):
     """8 inputs: encoded 4 at a time (the encoder's buffers grow with the batch), decoded in one
-    greedy call (fewer decoder steps); with a beam (5 hypotheses each) 4 at a time. Each input's
-    text is the one it gets in a batch of 4."""
+    greedy run (fewer decoder steps); with a beam (5 hypotheses each) 4 at a time. Each run goes
+    as two halves side by side on CTranslate2's two CPU workers. Each input's text is the one it
+    gets in a batch of 4."""
+    import os
     from dataclasses import replace
 
+    assert whisper_engine.workers == min(2, os.cpu_count() or 1)
     clips = [decode(DATA / name)[: 12 * 16_000] for name in ("jfk.flac", "goforward.wav")] * 4
     monkeypatch.setattr(whisper_engine, "settings", replace(whisper_engine.settings, cpu_batch_cap=4, cpu_decode_cap=8))
     assert whisper_engine.batch_limit(30.0) == 8
@@ -127,10 +137,11 @@ def test_on_the_cpu_greedy_decodes_the_whole_batch_and_beams_decode_in_groups(wh
     encode = counting.encode
     monkeypatch.setattr(counting, "encode", lambda f, *a, **k: (encoded_sizes.append(f.shape[0]), encode(f, *a, **k))[1])
     greedy = whisper_engine.transcribe_batch(clips, "en")
-    assert encoded_sizes == [4, 4] and [d[:2] for d in counting.decodes] == [(8, 1)]
+    assert sorted(encoded_sizes) == sorted(_halves(whisper_engine, 4) * 2)
+    assert sorted(d[:2] for d in counting.decodes) == [(k, 1) for k in sorted(_halves(whisper_engine, 8))]
     # Word times are aligned 4 inputs at a time too (align holds inputs x tokens x vocabulary
     # logits), and come out as a batch of 4 times them, to the 20-ms frame.
-    assert counting.aligned == [4, 4]
+    assert sorted(counting.aligned) == sorted(_halves(whisper_engine, 4) * 2)
     alone = whisper_engine.transcribe_batch(clips[:4], "en")
     assert [o.pieces[0].text for o in greedy] == [o.pieces[0].text for o in alone] * 2
     for got, want in zip(greedy, alone * 2):
@@ -141,5 +152,48 @@ def test_on_the_cpu_greedy_decodes_the_whole_batch_and_beams_decode_in_groups(wh
     encoded_sizes.clear()
     monkeypatch.setattr(whisper_engine, "beam_size", 5)
     beam = whisper_engine.transcribe_batch(clips, "en")
-    assert encoded_sizes == [4, 4] and [d[:2] for d in counting.decodes] == [(4, 5), (4, 5)]
+    assert sorted(encoded_sizes) == sorted(_halves(whisper_engine, 4) * 2)
+    assert sorted(d[:2] for d in counting.decodes) == [(k, 5) for k in sorted(_halves(whisper_engine, 4) * 2)]
     assert all(o.pieces and o.pieces[0].words for o in beam)
+
+
+def test_the_two_halves_of_a_batch_decode_at_the_same_time_and_a_failure_waits_for_both(whisper_engine, monkeypatch):
+    """On two CPU workers the halves of a decode overlap in time (CTranslate2 lets go of the GIL);
+    when one half fails, the error comes only after the other half has finished (no CTranslate2
+    call is left running behind a failed batch)."""
+    import threading
+    import time
+
+    import pytest
+
+    if whisper_engine.workers < 2:
+        pytest.skip("one CPU core: one CTranslate2 worker, nothing runs side by side")
+    counting = _counting(whisper_engine, monkeypatch)
+    spans = []
+    generate = counting.generate
+
+    def timed(*args, **kwargs):
+        began = time.perf_counter()
+        result = generate(*args, **kwargs)
+        spans.append((began, time.perf_counter(), threading.get_ident()))
+        return result
+
+    monkeypatch.setattr(counting, "generate", timed)
+    clips = [decode(DATA / "jfk.flac")] * 4
+    outputs = whisper_engine.transcribe_batch(clips, "en")
+    assert len({o.pieces[0].text for o in outputs}) == 1 and "country" in outputs[0].pieces[0].text
+    (a0, a1, ta), (b0, b1, tb) = sorted(spans)
+    assert ta != tb and b0 < a1  # two threads, the second began before the first ended
+
+    finished = []
+
+    def work(rows):
+        if rows[0] == 0:
+            time.sleep(0.3)
+            finished.append(rows)
+            return rows
+        raise RuntimeError("second half failed")
+
+    with pytest.raises(RuntimeError, match="second half failed"):
+        whisper_engine._side_by_side(work, [0, 1, 2, 3])
+    assert finished == [[0, 1]]

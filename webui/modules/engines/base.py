@@ -65,10 +65,11 @@ class EngineSettings:
     # Its decoder's cost per step barely grows with the batch, so on the CPU Whisper decodes up to
     # cpu_decode_cap inputs together (greedy; beams cpu_batch_cap at a time), encoding them and
     # aligning their word times cpu_batch_cap at a time; other engines run cpu_batch_cap inputs
-    # per batch. The peak is the model plus one full batch: it does not grow with length, and
-    # files too short to fill a batch peak lower.
+    # per batch. 12 holds the inputs of a 5-minute window (about 10 of 28 s) in one decode, where
+    # 8 left a batch of 2 behind. The peak is the model plus one full batch: it does not grow
+    # with length, and files too short to fill a batch peak lower.
     cpu_batch_cap: int = 4
-    cpu_decode_cap: int = 8
+    cpu_decode_cap: int = 12
     vram_limit_gb: float = 0.0    # the most GPU memory this app may hold (0: the whole card)
 
 

@@ -19,6 +19,13 @@ FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 # rows -> the encoder output of those inputs of the batch only (what a fallback decodes again)
 RowsOf = Callable[[list[int]], object]
+# (work, rows) -> [work(part) for each part of rows], in order: how a batch's work is shared out
+# (WhisperEngine._side_by_side: on the CPU two halves at once, on CTranslate2's two workers)
+Parts = Callable[[Callable[[list[int]], object], list[int]], list]
+
+
+def whole(work: Callable[[list[int]], object], rows: list[int]) -> list:
+    return [work(rows)]
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,8 @@ def pick(tried: list[Decoded], options) -> Decoded:
     return max(calm or tried, key=lambda d: d.avg_logprob)
 
 
-def decode(model, encoder_output, count: int, rows_of: RowsOf, tokenizer, options) -> list[Decoded]:
+def decode(model, encoder_output, count: int, rows_of: RowsOf, tokenizer, options, parts: Parts = whole
+           ) -> list[Decoded]:
     """The `count` inputs of the batch decoded at temperature 0 (beam or greedy, together); with
     more than one temperature (accurate mode), the inputs whose text fails Whisper's checks are
     decoded again at the next temperature, together, until they pass or the ladder ends.
@@ -70,12 +78,15 @@ def decode(model, encoder_output, count: int, rows_of: RowsOf, tokenizer, option
     tried: list[list[Decoded]] = [[] for _ in range(count)]
     todo = list(range(count))
     for temperature in options.temperatures:
-        results = model.model.generate(
-            encoder_output if len(todo) == count else rows_of(todo), [list(prompt) for _ in todo],
-            length_penalty=options.length_penalty, max_length=model.max_length, suppress_blank=options.suppress_blank,
-            suppress_tokens=options.suppress_tokens, return_scores=True, return_no_speech_prob=True,
-            repetition_penalty=options.repetition_penalty, no_repeat_ngram_size=options.no_repeat_ngram_size,
-            **_search(temperature, options))
+        def run(rows: list[int], temperature: float = temperature) -> list:
+            return model.model.generate(
+                encoder_output if len(rows) == count else rows_of(rows), [list(prompt) for _ in rows],
+                length_penalty=options.length_penalty, max_length=model.max_length,
+                suppress_blank=options.suppress_blank, suppress_tokens=options.suppress_tokens, return_scores=True,
+                return_no_speech_prob=True, repetition_penalty=options.repetition_penalty,
+                no_repeat_ngram_size=options.no_repeat_ngram_size, **_search(temperature, options))
+
+        results = [result for part in parts(run, todo) for result in part]
         for k, result in zip(todo, results):
             tried[k].append(Decoded.of(result, temperature, tokenizer, options.length_penalty))
         todo = [k for k in todo if tried[k][-1].needs_fallback(options)]
@@ -94,8 +105,8 @@ def _search(temperature: float, options) -> dict:
 
 
 def segments(model, decoded: list[Decoded], durations: list[float], tokenizer, encoder_output, options,
-             origin_step: float, groups: list[list[int]] | None = None, rows_of: RowsOf | None = None
-             ) -> list[list[dict]]:
+             origin_step: float, groups: list[list[int]] | None = None, rows_of: RowsOf | None = None,
+             parts: Parts = whole) -> list[list[dict]]:
     """faster-whisper's BatchedInferencePipeline.forward from the decode on: each input's tokens
     as segments (one per input without timestamp tokens), input k timed from k * origin_step,
     then the word times (from no earlier speech: every input is timed on its own).
@@ -103,7 +114,8 @@ def segments(model, decoded: list[Decoded], durations: list[float], tokenizer, e
     With `groups` (and `rows_of` for their encoder output) the word times are aligned a group
     at a time: CTranslate2's align holds every position's logits over the whole vocabulary
     (inputs x tokens x 51,865 floats: 230 MB for 8 inputs of Dutch dialogue), so on the CPU the
-    batch that decodes together is aligned in smaller runs."""
+    batch that decodes together is aligned in smaller runs. `parts` shares each run out (as
+    `decode` does); `rows_of` gives a part's encoder output when it is not the whole batch."""
     from faster_whisper.transcribe import get_compression_ratio
 
     out, sizes = [], []
@@ -118,11 +130,14 @@ def segments(model, decoded: list[Decoded], durations: list[float], tokenizer, e
                          compression_ratio=get_compression_ratio(tokenizer.decode(s["tokens"])),
                          seek=int(k * origin_step * model.frames_per_second), temperature=d.temperature)
                     for s in subsegments])
+    def align(rows: list[int]) -> None:
+        if any(out[k] for k in rows):
+            model.add_word_timestamps([out[k] for k in rows], tokenizer,
+                                      encoder_output if len(rows) == len(out) else rows_of(rows),
+                                      [sizes[k] for k in rows], options.prepend_punctuations,
+                                      options.append_punctuations, 0.0)
+
     if options.word_timestamps and any(out):
         for rows in groups or [list(range(len(out)))]:
-            if not any(out[k] for k in rows):
-                continue
-            model.add_word_timestamps([out[k] for k in rows], tokenizer,
-                                      encoder_output if groups is None else rows_of(rows), [sizes[k] for k in rows],
-                                      options.prepend_punctuations, options.append_punctuations, 0.0)
+            parts(align, rows)
     return out
