@@ -1,7 +1,7 @@
 """Peak host memory against recording length: each length transcribed in a fresh process.
 
 The brief's promise: memory does not grow with length. The peak is the model plus one full
-batch (8 Whisper inputs decoded together on the CPU), so a recording too short or too sparse to
+batch (12 Whisper inputs decoded together on the CPU), so a recording too short or too sparse to
 fill a batch peaks lower, and from the length where one does, the peak stays. Recordings are
 built from the real speech clips in tests/data with pauses (and a break every 8 min).
 
