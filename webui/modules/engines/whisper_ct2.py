@@ -8,7 +8,7 @@ import logging
 import os
 import shutil
 import tempfile
-from concurrent.futures import ThreadPoolExecutor, wait
+import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -120,7 +120,6 @@ class WhisperEngine:
         # on 2 threads, 1.75 s on 1), two halves side by side take 1.20 s.
         cpus = os.cpu_count() or 1
         self.workers = 1 if gpu.is_cuda(self.device) else min(2, cpus)
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="whisper-half") if self.workers > 1 else None
         gpu.engine_loading(self.device)  # before the weights: the baseline of device-delta accounting
         try:
             self.model = WhisperModel(
@@ -242,16 +241,29 @@ class WhisperEngine:
         """`work` on the rows of a batch: with two CTranslate2 workers, on each half at once
         (CTranslate2 lets go of the GIL while it computes), else on them all. The results of
         the parts, in order."""
-        if self._pool is None or len(rows) < 2:
+        if self.workers < 2 or len(rows) < 2:
             return [work(rows)]
         half = (len(rows) + 1) // 2
-        first = self._pool.submit(work, rows[:half])
+        first: list = []
+        failed: list[BaseException] = []
+
+        def run_first() -> None:
+            try:
+                first.append(work(rows[:half]))
+            except BaseException as exc:  # handed to the caller's thread below
+                failed.append(exc)
+
+        # A thread per call, not a pool: it costs microseconds against a CTranslate2 call's tenths
+        # of a second, and an idle engine holds no thread of its own.
+        helper = threading.Thread(target=run_first, name="whisper-half", daemon=True)
+        helper.start()
         try:
             second = work(rows[half:])
-        except BaseException:
-            wait([first])  # never leave a half running on its own after the batch failed
-            raise
-        return [first.result(), second]
+        finally:
+            helper.join()  # never leave a half running on its own after the batch failed
+        if failed:
+            raise failed[0]
+        return [first[0], second]
 
     def _detect(self, encoder_output) -> str:
         """The language of the batch's first input, from the encoder output already computed
@@ -311,8 +323,6 @@ class WhisperEngine:
         if self.model is not None:
             self.model.model.unload_model()
         self.model = None  # type: ignore[assignment]
-        if getattr(self, "_pool", None) is not None:
-            self._pool.shutdown(wait=True)
         gpu.cleanup_after_batch(self.device)
 
 

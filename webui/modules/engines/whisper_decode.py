@@ -130,6 +130,7 @@ def segments(model, decoded: list[Decoded], durations: list[float], tokenizer, e
                          compression_ratio=get_compression_ratio(tokenizer.decode(s["tokens"])),
                          seek=int(k * origin_step * model.frames_per_second), temperature=d.temperature)
                     for s in subsegments])
+
     def align(rows: list[int]) -> None:
         if any(out[k] for k in rows):
             model.add_word_timestamps([out[k] for k in rows], tokenizer,
