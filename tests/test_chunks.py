@@ -176,3 +176,14 @@ def test_pauses_are_shortened_further_only_where_that_saves_an_input():
     half = _chunk_with_spans(0.0, parts[:11])
     (kept,) = pack([half], max_seconds=30.0, gap_seconds=0.6)
     assert kept.offsets[1] - (kept.spans[0].end - kept.spans[0].start) == pytest.approx(0.6, abs=1e-3)
+
+
+def test_chinese_is_packed_and_japanese_and_korean_run_one_utterance_per_input():
+    from webui.modules.options import PipelineOptions
+    from webui.modules.windows import by_utterance
+
+    options = PipelineOptions()
+    assert [by_utterance(options, lang) for lang in ("zh", "zh-TW", "yue", "en", "", "auto")] == [False] * 6
+    assert by_utterance(options, "ja") and by_utterance(options, "ko")
+    assert by_utterance(PipelineOptions(utterance_inputs=True), "en")  # the option wins either way
+    assert not by_utterance(PipelineOptions(utterance_inputs=False), "ja")

@@ -79,6 +79,58 @@ def test_plan_leaves_short_silent_and_well_covered_inputs_alone():
     assert [r.replaces for r in second_pass.plan([chunk], [sparse], retry_tail=2.0)] == [True, True]
 
 
+def test_chinese_text_is_judged_by_characters_at_the_pace_of_chinese_speech():
+    """Twelve seconds of speech: 30 words cover it, and so do 30 Chinese characters (a
+    syllable each); 12 characters (one short sentence of a packed input) do not, where 12
+    words would."""
+    chunk = _two_utterances()
+    assert chunk.speech_seconds > 11
+
+    def plan(text):
+        return second_pass.plan([chunk], [EngineOutput((LocalText(0.0, chunk.seconds, text),), "zh")], retry_tail=2.0)
+
+    assert plan("甚至出现交易几乎停滞的情况一二线城市虽然也处于调整中广州市房地产") == []  # 30 characters
+    assert [r.replaces for r in plan("甚至出现交易几乎停滞的情况")] == [True, True]
+    assert plan(" ".join(["word"] * 12)) == []
+    # Mixed text: each part at its own pace (either part alone is too little).
+    assert plan("one two three four five 甚至出现交易几乎停滞的情况") == []
+    assert len(plan("one two three four five")) == 2
+
+
+def test_a_word_stretched_over_seconds_of_speech_marks_skipped_speech():
+    """Dense enough text whose alignment spread one word over 5 s of the input: the decoder
+    skipped an utterance there, so each utterance runs again; ordinary word lengths do not."""
+    from webui.modules.engines.base import LocalWord
+
+    chunk = _two_utterances()
+
+    def output(stretch):
+        words = [LocalWord(0.3 * k, 0.3 * k + 0.28, "word") for k in range(29)]
+        words.append(LocalWord(9.0, 9.0 + stretch, "word"))
+        return EngineOutput((LocalText(0.0, 9.0 + stretch, " ".join(w.text for w in words), tuple(words)),), "en")
+
+    assert second_pass.plan([chunk], [output(1.0)], retry_tail=20.0) == []
+    redo = second_pass.plan([chunk], [output(5.0)], retry_tail=20.0)
+    assert [r.replaces for r in redo] == [True, True]
+
+
+def test_a_sparse_input_of_many_utterances_runs_them_again_two_at_a_time():
+    from tests.conftest import quiet, tone
+    from webui.modules.chunks import make_chunk
+
+    parts = [tone(4.0)]
+    for _ in range(4):
+        parts += [quiet(3.0), tone(4.0)]
+    chunk = make_chunk(Segment(0, 100.0, 128.0), np.concatenate(parts))
+    utterances = chunk.utterances(second_pass.UTTERANCE_PAUSE)
+    assert len(utterances) == 5
+    sparse = EngineOutput((LocalText(0.0, chunk.seconds, "hm"),), "en")
+    redo = second_pass.plan([chunk], [sparse], retry_tail=2.0)
+    assert [(r.start, r.end) for r in redo] == [(utterances[0][0], utterances[1][1]),
+                                                 (utterances[2][0], utterances[3][1]), utterances[4]]
+    assert all(r.replaces for r in redo)
+
+
 class StopsAfterThreeSeconds(EchoEngine):
     """Writes dense text for the first 3 s of any input, then stops: an early end-of-text on
     every pass, the way Whisper stops after a short first utterance of a long stretch."""

@@ -20,11 +20,11 @@ def test_word_times_do_not_leak_between_inputs_or_calls(whisper_engine):
     assert first_word([jfk], 0) == alone  # and in the next call
 
 
-def test_chinese_japanese_and_korean_decode_with_a_beam_and_the_rest_greedily(whisper_engine):
+def test_japanese_and_korean_decode_with_a_beam_and_the_rest_greedily(whisper_engine):
     from webui.modules.engines.whisper_ct2 import WhisperEngine
 
     assert whisper_engine.beam_size is None  # the default: by language
-    for language, beam in (("zh", 5), ("zh-TW", 5), ("yue", 5), ("ja", 5), ("ko", 5), ("en", 1), ("de", 1), ("", 1)):
+    for language, beam in (("ja", 5), ("ko", 5), ("zh", 1), ("zh-TW", 1), ("yue", 1), ("en", 1), ("de", 1), ("", 1)):
         assert whisper_engine.beam_for(language) == beam, language
         assert whisper_engine._options(language).beam_size == beam
     fixed = WhisperEngine.__new__(WhisperEngine)  # an engine given its own beam keeps it everywhere
@@ -197,3 +197,35 @@ def test_the_two_halves_of_a_batch_decode_at_the_same_time_and_a_failure_waits_f
     with pytest.raises(RuntimeError, match="second half failed"):
         whisper_engine._side_by_side(work, [0, 1, 2, 3])
     assert finished == [[0, 1]]
+
+
+def test_chinese_decodes_with_timestamp_tokens_and_other_languages_without(whisper_engine):
+    """Whisper packs Mandarin utterances into one input only when it may close each with a
+    timestamp; English keeps faster-whisper's batched decoding (no timestamp tokens)."""
+    for language, with_timestamps in (("zh", True), ("zh-TW", True), ("yue", True), ("en", False), ("ja", False),
+                                      ("", False)):
+        assert whisper_engine._options(language).without_timestamps is not with_timestamps, language
+
+
+def test_the_segment_left_open_at_the_end_of_an_input_is_kept_unless_it_loops(whisper_engine):
+    """A batched decoder cannot seek back to a segment the input ends inside: its text is kept,
+    timed from its opening timestamp to the input's end; a looping one is dropped (the second
+    pass then runs that stretch again, the text having stopped early)."""
+    from faster_whisper.tokenizer import Tokenizer
+
+    from webui.modules.engines.whisper_decode import split_by_timestamps
+
+    model = whisper_engine.model
+    tokenizer = Tokenizer(model.hf_tokenizer, True, task="transcribe", language="zh")
+
+    def ts(seconds):
+        return tokenizer.timestamp_begin + int(round(seconds / model.time_precision))
+
+    def split(tail):
+        tokens = [ts(0.0), *tokenizer.encode("甚至出现交易"), ts(2.0), ts(2.5), *tail]
+        return [(round(s["start"], 2), round(s["end"], 2), tokenizer.decode(s["tokens"]))
+                for s in split_by_timestamps(model, tokenizer, tokens, 0.0, 1000, 9.0, 2.4)]
+
+    assert split(tokenizer.encode("一二线城市")) == [(0.0, 2.0, "甚至出现交易"), (2.5, 9.0, "一二线城市")]
+    assert split(tokenizer.encode("哈哈" * 40)) == [(0.0, 2.0, "甚至出现交易")]
+    assert split([]) == [(0.0, 2.0, "甚至出现交易")]

@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "and options (by default that run is resumed at its first unfinished window)")
     t.add_argument("--accurate", action="store_true",
                    help="fewer errors for more time: beam 5 for every language and temperature fallback "
-                        "(default: greedy for English, beam 5 for Chinese, Japanese and Korean)")
+                        "(default: greedy, beam 5 for Japanese and Korean)")
     t.add_argument("--diarize", action="store_true",
                    help="label who speaks (offline CAM++ speaker embeddings, one clustering per recording); "
                         "the count is found automatically unless given below; voice profiles are the web "

@@ -37,7 +37,10 @@ Recordings (built once into --work; real human speech only):
     mixed_en    tests/longform_kinds.py build_mixed(): dialogue, continuous speech, silence,
                 music bed, telephone band, dialogue; mp4
     real_zh     ../shared/testdata/real_zh: its 11 clips in manifest order, 0.6-3 s pauses
-    long_zh     tests/recordings.py build() over the real_zh clips
+    long_zh     tests/recordings.py build() over the real_zh clips (drawn with replacement: a clip
+                may follow itself, which a real recording would not say)
+    dialog_zh   the real_zh clips in a dialogue's pace, 0.3-1.5 s pauses, no clip within five
+                of its last placing (no input holds a sentence twice), --dialog-minutes long
     asterisk_fr Debian asterisk-core-sounds-fr(-g722): Canadian French telephone prompts (16 kHz
                 G.722) with the package's transcript, shuffled, 0.6-3 s pauses
     dialog_nl   Debian fillets-ng-data-nl: Fish Fillets' Dutch voice-acted dialogue (two actors,
@@ -71,7 +74,7 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "testdata"
 SR = 16_000
 ROWS = ("ours", "fw-b1", "fw-b5", "fw-seq", "ours-acc")
-ZH_RECORDINGS = ("real_zh", "long_zh")
+ZH_RECORDINGS = ("real_zh", "long_zh", "dialog_zh")
 
 
 # ----------------------------------------------------------------------------- counting
@@ -264,6 +267,18 @@ def _concat(path: Path, clips, seed: int, gap=(0.6, 3.0), minutes: float | None 
     return " ".join(texts)
 
 
+def _cycle(path: Path, clips, seed: int, gap, minutes: float, apart: int = 5) -> str:
+    """The clips (name, audio, text) drawn at random, none within `apart` placings of its last,
+    with pauses of room noise, `minutes` long; returns the reference."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    order: list[int] = []
+    while len(order) < int(minutes * 60):  # more than will fit; _concat stops at `minutes`
+        order.append(int(rng.choice([k for k in range(len(clips)) if k not in order[-apart:]])))
+    return _concat(path, [clips[k] for k in order], seed, gap=gap, minutes=minutes)
+
+
 def asterisk_clips(work: Path, lang: str = "en") -> list[tuple[str, object, str]]:
     """The prompts of Debian's asterisk-core-sounds-LANG (its transcript, core-sounds-LANG.txt)
     in the -wav (English) or -g722 (other languages) package; installed, or fetched with
@@ -346,6 +361,9 @@ def build(name: str, work: Path, args) -> tuple[Path, str]:
     elif name == "dialog_nl":
         path = work / "dialog_nl.flac"
         reference = _concat(path, fillets_clips("nl"), seed=5, gap=(0.2, 1.2), minutes=args.dialog_minutes)
+    elif name == "dialog_zh":
+        path = work / "dialog_zh.flac"
+        reference = _cycle(path, _clips(SHARED / "real_zh"), seed=12, gap=(0.3, 1.5), minutes=args.dialog_minutes)
     elif name in ("long_en", "long_zh"):
         from tests.recordings import build as build_long, load_clips
 
@@ -389,7 +407,8 @@ def measure(row: str, audio: Path, work: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="asterisk,real_en,real_zh,long_en,mixed_en,long_zh,asterisk_fr,dialog_nl",
+    parser.add_argument("--only", default="asterisk,real_en,real_zh,long_en,mixed_en,long_zh,dialog_zh,asterisk_fr,"
+                        "dialog_nl",
                         help="recordings, comma-separated")
     parser.add_argument("--rows", default=",".join(ROWS),
                         help="rows, comma-separated: " + ", ".join(ROWS) + ", fw-b1w (an fw row + '+malloc': see above)")
@@ -449,13 +468,13 @@ def print_table(names, rows, recordings, results) -> None:
             med = statistics.median(r["wall"] for r in runs)
             cpu = statistics.median(r["cpu"] for r in runs)
             r = runs[-1]
-            beam = "5*" if row == "ours" and name in ZH_RECORDINGS else beams[row.split("+")[0]]
+            beam = beams[row.split("+")[0]]
             ratio = f"{med / base:10.2f} {cpu / base_cpu:9.2f}" if base else ""
             walls = "/".join(f"{x['wall']:.1f}" for x in runs)
             print(f"{name:10} {minutes:5.1f} {row:12} {beam:>4} {walls:>17} "
                   f"{med:7.1f} {cpu:7.1f} {r['err']:8.2%} {r['inputs']:6d} {30 * r['inputs']:8d} {r['fed']:7.0f} {r['tokens']:7d} "
                   f"{max(x['rss_mb'] for x in runs):7.0f} {ratio}")
-    print("beam: * by language (greedy for English, 5 for Chinese); /ours: median wall (CPU) seconds of the row over "
+    print("beam: * by language (greedy, 5 for Japanese and Korean); /ours: median wall (CPU) seconds of the row over "
           "ours (default), above 1: ours is faster; CPU s: user + system seconds of the whole process (less "
           "sensitive to a loaded machine than wall time)")
 

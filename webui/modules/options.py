@@ -27,8 +27,8 @@ class PipelineOptions:
     first_window_seconds: float = 30.0        # a short first window: first text within seconds
     snap_seconds: float = 0.5                 # pull a text start onto a VAD speech onset this close
     pack: bool = True                         # join neighbouring segments' speech up to the engine's maximum
-    # One input per utterance instead (Chinese, Japanese, Korean: Whisper drops whole short
-    # utterances of these when several share an input); None: by the recording's language.
+    # One input per utterance instead; None: by the recording's language (Japanese and Korean:
+    # windows.UTTERANCE_LANGUAGES).
     utterance_inputs: bool | None = None
     retry_tail_seconds: float = 2.0           # re-run speech left untranscribed after an early end (0: off)
     # Accurate mode: fewer errors for more time (Whisper: beam 5 for every language, temperature

