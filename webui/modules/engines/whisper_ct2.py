@@ -33,7 +33,7 @@ _SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
 # so (measured on Mandarin when it ran that way: 19 to 26 errors in 58 characters over 1-20 ms
 # shifts of one meeting utterance; a beam of 5 took the expected CER of the clips from 22 % to
 # 17.5 %). Packed Mandarin inputs carry their own context: greedy decoding of them was at least as
-# accurate as a beam of 5 on 50 minutes of real clips, in 35-40 % less time (below).
+# accurate as a beam of 5 on 50 minutes of real clips, in 30-40 % less time (below).
 BEAM_BY_LANGUAGE = {"ja": 5, "ko": 5}
 # Chinese is decoded with timestamp tokens. Whisper packs several Mandarin utterances into one
 # input well only when it may close each with a timestamp: without them it writes one or two of
