@@ -71,13 +71,18 @@ def parse(value: object) -> str:
     return name
 
 
+def base_language(language: str) -> str:
+    """The language without its region or script: "zh-TW", "zh_CN", " ZH " -> "zh"."""
+    return (language or "").strip().lower().replace("_", "-").split("-")[0]
+
+
 def is_chinese(language: str, texts: Iterable[str] = ()) -> bool:
     """Whether a transcript in `language` is Chinese: zh, zh-*, yue, cmn, ...; when the language is
     unknown ('' or 'auto', e.g. Paraformer), mostly Han characters with (almost) no kana or hangul:
     Japanese and Korean are never converted (nor, in any transcript, a piece with kana)."""
-    lang = (language or "").strip().lower().replace("_", "-")
+    lang = base_language(language)
     if lang not in ("", "auto"):
-        return lang.split("-")[0] in _CHINESE_CODES
+        return lang in _CHINESE_CODES
     han = other = 0
     for text in texts:
         han += len(_HAN.findall(text))

@@ -15,6 +15,7 @@ from .batching import Tally, run_chunks, with_progress
 from .chunks import make_chunk, pack
 from .engines.base import Engine
 from .events import Planned, SegmentDone, StageClock, WindowDone
+from .script import base_language
 from .lines import UTTERANCE_PAUSE, to_result
 from .options import PipelineOptions
 from .transcript import Segment, SegmentResult
@@ -44,7 +45,7 @@ UTTERANCE_LANGUAGES = ("ja", "ko")
 def by_utterance(options: PipelineOptions, language: str) -> bool:
     if options.utterance_inputs is not None:
         return options.utterance_inputs
-    return (language or "").split("-")[0].lower() in UTTERANCE_LANGUAGES
+    return base_language(language) in UTTERANCE_LANGUAGES
 
 
 def transcribe_window(planned: Planned, n: int, audio: Iterator[np.ndarray], engine: Engine,

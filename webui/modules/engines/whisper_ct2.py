@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .. import gpu
+from .. import gpu, script
 from ..transcript import Scores
 from . import calibrate, whisper_decode
 from .bundled import BUNDLED_NAME, WHISPER_INPUT_SECONDS, is_whisper_folder  # noqa: F401 (re-exported)
@@ -35,14 +35,16 @@ _SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
 # 17.5 %). Packed Mandarin inputs carry their own context: greedy decoding of them was at least as
 # accurate as a beam of 5 on 50 minutes of real clips, in 30-40 % less time (below).
 BEAM_BY_LANGUAGE = {"ja": 5, "ko": 5}
-# Chinese is decoded with timestamp tokens. Whisper packs several Mandarin utterances into one
-# input well only when it may close each with a timestamp: without them it writes one or two of
-# them and stops, or loops (CER of packed inputs at beam 5, 2 CPU cores, in process: real_zh
-# 25.3 -> 13.8 %, a 10-minute dialogue of distinct clips 43.0 -> 24.5 %, 20 sparse minutes
-# 73.9 -> 28.0 %). With the second pass judging Chinese by characters (second_pass.py) and greedy
-# decoding, those 20 sparse minutes and the dialogue came to 17.5 % and 22.4 % CER with 43 and
-# 40 inputs, where one utterance per input at beam 5 gave 20.8 % and 26.2 % with 98 and 88.
-TIMESTAMP_LANGUAGES = ("zh", "yue", "cmn")
+
+# Chinese (script.is_chinese) is decoded with timestamp tokens (_options). Whisper packs several
+# Mandarin utterances into one input well only when it may close each with a timestamp: without
+# them it writes one or two of them and stops, or loops (CER of packed inputs at beam 5, 2 CPU
+# cores, in process: real_zh 25.3 -> 13.8 %, a 10-minute dialogue of distinct clips 43.0 -> 24.5 %,
+# 20 sparse minutes 73.9 -> 28.0 %). With the second pass judging Chinese by characters
+# (second_pass.py) and greedy decoding, those 20 sparse minutes and the dialogue came to 17.5 % and
+# 22.4 % CER with 43 and 40 inputs, where one utterance per input at beam 5 gave 20.8 % and 26.2 %
+# with 98 and 88.
+
 # Accurate mode (EngineSettings.accurate): a beam of at least 5 for every language, and Whisper's
 # temperature fallback for the inputs whose decode fails its checks (whisper_decode.decode).
 ACCURATE_BEAM = 5
@@ -293,7 +295,7 @@ class WhisperEngine:
         mode at least ACCURATE_BEAM."""
         if self.beam_size is not None:
             return self.beam_size
-        beam = BEAM_BY_LANGUAGE.get((language or "").split("-")[0].lower(), 1)
+        beam = BEAM_BY_LANGUAGE.get(script.base_language(language), 1)
         return max(beam, ACCURATE_BEAM) if self.accurate else beam
 
     @property
@@ -310,7 +312,7 @@ class WhisperEngine:
             compression_ratio_threshold=2.4, condition_on_previous_text=False, prompt_reset_on_temperature=0.5,
             temperatures=list(FALLBACK_TEMPERATURES if accurate else (0.0,)), initial_prompt=None, prefix=None,
             suppress_blank=True, suppress_tokens=[-1],
-            without_timestamps=self.without_timestamps and not timestamp_tokens_for(language),
+            without_timestamps=self.without_timestamps and not script.is_chinese(language),
             max_initial_timestamp=0.0, word_timestamps=self.word_timestamps,
             prepend_punctuations="\"'“¿([{-", append_punctuations="\"'.。,，!！?？:：”)]}、",
             multilingual=False, max_new_tokens=None, clip_timestamps=[],
@@ -333,10 +335,6 @@ class WhisperEngine:
             self.model.model.unload_model()
         self.model = None  # type: ignore[assignment]
         gpu.cleanup_after_batch(self.device)
-
-
-def timestamp_tokens_for(language: str) -> bool:
-    return (language or "").split("-")[0].lower() in TIMESTAMP_LANGUAGES
 
 
 def cuda_budget(cost: calibrate.BatchCost, index: int, limit_bytes: int) -> calibrate.MemoryBudget:
