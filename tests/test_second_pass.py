@@ -131,6 +131,38 @@ def test_a_sparse_input_of_many_utterances_runs_them_again_two_at_a_time():
     assert all(r.replaces for r in redo)
 
 
+def test_text_whole_until_it_stopped_early_is_kept_and_only_the_utterances_after_it_run_again():
+    """Whole text for the first of five utterances, then nothing: too sparse for the input, but
+    the decoder wrote what it wrote in full and stopped. The four utterances after it run again
+    two at a time, and the first text stays. The same few words reaching the input's end mean
+    speech skipped in between, and Chinese text is not trusted this way: every utterance runs
+    again, two at a time, replacing the first answer."""
+    from tests.conftest import quiet, tone
+    from webui.modules.chunks import make_chunk
+    from webui.modules.engines.base import LocalWord
+
+    parts = [tone(4.0)]
+    for _ in range(4):
+        parts += [quiet(3.0), tone(4.0)]
+    chunk = make_chunk(Segment(0, 100.0, 128.0), np.concatenate(parts))
+    utterances = chunk.utterances(second_pass.UTTERANCE_PAUSE)
+
+    def output(last_word_at, word=" word"):
+        words = [LocalWord(0.5 * k, 0.5 * k + 0.4, word) for k in range(7)]
+        words.append(LocalWord(last_word_at, last_word_at + 0.4, word))
+        return EngineOutput((LocalText(0.0, words[-1].end, "".join(w.text for w in words), tuple(words)),), "en")
+
+    assert second_pass.too_sparse(output(3.5), chunk.speech_seconds)
+    redo = second_pass.plan([chunk], [output(3.5)], retry_tail=2.0)
+    assert [(r.start, r.end, r.replaces) for r in redo] == [
+        (pytest.approx(utterances[1][0]), utterances[2][1], False), (utterances[3][0], utterances[4][1], False)]
+    everything = [(lo, hi, True) for lo, hi in second_pass.grouped(utterances, 2)]
+    reaches_the_end = second_pass.plan([chunk], [output(utterances[4][0] + 1.0)], retry_tail=2.0)
+    assert [(r.start, r.end, r.replaces) for r in reaches_the_end] == everything
+    chinese = output(3.5, "好好")  # 16 characters in 12 s of speech: as sparse
+    assert [(r.start, r.end, r.replaces) for r in second_pass.plan([chunk], [chinese], retry_tail=2.0)] == everything
+
+
 class StopsAfterThreeSeconds(EchoEngine):
     """Writes dense text for the first 3 s of any input, then stops: an early end-of-text on
     every pass, the way Whisper stops after a short first utterance of a long stretch."""

@@ -56,12 +56,31 @@ def plan(chunks: Sequence[SpeechChunk], outputs: Sequence[EngineOutput | None], 
             continue
         sparse = too_sparse(out, chunk.speech_seconds) or longest_word(out) > STRETCHED_WORD_SECONDS
         utterances = chunk.utterances(UTTERANCE_PAUSE) if sparse else []
-        if len(utterances) > 1:
+        written = written_until(chunk, out, retry_tail) if sparse else None
+        if written is not None:
+            rest = [(max(lo, written), hi) for lo, hi in utterances if hi > written]
+            redo.extend(Redo(i, lo, hi, False) for lo, hi in grouped(rest, UTTERANCES_PER_REDO))
+        elif len(utterances) > 1:
             size = UTTERANCES_PER_REDO if len(utterances) > UTTERANCES_PER_REDO else 1
             redo.extend(Redo(i, lo, hi, True) for lo, hi in grouped(utterances, size))
         else:
             redo.extend(tail(i, chunk, out, retry_tail))
     return redo
+
+
+def written_until(chunk: SpeechChunk, out: EngineOutput, retry_tail: float) -> float | None:
+    """Where to go on from (local seconds) when a sparse input's text is whole up to where it
+    stopped: the decoder wrote the first utterances and ended early (Spanish telephone prompts:
+    one utterance written of three, then end-of-text). Only the rest needs running again, and
+    the text written stays. None when the text is not like that: it is thin throughout, a word
+    is stretched over skipped speech, or it is Chinese (whose skipped utterances the alignment
+    hides under the words around them: a Mandarin dialogue lost a point of CER this way)."""
+    end = text_end(out)
+    if end is None or chunk.seconds - end <= retry_tail or longest_word(out) > STRETCHED_WORD_SECONDS:
+        return None
+    if any(is_cjk(ch) for p in out.pieces for ch in p.text) or too_sparse(out, chunk.slice(0.0, end).speech_seconds):
+        return None
+    return resume_point(chunk, end)
 
 
 def grouped(utterances: Sequence[tuple[float, float]], size: int) -> list[tuple[float, float]]:
