@@ -46,7 +46,8 @@ def plan(chunks: Sequence[SpeechChunk], outputs: Sequence[EngineOutput | None], 
     - The text is far too sparse for the speech, or a word is stretched over seconds of it (a
       batched decoder sometimes skips whole utterances): its utterances run again, two at a
       time, and replace the first answer. An input of one utterance would only be run again
-      unchanged: it gets the tail rule instead.
+      unchanged: it gets the tail rule instead. Text that is whole up to where it stopped
+      early stays, and only the utterances after it run again (`written_until`).
     - The text stops more than `retry_tail` seconds early: the rest is run again (see
       `resume_point`).
     """
