@@ -55,9 +55,10 @@ def plan(chunks: Sequence[SpeechChunk], outputs: Sequence[EngineOutput | None], 
     for i, (chunk, out) in enumerate(zip(chunks, outputs)):
         if out is None or not chunk.spans or chunk.speech_seconds < MIN_SPEECH_SECONDS:
             continue
-        sparse = too_sparse(out, chunk.speech_seconds) or longest_word(out) > STRETCHED_WORD_SECONDS
+        stretched = longest_word(out) > STRETCHED_WORD_SECONDS
+        sparse = stretched or too_sparse(out, chunk.speech_seconds)
         utterances = chunk.utterances(UTTERANCE_PAUSE) if sparse else []
-        written = written_until(chunk, out, retry_tail) if sparse else None
+        written = written_until(chunk, out, retry_tail) if sparse and not stretched else None
         if written is not None:
             rest = [(max(lo, written), hi) for lo, hi in utterances if hi > written]
             redo.extend(Redo(i, lo, hi, False) for lo, hi in grouped(rest, UTTERANCES_PER_REDO))
@@ -70,14 +71,15 @@ def plan(chunks: Sequence[SpeechChunk], outputs: Sequence[EngineOutput | None], 
 
 
 def written_until(chunk: SpeechChunk, out: EngineOutput, retry_tail: float) -> float | None:
-    """Where to go on from (local seconds) when a sparse input's text is whole up to where it
-    stopped: the decoder wrote the first utterances and ended early (Spanish telephone prompts:
-    one utterance written of three, then end-of-text). Only the rest needs running again, and
-    the text written stays. None when the text is not like that: it is thin throughout, a word
-    is stretched over skipped speech, or it is Chinese (whose skipped utterances the alignment
-    hides under the words around them: a Mandarin dialogue lost a point of CER this way)."""
+    """Where to go on from (local seconds) when a sparse input's text (no word stretched: the
+    caller checks) is whole up to where it stopped: the decoder wrote the first utterances and
+    ended early (Spanish telephone prompts: one utterance written of three, then end-of-text).
+    Only the rest needs running again, and the text written stays. None when the text is thin
+    throughout, or holds Chinese characters (whatever the language label: it is the alignment of
+    such text that hides skipped utterances under the words around them; a Mandarin dialogue
+    lost a point of CER this way)."""
     end = text_end(out)
-    if end is None or chunk.seconds - end <= retry_tail or longest_word(out) > STRETCHED_WORD_SECONDS:
+    if end is None or chunk.seconds - end <= retry_tail:
         return None
     if any(is_cjk(ch) for p in out.pieces for ch in p.text) or too_sparse(out, chunk.slice(0.0, end).speech_seconds):
         return None

@@ -15,9 +15,9 @@ from .batching import Tally, run_chunks, with_progress
 from .chunks import make_chunk, pack
 from .engines.base import Engine
 from .events import Planned, SegmentDone, StageClock, WindowDone
-from .script import base_language
 from .lines import UTTERANCE_PAUSE, to_result
 from .options import PipelineOptions
+from .script import base_language
 from .transcript import Segment, SegmentResult
 
 
