@@ -85,3 +85,19 @@ def test_peak_memory_does_not_grow_with_length(runs):
     extra_audio_mb = 15 * 60 * 16_000 * 4 / 2**20
     print(f"peak traced (numpy + Python): 5 min {short:.1f} MB, 20 min {long:.1f} MB")
     assert long - short < extra_audio_mb / 3, f"pipeline buffers grew {long - short:.1f} MB from 5 to 20 min"
+
+
+def test_a_short_first_window_only_where_the_recording_outlasts_one_window(recordings, tmp_path):
+    """The first window is short on a long recording (first text within seconds); a recording
+    that fits one window is one window: split, it would cost an input at the cut and leave a
+    CPU worker idle while the first part runs alone."""
+    long = plan(recordings["long"][0], PipelineOptions(), engine_cap=30.0)
+    first, last = long.windows[0]
+    assert long.segments[last - 1].end - long.segments[first].start < 30.0 + long.max_seconds
+    assert len(long.windows) > 4
+
+    short_path = tmp_path / "memo 3min.flac"
+    build(short_path, 3, seed=3, gap=(0.6, 2.0), clips=load_clips())
+    short = plan(short_path, PipelineOptions(), engine_cap=30.0)
+    assert len(short.segments) > 4
+    assert short.windows == ((0, len(short.segments)),)
