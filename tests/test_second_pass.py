@@ -1,6 +1,8 @@
 """Second pass (second_pass.py through the batch runner): speech an input's text did not cover
 is run again, and the new text lands at the right time."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -8,7 +10,7 @@ from tests.fakes import EchoEngine, drive as _run_engine
 from webui.modules import second_pass
 from webui.modules.batching import Tally as _Tally
 from webui.modules.engines.base import EngineOutput, LocalText
-from webui.modules.transcript import Segment
+from webui.modules.transcript import Scores, Segment
 
 
 class ForgetfulEngine(EchoEngine):
@@ -135,7 +137,8 @@ def test_text_whole_until_it_stopped_early_is_kept_and_only_the_utterances_after
     """Whole text for the first of five utterances, then nothing: too sparse for the input, but
     the decoder wrote what it wrote in full and stopped. The four utterances after it run again
     two at a time, and the first text stays. The same few words reaching the input's end mean
-    speech skipped in between, and Chinese text is not trusted this way: every utterance runs
+    speech skipped in between, and neither Chinese text nor a decode Whisper would call failed
+    is trusted this way: every utterance runs
     again, two at a time, replacing the first answer."""
     from tests.conftest import quiet, tone
     from webui.modules.chunks import make_chunk
@@ -161,6 +164,14 @@ def test_text_whole_until_it_stopped_early_is_kept_and_only_the_utterances_after
     assert [(r.start, r.end, r.replaces) for r in reaches_the_end] == everything
     chinese = output(3.5, "好好")  # 16 characters in 12 s of speech: as sparse
     assert [(r.start, r.end, r.replaces) for r in second_pass.plan([chunk], [chinese], retry_tail=2.0)] == everything
+    # A decode Whisper itself would call failed (a line made up, then end-of-text) is not kept.
+    sure, unsure, repetitive = (Scores(logprob, 0.1, ratio, 0.0) for logprob, ratio in
+                                ((-0.3, 1.1), (-1.3, 1.1), (-0.3, 2.9)))
+    everything_again = [second_pass.Redo(0, lo, hi, True) for lo, hi, _ in everything]
+    for scores, expected in ((sure, redo), (unsure, everything_again), (repetitive, everything_again)):
+        out = output(3.5)
+        scored = replace(out, pieces=tuple(replace(p, scores=scores) for p in out.pieces))
+        assert second_pass.plan([chunk], [scored], retry_tail=2.0) == expected
 
 
 class StopsAfterThreeSeconds(EchoEngine):
