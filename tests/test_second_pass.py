@@ -138,8 +138,7 @@ def test_text_whole_until_it_stopped_early_is_kept_and_only_the_utterances_after
     the decoder wrote what it wrote in full and stopped. The four utterances after it run again
     two at a time, and the first text stays. The same few words reaching the input's end mean
     speech skipped in between, and neither Chinese text nor a decode Whisper would call failed
-    is trusted this way: every utterance runs
-    again, two at a time, replacing the first answer."""
+    is trusted this way: every utterance runs again, two at a time, replacing the first answer."""
     from tests.conftest import quiet, tone
     from webui.modules.chunks import make_chunk
     from webui.modules.engines.base import LocalWord
