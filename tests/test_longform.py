@@ -88,9 +88,9 @@ def test_peak_memory_does_not_grow_with_length(runs):
 
 
 def test_a_short_first_window_only_where_the_recording_outlasts_one_window(recordings, tmp_path):
-    """The first window is short on a long recording (first text within seconds); a recording
-    that fits one window is one window: split, it would cost an input at the cut and leave a
-    CPU worker idle while the first part runs alone."""
+    """The first window is short on a long recording (first text within seconds); on the CPU a
+    recording that fits one window is one window: split, it would cost an input at the cut and
+    leave a CPU worker idle while the first part runs alone. A GPU keeps the short first window."""
     long = plan(recordings["long"][0], PipelineOptions(), engine_cap=30.0)
     first, last = long.windows[0]
     assert long.segments[last - 1].end - long.segments[first].start < 30.0 + long.max_seconds
@@ -101,3 +101,5 @@ def test_a_short_first_window_only_where_the_recording_outlasts_one_window(recor
     short = plan(short_path, PipelineOptions(), engine_cap=30.0)
     assert len(short.segments) > 4
     assert short.windows == ((0, len(short.segments)),)
+    on_a_gpu = plan(short_path, PipelineOptions(), engine_cap=30.0, device="cuda:0")  # plans without a card
+    assert on_a_gpu.segments == short.segments and len(on_a_gpu.windows) == 2

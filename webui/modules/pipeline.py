@@ -48,11 +48,13 @@ def plan(path: str | Path, options: PipelineOptions, engine_cap: float | None, d
     with clock("cut plan"):
         limits = limits_for(scan.duration, options.max_segment, engine_cap)
         segments = plan_segments(scan.duration, scan.silences, scan.envelope_db, limits)
-    seconds = options.window_seconds or (1200.0 if device.startswith("cuda") else 300.0)
-    # A short first window only pays where there is a wait to shorten: a recording that fits
-    # one window is done in about the time the first text would take, and cutting it in two
+    on_gpu = device.startswith("cuda")
+    seconds = options.window_seconds or (1200.0 if on_gpu else 300.0)
+    # On the CPU a short first window only pays where there is a wait to shorten: a recording
+    # that fits one window is done in about the time the first text would take, and cutting it
     # costs an input at the cut and leaves a CPU worker idle while the first window runs alone.
-    first = seconds if scan.duration <= seconds else min(options.first_window_seconds, seconds)
+    # A GPU's window holds 20 minutes in a few large batches: there the first text still helps.
+    first = seconds if not on_gpu and scan.duration <= seconds else min(options.first_window_seconds, seconds)
     windows = plan_windows(segments, first, seconds)
     return Planned(replace(info, duration=scan.duration), tuple(segments), windows, limits.max_seconds, info.duration)
 
