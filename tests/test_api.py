@@ -244,7 +244,7 @@ def test_a_server_killed_mid_job_resumes_it_on_restart(tmp_path: Path) -> None:
     from tests.recordings import build, load_clips
 
     recording = tmp_path / "meeting.flac"
-    build(recording, 4, seed=3, clips=load_clips())
+    build(recording, 6, seed=3, clips=load_clips())  # over one 5-minute window: it has a short first one
     workdir = tmp_path / "srv"
     server = start_server(workdir)
     history = History(server.history_path)
