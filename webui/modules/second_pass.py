@@ -28,11 +28,6 @@ MID_SPAN_REST = 1.0          # seconds of a span left after the text: more is sp
 # inputs at 22.6 % CER against 51 at 23.7 % one at a time; three at a time lost a point.
 UTTERANCES_PER_REDO = 2
 MAX_RERUNS = 3               # passes after the first: a decoder may stop early again on the rest
-# A decode this unsure of itself, or this repetitive, is not trusted to be whole up to its stop
-# (a line made up over music, then end-of-text): Whisper's own marks of a failed decode, those its
-# temperature fallback uses (log_prob_threshold, compression_ratio_threshold).
-DOUBTFUL_LOGPROB = -1.0
-DOUBTFUL_COMPRESSION = 2.4
 
 
 @dataclass(frozen=True)
@@ -82,22 +77,16 @@ def written_until(chunk: SpeechChunk, out: EngineOutput, retry_tail: float) -> f
     Only the rest needs running again, and the text written stays. None when the text is thin
     throughout, or holds Chinese characters (whatever the language label: it is the alignment of
     such text that hides skipped utterances under the words around them; a Mandarin dialogue
-    lost a point of CER this way), or came from a doubtful decode (`doubtful`)."""
+    lost a point of CER this way), or came from a decode Whisper's own marks call failed (a line
+    made up over music, then end-of-text: `Scores.failed`)."""
     end = text_end(out)
     if end is None or chunk.seconds - end <= retry_tail:
         return None
-    if any(is_cjk(ch) for p in out.pieces for ch in p.text) or doubtful(out) \
+    if any(p.scores is not None and p.scores.failed() for p in out.pieces) \
+            or any(is_cjk(ch) for p in out.pieces for ch in p.text) \
             or too_sparse(out, chunk.slice(0.0, end).speech_seconds):
         return None
     return resume_point(chunk, end)
-
-
-def doubtful(out: EngineOutput) -> bool:
-    """The decode reported a low mean log-probability or a high compression ratio (engines that
-    report no scores are not doubted)."""
-    return any(p.scores is not None and (p.scores.avg_logprob < DOUBTFUL_LOGPROB
-                                         or p.scores.compression_ratio > DOUBTFUL_COMPRESSION)
-               for p in out.pieces)
 
 
 def grouped(utterances: Sequence[tuple[float, float]], size: int) -> list[tuple[float, float]]:

@@ -19,6 +19,12 @@ class Segment:
         return self.end - self.start
 
 
+# Whisper's marks of a failed decode (its temperature fallback's log_prob_threshold and
+# compression_ratio_threshold): the Whisper engine decodes by them, the second pass reads scores by them.
+FAILED_LOGPROB = -1.0
+FAILED_COMPRESSION_RATIO = 2.4
+
+
 @dataclass(frozen=True)
 class Scores:
     """What the model reported about one subtitle line (Whisper; engines that report nothing,
@@ -37,6 +43,10 @@ class Scores:
     compression_ratio: float
     temperature: float
     tokens: tuple[int, ...] | None = None
+
+    def failed(self) -> bool:
+        """Unsure of itself or repetitive, by Whisper's own marks."""
+        return self.avg_logprob < FAILED_LOGPROB or self.compression_ratio > FAILED_COMPRESSION_RATIO
 
     def to_dict(self) -> dict:
         data = {"avg_logprob": self.avg_logprob, "no_speech_prob": self.no_speech_prob,

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .. import gpu, script
-from ..transcript import Scores
+from ..transcript import FAILED_COMPRESSION_RATIO, FAILED_LOGPROB, Scores
 from . import calibrate, whisper_decode
 from .bundled import BUNDLED_NAME, WHISPER_INPUT_SECONDS, is_whisper_folder  # noqa: F401 (re-exported)
 from .base import EngineError, EngineOutput, EngineSettings, LocalText, LocalWord, SAMPLE_RATE
@@ -308,8 +308,8 @@ class WhisperEngine:
         accurate = self.accurate
         return TranscriptionOptions(
             beam_size=self.beam_for(language), best_of=5 if accurate else 1, patience=1.0, length_penalty=1.0,
-            repetition_penalty=1.0, no_repeat_ngram_size=0, log_prob_threshold=-1.0, no_speech_threshold=0.6,
-            compression_ratio_threshold=2.4, condition_on_previous_text=False, prompt_reset_on_temperature=0.5,
+            repetition_penalty=1.0, no_repeat_ngram_size=0, log_prob_threshold=FAILED_LOGPROB, no_speech_threshold=0.6,
+            compression_ratio_threshold=FAILED_COMPRESSION_RATIO, condition_on_previous_text=False, prompt_reset_on_temperature=0.5,
             temperatures=list(FALLBACK_TEMPERATURES if accurate else (0.0,)), initial_prompt=None, prefix=None,
             suppress_blank=True, suppress_tokens=[-1],
             without_timestamps=self.without_timestamps and not script.is_chinese(language),
