@@ -89,3 +89,12 @@ def test_bench_error_rates():
     # The Italian transcript's accents lost to "?" are put back before scoring.
     assert bench._repaired("accesso ? vuota, pu? essere", "it") == "accesso è vuota, può essere"
     assert bench._repaired("Sì? vuota ?", "es") == "Sì? vuota ?"
+
+
+def test_bench_counts_only_the_tokens_a_decode_generated():
+    """A resumed decode's prompt carries its own text, which CTranslate2 gives back too."""
+    bench = _bench()
+    start = [50258, 50265, 50359, 50363]  # start of transcript, French, transcribe, no timestamps
+    assert bench._prefix(start) == []
+    assert bench._prefix(start + [883, 3192, 13]) == [883, 3192, 13]
+    assert bench._prefix([50361, 400, 500] + start + [7]) == [7]  # hotwords before the start: not text

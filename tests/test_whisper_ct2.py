@@ -229,3 +229,68 @@ def test_the_segment_left_open_at_the_end_of_an_input_is_kept_unless_it_loops(wh
     assert split(tokenizer.encode("一二线城市")) == [(0.0, 2.0, "甚至出现交易"), (2.5, 9.0, "一二线城市")]
     assert split(tokenizer.encode("哈哈" * 40)) == [(0.0, 2.0, "甚至出现交易")]
     assert split([]) == [(0.0, 2.0, "甚至出现交易")]
+
+
+def _prompts(voice: str, order: list[int], gap: float = 0.6) -> np.ndarray:
+    """Telephone prompts of one voice joined as the pipeline packs speech: pauses of `gap` s."""
+    from tests import conversations as conv
+
+    pause = np.zeros(int(gap * 16_000), np.float32)
+    clips = conv.voice(voice)
+    return np.concatenate([part for k in order for part in (clips[k], pause)][:-1])
+
+
+def test_an_input_that_ends_early_resumes_from_its_own_text_without_a_second_encoder_pass(whisper_engine, monkeypatch):
+    """Whisper base writes the first three of these eleven French prompts and ends (8 s of 26);
+    the decode goes on from its text over the same encoder output and reaches the end."""
+    import pytest
+
+    from tests import conversations as conv
+    from webui.modules.engines import whisper_decode
+
+    if conv.missing(["fr_f"]):
+        pytest.skip("needs Debian package asterisk-core-sounds-fr-g722 (.ci/run installs it)")
+    audio = _prompts("fr_f", [232, 134, 236, 311, 65, 135, 105, 90, 137, 82, 241])
+    seconds = audio.size / 16_000
+
+    def last_word_end(out):
+        return out.pieces[-1].words[-1].end
+
+    monkeypatch.setattr(whisper_decode, "MAX_RESUMES", 0)
+    (stopped,) = whisper_engine.transcribe_batch([audio], "fr")
+    assert seconds - last_word_end(stopped) > whisper_decode.UNWRITTEN_SECONDS  # the early end this is about
+    monkeypatch.setattr(whisper_decode, "MAX_RESUMES", 3)
+    counting = _counting(whisper_engine, monkeypatch)
+    (out,) = whisper_engine.transcribe_batch([audio], "fr")
+    assert counting.encoded == 1  # resumed over the encoder output it had
+    assert seconds - last_word_end(out) < whisper_decode.UNWRITTEN_SECONDS
+    first, whole = " ".join(p.text for p in stopped.pieces), " ".join(p.text for p in out.pieces)
+    assert whole.startswith(first.rstrip(".")) and len(whole.split()) > 2 * len(first.split())
+    assert "conférence" in whole.split(first.rstrip("."), 1)[1]  # the later prompts' words
+    words = [w for p in out.pieces for w in p.words]
+    assert all(a.start <= b.start for a, b in zip(words, words[1:])) and words[-1].end <= seconds + 0.05
+    assert -1.0 < out.pieces[0].scores.avg_logprob < 0 and out.pieces[0].scores.compression_ratio < 2.4
+
+
+def test_what_counts_as_text_written_through_to_where_it_stops():
+    from webui.modules.engines.whisper_decode import ended_early, written_through
+
+    def words(*times):
+        return [{"start": a, "end": b, "word": " w"} for a, b in times]
+
+    steady = words(*[(0.2 + 0.5 * k, 0.6 + 0.5 * k) for k in range(10)])  # 10 words in 5 s
+    assert written_through(steady, 0.0)
+    assert ended_early([{"words": steady}], 20.0, 0.0)  # 15 s after its last word
+    assert not ended_early([{"words": steady}], 6.0, 0.0)  # stops within 2 s of the end
+    origin = 30_000.0  # an input's time origin in a batch: the same judgement
+    shifted = [dict(w, start=w["start"] + origin, end=w["end"] + origin) for w in steady]
+    assert ended_early([{"words": shifted}], 20.0, origin)
+    gap = steady[:5] + words(*[(5.8 + 0.5 * k, 6.2 + 0.5 * k) for k in range(5)])  # 3 s of speech unwritten inside
+    assert not written_through(gap, 0.0) and not ended_early([{"words": gap}], 20.0, 0.0)
+    late_start = words(*[(2.5 + 0.5 * k, 2.9 + 0.5 * k) for k in range(10)])  # the first utterance skipped
+    assert not written_through(late_start, 0.0)
+    stretched = steady[:9] + words((4.7, 8.5))
+    assert not written_through(stretched, 0.0)
+    thin = words((0.1, 1.5), (3.0, 4.2), (5.5, 6.0))  # 3 words over 6 s, no long gap: speech left out
+    assert not written_through(thin, 0.0)
+    assert not ended_early([], 20.0, 0.0) and not ended_early([{"words": []}], 20.0, 0.0)

@@ -105,10 +105,21 @@ class _CountingModel:
         Counts.inputs += int(features.shape[0])
         return self._inner.encode(features, *args, **kwargs)
 
-    def generate(self, *args, **kwargs):
-        results = self._inner.generate(*args, **kwargs)
-        Counts.tokens += sum(len(r.sequences_ids[0]) for r in results if r.sequences_ids)
+    def generate(self, features, prompts, *args, **kwargs):
+        results = self._inner.generate(features, prompts, *args, **kwargs)
+        # CTranslate2 gives back a prompt's text tokens (a resumed decode's own text: ours,
+        # whisper_decode.resumed) with the ones it generated: only those count.
+        Counts.tokens += sum(len(r.sequences_ids[0]) - len(_prefix(p)) for r, p in zip(results, prompts)
+                             if r.sequences_ids)
         return results
+
+
+def _prefix(prompt) -> list:
+    """The text tokens after a prompt's start-of-transcript sequence (Whisper's multilingual ids:
+    the specials run from end-of-text, 50257, to the first timestamp, 50364)."""
+    tokens = list(prompt)
+    specials = [k for k, t in enumerate(tokens) if isinstance(t, int) and 50257 <= t < 50364]
+    return tokens[specials[-1] + 1:] if specials else []
 
 
 class _CountingFeatures:

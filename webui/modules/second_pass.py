@@ -10,17 +10,12 @@ from typing import Sequence
 from .chunks import SpeechChunk
 from .engines.base import EngineOutput, LocalText
 from .lines import UTTERANCE_PAUSE
-from .transcript import is_cjk
+from .transcript import MIN_WORDS_PER_SECOND, STRETCHED_WORD_SECONDS, is_cjk
 
-MIN_WORDS_PER_SECOND = 0.6   # words per second of speech; people say 2–5
 # Chinese characters per second of speech (one syllable each; people say 3–6). Packed Mandarin
 # inputs where Whisper wrote one or two utterances of five came back at 0.6-1.6 a second, whole
 # ones at 2.3-5 (20 minutes of real clips: CER 25.3 % at 1.5 a second, 21.4 % at 2).
 MIN_CJK_PER_SECOND = 2.0
-# A word the alignment spreads over this much of an input (whose pauses are already shortened)
-# stands on speech that has no text of its own: the decoder skipped it (Mandarin: one character
-# over 23 s of five utterances). Spoken words last under a second or two.
-STRETCHED_WORD_SECONDS = 3.0
 MIN_SPEECH_SECONDS = 4.0     # shorter inputs are too short to judge
 MID_SPAN_REST = 1.0          # seconds of a span left after the text: more is speech not yet written
 # A sparse input's utterances run again two at a time (one at a time when it holds only two:

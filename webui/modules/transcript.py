@@ -24,6 +24,14 @@ class Segment:
 FAILED_LOGPROB = -1.0
 FAILED_COMPRESSION_RATIO = 2.4
 
+# How much text speech needs (the second pass, and the Whisper engine's resumed decodes, judge text
+# by them): people say 2-5 words a second, so under MIN_WORDS_PER_SECOND some speech has no text;
+# and a word the alignment spreads over STRETCHED_WORD_SECONDS of an input (whose pauses are already
+# shortened) stands on speech that has no text of its own: the decoder skipped it (Mandarin: one
+# character over 23 s of five utterances). Spoken words last under a second or two.
+MIN_WORDS_PER_SECOND = 0.6
+STRETCHED_WORD_SECONDS = 3.0
+
 
 @dataclass(frozen=True)
 class Scores:

@@ -4,14 +4,18 @@ its checks (accurate mode), and the tokens as faster-whisper segments with word 
 
 This is faster-whisper's BatchedInferencePipeline.forward with the fallback that pipeline lacks
 (its sequential transcribe has it, one 30-s window at a time); here the failing inputs of a
-batch are decoded again together.
+batch are decoded again together. And the decode of an input that ended early goes on from its
+own text over the encoder output it already has (`resumed`), where a sequential decoder would
+seek and encode again.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from math import ceil
-from typing import Callable
+from typing import Callable, Sequence
+
+from ..transcript import MIN_WORDS_PER_SECOND, STRETCHED_WORD_SECONDS
 
 # Whisper's fallback ladder (openai-whisper and faster-whisper use the same): temperature 0 first,
 # then sampling at rising temperatures while the text fails the checks.
@@ -106,7 +110,7 @@ def _search(temperature: float, options) -> dict:
 
 def segments(model, decoded: list[Decoded], durations: list[float], tokenizer, encoder_output, options,
              origin_step: float, groups: list[list[int]] | None = None, rows_of: RowsOf | None = None,
-             parts: Parts = whole) -> list[list[dict]]:
+             parts: Parts = whole, origins: Sequence[float] | None = None) -> list[list[dict]]:
     """faster-whisper's BatchedInferencePipeline.forward from the decode on: each input's tokens
     as segments (one per input without timestamp tokens), input k timed from k * origin_step,
     then the word times (from no earlier speech: every input is timed on its own).
@@ -115,19 +119,21 @@ def segments(model, decoded: list[Decoded], durations: list[float], tokenizer, e
     at a time: CTranslate2's align holds every position's logits over the whole vocabulary
     (inputs x tokens x 51,865 floats: 230 MB for 8 inputs of Dutch dialogue), so on the CPU the
     batch that decodes together is aligned in smaller runs. `parts` shares each run out (as
-    `decode` does); `rows_of` gives a part's encoder output when it is not the whole batch."""
+    `decode` does); `rows_of` gives a part's encoder output when it is not the whole batch.
+    `origins`: each input's time origin, where they are not k * origin_step (some rows of a batch)."""
     from faster_whisper.transcribe import get_compression_ratio
 
     out, sizes = [], []
     for k, (d, duration) in enumerate(zip(decoded, durations)):
+        origin = origins[k] if origins is not None else k * origin_step
         size = int(ceil(duration) * model.frames_per_second)
         sizes.append(size)
-        subsegments = split_by_timestamps(model, tokenizer, d.tokens, k * origin_step, size, duration,
+        subsegments = split_by_timestamps(model, tokenizer, d.tokens, origin, size, duration,
                                           options.compression_ratio_threshold)
         out.append([dict(text=tokenizer.decode(s["tokens"]), avg_logprob=d.avg_logprob,
                          no_speech_prob=d.no_speech_prob, tokens=s["tokens"], start=s["start"], end=s["end"],
                          compression_ratio=get_compression_ratio(tokenizer.decode(s["tokens"])),
-                         seek=int(k * origin_step * model.frames_per_second), temperature=d.temperature)
+                         seek=int(origin * model.frames_per_second), temperature=d.temperature)
                     for s in subsegments])
 
     def align(rows: list[int]) -> None:
@@ -163,3 +169,124 @@ def split_by_timestamps(model, tokenizer, tokens: list[int], offset: float, size
         start = offset + opened * model.time_precision if opened is not None else subsegments[-1]["end"]
         subsegments.append(dict(seek=0, start=min(start, offset + duration), end=offset + duration, tokens=rest))
     return subsegments
+
+
+# ----------------------------------------------------------------------------- early ends
+
+# Whisper often writes a packed input's first utterances in full and then ends (end-of-text with
+# speech left: Spanish, Italian and French telephone prompts, again and again). The input is
+# encoded already: its decode goes on from its own text, with the end-of-text barred for one token,
+# instead of running the rest as a new input (second_pass.py), which costs an encoder pass each.
+# An input holds speech with its pauses shortened to 0.6 s and ends on speech, so text that stops
+# this far before the end, or leaves this long a gap between two words, left speech unwritten
+# (the second pass's retry tail, 2 s, says the same of an input's end).
+UNWRITTEN_SECONDS = 2.0
+MAX_RESUMES = 3   # rounds: a resumed decode may end early again
+
+
+def resumed(model, decoded: list[Decoded], timed: list[list[dict]], durations: list[float], origins: list[float],
+            tokenizer, options, rows_of: RowsOf, retime: Callable[[list[int], list[Decoded]], list[list[dict]]],
+            parts: Parts = whole) -> tuple[list[Decoded], list[list[dict]]]:
+    """The batch's decodes (`decoded`, and `timed`: their segments with word times), where the
+    text of an input is whole up to where it ended early, resumed from that text over the input's
+    encoder output (`rows_of`), a round at a time. A resumed text is kept when it reaches further,
+    is whole (no gap left for unwritten speech, no word stretched, enough words), and passes
+    Whisper's own checks; else the first text stays and the second pass runs the rest.
+    `retime(rows, decodes)` gives those rows' segments with word times."""
+    decoded, timed = list(decoded), list(timed)
+    prompt = model.get_prompt(tokenizer, [], without_timestamps=True, hotwords=options.hotwords)
+    settled: set[int] = set()
+    for _ in range(MAX_RESUMES):
+        late = [k for k in range(len(decoded)) if k not in settled
+                and ended_early(timed[k], durations[k], origins[k])]
+        if not late:
+            break
+        opened = {k: t for part in parts(lambda rows: _opened(model, rows, decoded, prompt, tokenizer.eot, options,
+                                                              rows_of), late) for k, t in part}
+        settled.update(k for k in late if k not in opened)
+        rows = [k for k in late if k in opened]
+        if not rows:
+            break
+
+        def run(part: list[int]) -> list:
+            return model.model.generate(
+                rows_of(part), [prompt + opened[k] for k in part], length_penalty=options.length_penalty,
+                max_length=model.max_length, suppress_blank=False, suppress_tokens=options.suppress_tokens,
+                return_scores=True, return_no_speech_prob=True, repetition_penalty=options.repetition_penalty,
+                no_repeat_ngram_size=options.no_repeat_ngram_size, **_search(0.0, options))
+
+        results = [r for part in parts(run, rows) for r in part]
+        candidates = [_joined(decoded[k], r, tokenizer, options.length_penalty)
+                      for k, r in zip(rows, results)]
+        for k, candidate, segs in zip(rows, candidates, retime(rows, candidates)):
+            if _reaches_further(timed[k], segs, origins[k]) and not candidate.needs_fallback(options):
+                decoded[k], timed[k] = candidate, segs
+            else:
+                settled.add(k)
+    return decoded, timed
+
+
+def ended_early(segs: list[dict], duration: float, origin: float) -> bool:
+    """The text is whole up to where it stops, and stops more than UNWRITTEN_SECONDS before the
+    input's end. (Text that is thin or skipped speech on the way is left to the second pass.)"""
+    words = _words(segs)
+    return bool(words) and duration - (words[-1]["end"] - origin) > UNWRITTEN_SECONDS and written_through(words, origin)
+
+
+def written_through(words: list[dict], origin: float) -> bool:
+    """Words (faster-whisper's, times from `origin`) that account for the input up to the last:
+    no gap of UNWRITTEN_SECONDS, no word stretched, at least MIN_WORDS_PER_SECOND."""
+    if not words:
+        return False
+    gaps = (b["start"] - a for a, b in zip([origin] + [w["end"] for w in words[:-1]], words))
+    return max(gaps) <= UNWRITTEN_SECONDS \
+        and max(w["end"] - w["start"] for w in words) <= STRETCHED_WORD_SECONDS \
+        and len(words) >= MIN_WORDS_PER_SECOND * (words[-1]["end"] - origin)
+
+
+def _words(segs: list[dict]) -> list[dict]:
+    return [w for s in segs for w in s.get("words") or ()]
+
+
+def _reaches_further(before: list[dict], after: list[dict], origin: float) -> bool:
+    old, new = _words(before), _words(after)
+    return bool(old) and len(new) > len(old) and new[-1]["end"] > old[-1]["end"] and written_through(new, origin)
+
+
+def _opened(model, rows: list[int], decoded: list[Decoded], prompt: list[int], eot: int, options, rows_of: RowsOf
+            ) -> list[tuple[int, list[int]]]:
+    """For each row, its text plus the likeliest token that is not end-of-text; rows where
+    CTranslate2 gave back anything else, or whose text leaves no room, are left out. CTranslate2's
+    Whisper returns at most max_length / 2 tokens, the prefix included (measured on 4.x): the
+    rows run together with room for one more token after the longest prefix, so a shorter one
+    runs on a few tokens, and only its first new one is kept. The whole text is the prefix:
+    CTranslate2 runs a prefix through the decoder a token at a time (as long as writing it), but
+    the end of the text alone (12-24 tokens) loses the place: on French prompts the resumed text
+    skipped the next prompt."""
+    rows = [k for k in rows if len(decoded[k].tokens) + 1 < model.max_length // 2]
+    if not rows:
+        return []
+    longest = max(len(decoded[k].tokens) for k in rows)
+    results = model.model.generate(
+        rows_of(rows), [prompt + decoded[k].tokens for k in rows], max_length=2 * (longest + 1), beam_size=1,
+        suppress_blank=False, suppress_tokens=list(options.suppress_tokens) + [eot])
+    out = []
+    for k, result in zip(rows, results):
+        tokens, got = decoded[k].tokens, list(result.sequences_ids[0])
+        if len(got) > len(tokens) and got[:len(tokens)] == tokens:
+            out.append((k, got[:len(tokens) + 1]))
+    return out
+
+
+def _joined(first: Decoded, result, tokenizer, length_penalty: float) -> Decoded:
+    """The first decode and its resumption as one: CTranslate2 returns the whole sequence, and
+    scores only the tokens it generated (their sum over the whole length). The mean
+    log-probability is the first decode's sum (its early end-of-text included) and the
+    resumption's over all tokens; the one token opened past the end-of-text is not scored (it is
+    unlikely by construction: the end-of-text was likelier)."""
+    from faster_whisper.transcribe import get_compression_ratio
+
+    tokens = list(result.sequences_ids[0])
+    total = first.avg_logprob * (len(first.tokens) + 1) + result.scores[0] * len(tokens) ** length_penalty
+    return Decoded(tokens, total / (len(tokens) + 1), first.no_speech_prob, first.temperature,
+                   get_compression_ratio(tokenizer.decode(tokens).strip()))
