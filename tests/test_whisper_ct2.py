@@ -294,3 +294,15 @@ def test_what_counts_as_text_written_through_to_where_it_stops():
     thin = words((0.1, 1.5), (3.0, 4.2), (5.5, 6.0))  # 3 words over 6 s, no long gap: speech left out
     assert not written_through(thin, 0.0)
     assert not ended_early([], 20.0, 0.0) and not ended_early([{"words": []}], 20.0, 0.0)
+
+
+def test_early_ends_resume_in_place_only_for_the_default_mode_on_the_cpu_and_not_for_chinese(whisper_engine, monkeypatch):
+    from dataclasses import replace
+
+    assert whisper_engine._resumes(whisper_engine._options("fr"))
+    assert not whisper_engine._resumes(whisper_engine._options("zh"))  # timestamp tokens: the second pass
+    monkeypatch.setattr(whisper_engine, "settings", replace(whisper_engine.settings, accurate=True))
+    assert not whisper_engine._resumes(whisper_engine._options("fr"))  # accurate mode reruns the rest
+    monkeypatch.setattr(whisper_engine, "settings", replace(whisper_engine.settings, accurate=False))
+    monkeypatch.setattr(whisper_engine, "device", "cuda:0")  # a row of the encoder output is a new encode there
+    assert not whisper_engine._resumes(whisper_engine._options("fr"))
