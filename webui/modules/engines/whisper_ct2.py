@@ -228,9 +228,8 @@ class WhisperEngine:
                     self._cpu_groups(len(rows)), lambda part: rows_of([rows[r] for r in part]), self._side_by_side,
                     origins=[k * INPUT_ORIGIN for k in rows])
 
-            decoded, pieces = whisper_decode.resumed(self.model, decoded, pieces, durations,
-                                                     [k * INPUT_ORIGIN for k in range(len(audios))], tokenizer, options,
-                                                     rows_of, retime, self._side_by_side)
+            decoded, pieces = whisper_decode.resumed(self.model, decoded, pieces, durations, INPUT_ORIGIN, tokenizer,
+                                                     options, rows_of, retime, self._side_by_side)
         return [_to_output(p, language, k * INPUT_ORIGIN, tokenizer.decode) for k, p in enumerate(pieces)]
 
     def _resumes(self, options) -> bool:

@@ -184,7 +184,7 @@ UNWRITTEN_SECONDS = 2.0
 MAX_RESUMES = 3   # rounds: a resumed decode may end early again
 
 
-def resumed(model, decoded: list[Decoded], timed: list[list[dict]], durations: list[float], origins: list[float],
+def resumed(model, decoded: list[Decoded], timed: list[list[dict]], durations: list[float], origin_step: float,
             tokenizer, options, rows_of: RowsOf, retime: Callable[[list[int], list[Decoded]], list[list[dict]]],
             parts: Parts = whole) -> tuple[list[Decoded], list[list[dict]]]:
     """The batch's decodes (`decoded`, and `timed`: their segments with word times), where the
@@ -192,8 +192,10 @@ def resumed(model, decoded: list[Decoded], timed: list[list[dict]], durations: l
     encoder output (`rows_of`), a round at a time. A resumed text is kept when it reaches further,
     is whole (no gap left for unwritten speech, no word stretched, enough words), and passes
     Whisper's own checks; else the first text stays and the second pass runs the rest.
-    `retime(rows, decodes)` gives those rows' segments with word times."""
+    Input k is timed from k * origin_step (as `segments` times it); `retime(rows, decodes)` gives
+    those rows' segments with word times."""
     decoded, timed = list(decoded), list(timed)
+    origins = [k * origin_step for k in range(len(decoded))]
     prompt = model.get_prompt(tokenizer, [], without_timestamps=True, hotwords=options.hotwords)
     settled: set[int] = set()
     for _ in range(MAX_RESUMES):
@@ -216,11 +218,12 @@ def resumed(model, decoded: list[Decoded], timed: list[list[dict]], durations: l
                 no_repeat_ngram_size=options.no_repeat_ngram_size, **_search(0.0, options))
 
         results = [r for part in parts(run, rows) for r in part]
-        candidates = [_joined(decoded[k], r, tokenizer, options.length_penalty)
-                      for k, r in zip(rows, results)]
-        for k, candidate, segs in zip(rows, candidates, retime(rows, candidates)):
-            if _reaches_further(timed[k], segs, origins[k]) and not candidate.needs_fallback(options):
-                decoded[k], timed[k] = candidate, segs
+        candidates = {k: _joined(decoded[k], r, tokenizer, options.length_penalty) for k, r in zip(rows, results)}
+        settled.update(k for k, c in candidates.items() if c.needs_fallback(options))
+        rows = [k for k in rows if k not in settled]  # only texts that pass Whisper's checks are timed
+        for k, segs in zip(rows, retime(rows, [candidates[k] for k in rows]) if rows else []):
+            if _reaches_further(timed[k], segs, origins[k]):
+                decoded[k], timed[k] = candidates[k], segs
             else:
                 settled.add(k)
     return decoded, timed
