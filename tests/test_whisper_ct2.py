@@ -37,6 +37,7 @@ class _Counting:
 
     def __init__(self, inner):
         self.inner, self.encoded, self.decodes, self.aligned = inner, 0, [], []
+        self.calls = []  # (prompts, results) of each decode
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -47,7 +48,9 @@ class _Counting:
 
     def generate(self, encoder_output, prompts, **kwargs):
         self.decodes.append((len(prompts), kwargs.get("beam_size"), kwargs.get("sampling_temperature", 0.0)))
-        return self.inner.generate(encoder_output, prompts, **kwargs)
+        results = self.inner.generate(encoder_output, prompts, **kwargs)
+        self.calls.append((prompts, results))
+        return results
 
     def align(self, encoder_output, start_sequence, text_tokens, *args, **kwargs):
         self.aligned.append(len(text_tokens))
@@ -263,6 +266,14 @@ def test_an_input_that_ends_early_resumes_from_its_own_text_without_a_second_enc
     counting = _counting(whisper_engine, monkeypatch)
     (out,) = whisper_engine.transcribe_batch([audio], "fr")
     assert counting.encoded == 1  # resumed over the encoder output it had
+    # each round is one decode whose prefix is the text so far: no extra call to get past its end
+    (prompt,), (first,) = counting.calls[0]
+    rounds, text = counting.calls[1:], list(first.sequences_ids[0])
+    assert 1 <= len(rounds) <= whisper_decode.MAX_RESUMES
+    for (prompts, (result,)) in rounds:
+        assert prompts == [prompt + text]
+        assert len(result.sequences_ids[0]) > len(text) + 10  # writes on from there, not a token at a time
+        text = list(result.sequences_ids[0])
     assert seconds - last_word_end(out) < whisper_decode.UNWRITTEN_SECONDS
     first, whole = " ".join(p.text for p in stopped.pieces), " ".join(p.text for p in out.pieces)
     assert whole.startswith(first.rstrip(".")) and len(whole.split()) > 2 * len(first.split())

@@ -193,7 +193,12 @@ def resumed(model, decoded: list[Decoded], timed: list[list[dict]], durations: l
     is whole (no gap left for unwritten speech, no word stretched, enough words), and passes
     Whisper's own checks; else the first text stays and the second pass runs the rest.
     Input k is timed from k * origin_step (as `segments` times it); `retime(rows, decodes)` gives
-    those rows' segments with word times."""
+    those rows' segments with word times.
+    A round is one decode with the text as its prefix. With suppress_blank, CTranslate2 bars
+    end-of-text and a bare space at each row's first step after its prefix, so the decode goes on
+    past where it ended and then as usual. The whole text is the prefix: CTranslate2 runs a
+    prefix through the decoder a token at a time (about what writing it costs), but the end of the
+    text alone (12-24 tokens) loses the place: on French prompts it skipped the next prompt."""
     decoded, timed = list(decoded), list(timed)
     origins = [k * origin_step for k in range(len(decoded))]
     prompt = model.get_prompt(tokenizer, [], without_timestamps=True, hotwords=options.hotwords)
@@ -203,17 +208,16 @@ def resumed(model, decoded: list[Decoded], timed: list[list[dict]], durations: l
                 and ended_early(timed[k], durations[k], origins[k])]
         if not late:
             break
-        opened = {k: t for part in parts(lambda rows: _opened(model, rows, decoded, prompt, tokenizer.eot, options,
-                                                              rows_of), late) for k, t in part}
-        settled.update(k for k in late if k not in opened)
-        rows = [k for k in late if k in opened]
+        # CTranslate2's Whisper returns at most max_length / 2 tokens, the prefix included (4.x)
+        rows = [k for k in late if len(decoded[k].tokens) + 1 < model.max_length // 2]
+        settled.update(k for k in late if k not in rows)
         if not rows:
             break
 
         def run(part: list[int]) -> list:
             return model.model.generate(
-                rows_of(part), [prompt + opened[k] for k in part], length_penalty=options.length_penalty,
-                max_length=model.max_length, suppress_blank=False, suppress_tokens=options.suppress_tokens,
+                rows_of(part), [prompt + decoded[k].tokens for k in part], length_penalty=options.length_penalty,
+                max_length=model.max_length, suppress_blank=True, suppress_tokens=options.suppress_tokens,
                 return_scores=True, return_no_speech_prob=True, repetition_penalty=options.repetition_penalty,
                 no_repeat_ngram_size=options.no_repeat_ngram_size, **_search(0.0, options))
 
@@ -256,37 +260,11 @@ def _reaches_further(before: list[dict], after: list[dict], origin: float) -> bo
     return bool(old) and len(new) > len(old) and new[-1]["end"] > old[-1]["end"] and written_through(new, origin)
 
 
-def _opened(model, rows: list[int], decoded: list[Decoded], prompt: list[int], eot: int, options, rows_of: RowsOf
-            ) -> list[tuple[int, list[int]]]:
-    """For each row, its text plus the likeliest token that is not end-of-text; rows where
-    CTranslate2 gave back anything else, or whose text leaves no room, are left out. CTranslate2's
-    Whisper returns at most max_length / 2 tokens, the prefix included (measured on 4.x): the
-    rows run together with room for one more token after the longest prefix, so a shorter one
-    runs on a few tokens, and only its first new one is kept. The whole text is the prefix:
-    CTranslate2 runs a prefix through the decoder a token at a time (as long as writing it), but
-    the end of the text alone (12-24 tokens) loses the place: on French prompts the resumed text
-    skipped the next prompt."""
-    rows = [k for k in rows if len(decoded[k].tokens) + 1 < model.max_length // 2]
-    if not rows:
-        return []
-    longest = max(len(decoded[k].tokens) for k in rows)
-    results = model.model.generate(
-        rows_of(rows), [prompt + decoded[k].tokens for k in rows], max_length=2 * (longest + 1), beam_size=1,
-        suppress_blank=False, suppress_tokens=list(options.suppress_tokens) + [eot])
-    out = []
-    for k, result in zip(rows, results):
-        tokens, got = decoded[k].tokens, list(result.sequences_ids[0])
-        if len(got) > len(tokens) and got[:len(tokens)] == tokens:
-            out.append((k, got[:len(tokens) + 1]))
-    return out
-
-
 def _joined(first: Decoded, result, tokenizer, length_penalty: float) -> Decoded:
     """The first decode and its resumption as one: CTranslate2 returns the whole sequence, and
     scores only the tokens it generated (their sum over the whole length). The mean
     log-probability is the first decode's sum (its early end-of-text included) and the
-    resumption's over all tokens; the one token opened past the end-of-text is not scored (it is
-    unlikely by construction: the end-of-text was likelier)."""
+    resumption's over all tokens (the first of them scored with end-of-text barred)."""
     from faster_whisper.transcribe import get_compression_ratio
 
     tokens = list(result.sequences_ids[0])
