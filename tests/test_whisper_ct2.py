@@ -271,9 +271,10 @@ def test_an_input_that_ends_early_resumes_from_its_own_text_without_a_second_enc
     rounds, text = counting.calls[1:], list(first.sequences_ids[0])
     assert 1 <= len(rounds) <= whisper_decode.MAX_RESUMES
     for (prompts, (result,)) in rounds:
-        assert prompts == [prompt + text]
-        assert len(result.sequences_ids[0]) > len(text) + 10  # writes on from there, not a token at a time
+        assert prompts == [prompt + text] and len(result.sequences_ids[0]) > len(text)
         text = list(result.sequences_ids[0])
+    opened = rounds[0][1][0].sequences_ids[0]
+    assert len(opened) > len(first.sequences_ids[0]) + 10  # writes on from there, not a token at a time
     assert seconds - last_word_end(out) < whisper_decode.UNWRITTEN_SECONDS
     first, whole = " ".join(p.text for p in stopped.pieces), " ".join(p.text for p in out.pieces)
     assert whole.startswith(first.rstrip(".")) and len(whole.split()) > 2 * len(first.split())
