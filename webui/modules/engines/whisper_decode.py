@@ -83,12 +83,8 @@ def decode(model, encoder_output, count: int, rows_of: RowsOf, tokenizer, option
     todo = list(range(count))
     for temperature in options.temperatures:
         def run(rows: list[int], temperature: float = temperature) -> list:
-            return model.model.generate(
-                encoder_output if len(rows) == count else rows_of(rows), [list(prompt) for _ in rows],
-                length_penalty=options.length_penalty, max_length=model.max_length,
-                suppress_blank=options.suppress_blank, suppress_tokens=options.suppress_tokens, return_scores=True,
-                return_no_speech_prob=True, repetition_penalty=options.repetition_penalty,
-                no_repeat_ngram_size=options.no_repeat_ngram_size, **_search(temperature, options))
+            return _generate(model, encoder_output if len(rows) == count else rows_of(rows),
+                             [list(prompt) for _ in rows], options, temperature, options.suppress_blank)
 
         results = [result for part in parts(run, todo) for result in part]
         for k, result in zip(todo, results):
@@ -97,6 +93,16 @@ def decode(model, encoder_output, count: int, rows_of: RowsOf, tokenizer, option
         if not todo:
             break
     return [pick(t, options) for t in tried]
+
+
+def _generate(model, features, prompts: list[list[int]], options, temperature: float, suppress_blank: bool) -> list:
+    """One CTranslate2 decode of the rows in `features` from their `prompts`, with Whisper's
+    options (the first decode and a resumed one differ only in prompt and suppress_blank)."""
+    return model.model.generate(
+        features, prompts, length_penalty=options.length_penalty, max_length=model.max_length,
+        suppress_blank=suppress_blank, suppress_tokens=options.suppress_tokens, return_scores=True,
+        return_no_speech_prob=True, repetition_penalty=options.repetition_penalty,
+        no_repeat_ngram_size=options.no_repeat_ngram_size, **_search(temperature, options))
 
 
 def _search(temperature: float, options) -> dict:
@@ -214,12 +220,8 @@ def resumed(model, decoded: list[Decoded], timed: list[list[dict]], durations: l
         if not rows:
             break
 
-        def run(part: list[int]) -> list:
-            return model.model.generate(
-                rows_of(part), [prompt + decoded[k].tokens for k in part], length_penalty=options.length_penalty,
-                max_length=model.max_length, suppress_blank=True, suppress_tokens=options.suppress_tokens,
-                return_scores=True, return_no_speech_prob=True, repetition_penalty=options.repetition_penalty,
-                no_repeat_ngram_size=options.no_repeat_ngram_size, **_search(0.0, options))
+        def run(part: list[int]) -> list:  # suppress_blank: end-of-text barred right after the text
+            return _generate(model, rows_of(part), [prompt + decoded[k].tokens for k in part], options, 0.0, True)
 
         results = [r for part in parts(run, rows) for r in part]
         candidates = {k: _joined(decoded[k], r, tokenizer, options.length_penalty) for k, r in zip(rows, results)}
