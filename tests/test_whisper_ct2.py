@@ -202,6 +202,60 @@ def test_the_two_halves_of_a_batch_decode_at_the_same_time_and_a_failure_waits_f
     assert finished == [[0, 1]]
 
 
+def test_beside_another_window_the_halves_run_in_turn_and_the_second_moves_when_that_window_ends(whisper_engine):
+    """While the pipeline runs another window beside this one (lanes.py), the halves of a batch run
+    one after the other on the caller's thread (the other worker is that window's); once the other
+    window ends, the half not yet started goes to a helper at once (the free worker)."""
+    import threading
+    import time
+
+    import pytest
+
+    if whisper_engine.workers < 2:
+        pytest.skip("one CPU core: one CTranslate2 worker, nothing runs side by side")
+    entered, leave = threading.Event(), threading.Event()
+
+    def other_window():
+        with whisper_engine.lane():
+            entered.set()
+            leave.wait(10)
+
+    runs = []
+
+    def work(rows):
+        runs.append((threading.current_thread().name, tuple(rows), time.perf_counter()))
+        time.sleep(0.4 if rows == [0, 1] else 0.05)
+        return rows
+
+    other = threading.Thread(target=other_window)
+    other.start()
+    entered.wait(10)
+    with whisper_engine.lane():
+        assert whisper_engine._side_by_side(work, [0, 1, 2, 3]) == [[0, 1], [2, 3]]
+        assert [(r[0], r[1]) for r in runs] == [(threading.current_thread().name, (0, 1)),
+                                                (threading.current_thread().name, (2, 3))]
+        runs.clear()
+        threading.Timer(0.1, leave.set).start()  # the other window ends during the first half
+        assert whisper_engine._side_by_side(work, [0, 1, 2, 3]) == [[0, 1], [2, 3]]
+        (first_thread, _, first_began), (second_thread, _, second_began) = sorted(runs, key=lambda r: r[1])
+        assert second_thread == "whisper-half" and second_began < first_began + 0.3
+    other.join()
+
+    def failing(rows):
+        raise RuntimeError("first half failed")
+
+    entered.clear()
+    leave.clear()
+    other = threading.Thread(target=other_window)
+    other.start()
+    entered.wait(10)
+    with whisper_engine.lane(), pytest.raises(RuntimeError, match="first half failed"):
+        whisper_engine._side_by_side(failing, [0, 1, 2, 3])
+    leave.set()
+    other.join()
+    assert not [t for t in threading.enumerate() if t.name == "whisper-half"]
+
+
 def test_chinese_decodes_with_timestamp_tokens_and_other_languages_without(whisper_engine):
     """Whisper packs Mandarin utterances into one input only when it may close each with a
     timestamp; English keeps faster-whisper's batched decoding (no timestamp tokens)."""

@@ -3,6 +3,7 @@ final result) and what a resumed run is given back (`Resume`)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -102,6 +103,7 @@ class StageClock:
 
     def __init__(self):
         self._totals: dict[str, float] = {}
+        self._lock = threading.Lock()  # windows side by side (lanes.py) time their stages at once
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
@@ -109,7 +111,8 @@ class StageClock:
         try:
             yield
         finally:
-            self._totals[stage] = self._totals.get(stage, 0.0) + time.perf_counter() - started
+            with self._lock:
+                self._totals[stage] = self._totals.get(stage, 0.0) + time.perf_counter() - started
 
     def totals(self) -> dict[str, float]:
         return {k: round(v, 3) for k, v in self._totals.items()}

@@ -24,7 +24,9 @@ from . import audio as audio_mod
 from .batching import Tally
 from .engines import get_engine
 from .engines.base import Engine
-from .events import Cancelled, Event, Finished, Planned, Progress, Resume, RunStats, SegmentDone, StageClock
+from .events import (Cancelled, Event, Finished, Planned, Progress, Resume, RunStats, SegmentDone, StageClock,
+                     WindowDone)
+from .lanes import Halt, Lanes
 from .merge import assemble
 from .options import PipelineOptions
 from .segment import limits_for, plan_segments, plan_windows
@@ -96,20 +98,30 @@ def _run(path: str | Path, options: PipelineOptions, engine: Engine, cancel: thr
         if cancel is not None and cancel.is_set():
             raise Cancelled(assemble(info, engine.name, results, language, options)[0])
 
+    def steps(n: int, language: str, halt: Halt):  # window n, counted from zero (SegmentDone below)
+        audio = spool.ranges((s.start, s.end) for s in _window(planned, n))
+        return transcribe_window(planned, n, audio, engine, options, language, Tally(), halt, clock)
+
+    def agrees(done: WindowDone, language: str) -> bool:  # detected alike, and cut into the same inputs
+        return done.language == language and by_utterance(options, language) == by_utterance(options, "auto")
+
     todo = [n for n in range(len(planned.windows)) if n not in finished]
-    decoded = spool.ranges((s.start, s.end) for n in todo for s in _window(planned, n))
-    for n in todo:
-        stop_if_cancelled()
-        tally = replace(totals)
-        done = yield from transcribe_window(planned, n, decoded, engine, options, language, tally, cancel, clock, results)
-        stop_if_cancelled()  # a window cut short is in the partial transcript, never checkpointed
-        if options.diarize is not None:
-            with clock("diarize"):
-                done = replace(done, speakers=_window_speakers(spool, planned, n, done, engine.device))
-            speakers[n] = done.speakers
-        yield done
-        language, totals = done.language, tally
-        yield Progress("transcribe", _window(planned, n)[-1].end, info.duration)
+    lanes = Lanes(engine, todo, steps, agrees, cancel)
+    try:
+        for n in todo:
+            stop_if_cancelled()
+            done = yield from _relayed(lanes.window(n, language), totals.done, results)
+            stop_if_cancelled()  # a window cut short is in the partial transcript, never checkpointed
+            if options.diarize is not None:
+                with clock("diarize"):
+                    done = replace(done, speakers=_window_speakers(spool, planned, n, done, engine.device))
+                speakers[n] = done.speakers
+            yield done
+            language = done.language
+            totals.add(done.counts)
+            yield Progress("transcribe", _window(planned, n)[-1].end, info.duration)
+    finally:
+        lanes.close()
 
     labelled = speakers_at_end(results, speakers, len(planned.windows), options, clock)
     results, diarize_warning = labelled.results, labelled.warning
@@ -125,6 +137,21 @@ def _run(path: str | Path, options: PipelineOptions, engine: Engine, cancel: thr
         seconds_by_stage=clock.totals(), diarize_warning=diarize_warning,
     )
     yield Finished(transcript, stats)
+
+
+def _relayed(window: Iterator, before: int, results: list[SegmentResult]):
+    """A window's events as the run reports them: its SegmentDone counted on from the `before`
+    segments done ahead of it, each result also kept in `results` (the partial transcript of a
+    cancel). Returns the window's WindowDone."""
+    while True:
+        try:
+            event = next(window)
+        except StopIteration as finished:
+            return finished.value
+        if isinstance(event, SegmentDone):
+            results.append(event.result)
+            event = replace(event, done=before + event.done)
+        yield event
 
 
 def speakers_at_end(results: list[SegmentResult], speakers: dict[int, dict | None], windows: int,

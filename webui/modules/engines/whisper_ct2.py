@@ -9,8 +9,9 @@ import os
 import shutil
 import tempfile
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -130,6 +131,11 @@ class WhisperEngine:
         # on 2 threads, 1.75 s on 1), two halves side by side take 1.20 s.
         cpus = os.cpu_count() or 1
         self.workers = 1 if gpu.is_cuda(self.device) else min(2, cpus)
+        # Windows the pipeline may run at once (lanes.py): one per worker. A window's lone work (a
+        # resumed decode, a second pass of one input) then leaves no worker idle.
+        self.lanes = self.workers
+        self._windows = 0  # windows running now (lane())
+        self._windows_changed = threading.Condition()
         gpu.engine_loading(self.device)  # before the weights: the baseline of device-delta accounting
         try:
             self.model = WhisperModel(
@@ -268,13 +274,31 @@ class WhisperEngine:
             return None
         return [list(range(first, min(n, first + group))) for first in range(0, n, group)]
 
+    @contextmanager
+    def lane(self) -> Iterator[None]:
+        """Held while the pipeline runs a window (lanes.py): while another window runs beside it,
+        each keeps to one worker (_side_by_side)."""
+        with self._windows_changed:
+            self._windows += 1
+        try:
+            yield
+        finally:
+            with self._windows_changed:
+                self._windows -= 1
+                self._windows_changed.notify_all()
+
     def _side_by_side(self, work: Callable[[list[int]], object], rows: list[int]) -> list:
         """`work` on the rows of a batch: with two CTranslate2 workers, on each half at once
         (CTranslate2 lets go of the GIL while it computes), else on them all. The results of
-        the parts, in order."""
+        the parts, in order. While another window runs beside this one, the same halves run one
+        after the other on this thread: the other worker is that window's, and each row is
+        computed with the same rows around it either way, so the text and times do not depend
+        on what ran beside it (a resumed run gives the same output)."""
         if self.workers < 2 or len(rows) < 2:
             return [work(rows)]
         half = (len(rows) + 1) // 2
+        if self._windows > 1:
+            return self._in_turn(work, rows[:half], rows[half:])
         first: list = []
         failed: list[BaseException] = []
 
@@ -295,6 +319,42 @@ class WhisperEngine:
         if failed:
             raise failed[0]
         return [first[0], second]
+
+    def _in_turn(self, work: Callable[[list[int]], object], first_rows: list[int], second_rows: list[int]) -> list:
+        """The two halves while another window runs beside this one: the first on this thread,
+        then the second, unless this window is left alone first (the other window ended: the
+        last of a recording): then a helper takes the second half on the free worker at once."""
+        taken: list[str] = []  # who runs the second half: "helper" or "caller", the first to claim it
+        second: list = []
+        failed: list[BaseException] = []
+
+        def claim(who: str) -> bool:  # with self._windows_changed held
+            if not taken:
+                taken.append(who)
+            return taken[0] == who
+
+        def helper() -> None:
+            with self._windows_changed:
+                self._windows_changed.wait_for(lambda: self._windows <= 1 or bool(taken))
+                mine = claim("helper")
+            if mine:
+                try:
+                    second.append(work(second_rows))
+                except BaseException as exc:  # handed to the caller's thread below
+                    failed.append(exc)
+
+        thread = threading.Thread(target=helper, name="whisper-half", daemon=True)
+        thread.start()
+        try:
+            first = work(first_rows)
+        finally:
+            with self._windows_changed:
+                mine = claim("caller")
+                self._windows_changed.notify_all()
+            thread.join()  # it either ran the second half or gives up at once
+        if failed:
+            raise failed[0]
+        return [first, work(second_rows) if mine else second[0]]
 
     def _detect(self, encoder_output) -> str:
         """The language of the batch's first input, from the encoder output already computed
