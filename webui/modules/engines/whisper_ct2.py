@@ -290,41 +290,18 @@ class WhisperEngine:
     def _side_by_side(self, work: Callable[[list[int]], object], rows: list[int]) -> list:
         """`work` on the rows of a batch: with two CTranslate2 workers, on each half at once
         (CTranslate2 lets go of the GIL while it computes), else on them all. The results of
-        the parts, in order. While another window runs beside this one, the same halves run one
-        after the other on this thread: the other worker is that window's, and each row is
+        the parts, in order; when a part fails, the error comes once the other has finished
+        (no CTranslate2 call is left running behind a failed batch).
+
+        While another window runs beside this one (lane()), the other worker is that window's:
+        the second half waits for the first, unless this window is left alone first (the other
+        ended: the last of a recording), when it starts on the free worker at once. Each row is
         computed with the same rows around it either way, so the text and times do not depend
         on what ran beside it (a resumed run gives the same output)."""
         if self.workers < 2 or len(rows) < 2:
             return [work(rows)]
         half = (len(rows) + 1) // 2
-        if self._windows > 1:
-            return self._in_turn(work, rows[:half], rows[half:])
-        first: list = []
-        failed: list[BaseException] = []
-
-        def run_first() -> None:
-            try:
-                first.append(work(rows[:half]))
-            except BaseException as exc:  # handed to the caller's thread below
-                failed.append(exc)
-
-        # A thread per call, not a pool: it costs microseconds against a CTranslate2 call's tenths
-        # of a second, and an idle engine holds no thread of its own.
-        helper = threading.Thread(target=run_first, name="whisper-half", daemon=True)
-        helper.start()
-        try:
-            second = work(rows[half:])
-        finally:
-            helper.join()  # never leave a half running on its own after the batch failed
-        if failed:
-            raise failed[0]
-        return [first[0], second]
-
-    def _in_turn(self, work: Callable[[list[int]], object], first_rows: list[int], second_rows: list[int]) -> list:
-        """The two halves while another window runs beside this one: the first on this thread,
-        then the second, unless this window is left alone first (the other window ended: the
-        last of a recording): then a helper takes the second half on the free worker at once."""
-        taken: list[str] = []  # who runs the second half: "helper" or "caller", the first to claim it
+        taken: list[str] = []  # who runs the second half, "helper" or "caller": the first to claim it
         second: list = []
         failed: list[BaseException] = []
 
@@ -339,22 +316,24 @@ class WhisperEngine:
                 mine = claim("helper")
             if mine:
                 try:
-                    second.append(work(second_rows))
+                    second.append(work(rows[half:]))
                 except BaseException as exc:  # handed to the caller's thread below
                     failed.append(exc)
 
+        # A thread per call, not a pool: it costs microseconds against a CTranslate2 call's tenths
+        # of a second, and an idle engine holds no thread of its own.
         thread = threading.Thread(target=helper, name="whisper-half", daemon=True)
         thread.start()
         try:
-            first = work(first_rows)
+            first = work(rows[:half])
         finally:
             with self._windows_changed:
                 mine = claim("caller")
                 self._windows_changed.notify_all()
-            thread.join()  # it either ran the second half or gives up at once
+            thread.join()  # it ran the second half, or gives up at once
         if failed:
             raise failed[0]
-        return [first, work(second_rows) if mine else second[0]]
+        return [first, work(rows[half:]) if mine else second[0]]
 
     def _detect(self, encoder_output) -> str:
         """The language of the batch's first input, from the encoder output already computed
