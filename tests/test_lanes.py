@@ -164,3 +164,25 @@ def test_a_caller_that_stops_reading_leaves_no_window_running():
     events.close()
     assert not _lanes_alive()
     assert any(thread.startswith("window-") for thread in threads)
+
+
+def test_a_window_asked_for_after_a_cancel_runs_on_the_callers_thread_and_sees_it():
+    from webui.modules.events import WindowCounts
+    from webui.modules.lanes import Lanes
+
+    cancel = threading.Event()
+    cancel.set()  # between the run's own check and the window's start
+    seen = []
+
+    def steps(n, language, halt):
+        seen.append((n, threading.current_thread().name, halt.is_set()))
+        return WindowDone(n, (), language, WindowCounts())
+        yield  # a generator, as transcribe_window is
+
+    lanes = Lanes(_TwoLanes(lambda thread: None), [0, 1], steps, lambda done, language: True, cancel)
+    window = lanes.window(0, "en")
+    with pytest.raises(StopIteration) as finished:
+        next(window)
+    lanes.close()
+    assert finished.value.value.index == 0
+    assert seen == [(0, threading.current_thread().name, True)]

@@ -127,7 +127,9 @@ class Lanes:
         with self._lock:
             self._language = language
             self._fill()
-            lane = self._lanes.pop(n)
+            lane = self._lanes.pop(n, None)
+        if lane is None:  # a cancel came first: nothing starts now; the window sees it at once
+            return (yield from self._alone(n, language))
         if lane.language == language or not _known(language):
             return (yield from lane.relay())
         events, done = lane.collected()  # started before the language was known
