@@ -76,17 +76,27 @@ def test_on_the_cpu_windows_run_side_by_side_and_give_what_one_window_at_a_time_
 
 
 class _TwoLanes(EchoEngine):
-    """The echo engine with two lanes; `act(thread name)` runs before each batch."""
+    """The echo engine with two lanes; `act(thread name)` runs before each batch. `most`: the
+    most windows it ran at once."""
 
     lanes = 2
 
     def __init__(self, act):
         super().__init__(cap=2)
         self.act = act
+        self.now = self.most = 0
+        self._count = threading.Lock()
 
     @contextmanager
     def lane(self):
-        yield
+        with self._count:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            yield
+        finally:
+            with self._count:
+                self.now -= 1
 
     def transcribe_batch(self, audios, language="auto"):
         self.act(threading.current_thread().name)
@@ -186,3 +196,12 @@ def test_a_window_asked_for_after_a_cancel_runs_on_the_callers_thread_and_sees_i
     lanes.close()
     assert finished.value.value.index == 0
     assert seen == [(0, threading.current_thread().name, True)]
+
+
+def test_no_more_windows_run_at_once_than_the_engine_has_lanes_while_the_first_is_slow():
+    engine = _TwoLanes(lambda thread: time.sleep(0.3 if thread == "window-0" else 0.01))
+    one_segment_each = PipelineOptions(itn=False, retry_tail_seconds=0.0, max_segment=10.0, window_seconds=5.0,
+                                       first_window_seconds=5.0)
+    events = list(transcribe(LONG, one_segment_each, engine=engine))
+    assert len([e for e in events if isinstance(e, WindowDone)]) >= 4
+    assert engine.most == 2

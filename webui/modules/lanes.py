@@ -145,7 +145,7 @@ class Lanes:
     def _fill(self) -> None:
         """Start the next windows while a lane is free (under the lock)."""
         while self._waiting and not self._halt.is_set() and len(self._lanes) < 2 * self._width \
-                and sum(lane.running for lane in self._lanes.values()) < self._width:
+                and sum(lane.running for lane in self._started) < self._width:  # the one handed out too
             n = self._waiting.pop(0)
             lane = _Lane(n, self._language, self._steps(n, self._language, self._halt), self._lane(), self._ended)
             self._lanes[n] = lane
