@@ -33,7 +33,7 @@ from .segment import limits_for, plan_segments, plan_windows
 from .speakers import Labelled, diarize_results, window_speakers
 from .spool import Spool
 from .transcript import SegmentResult
-from .windows import by_utterance, segments_of, transcribe_window  # noqa: F401  (by_utterance: re-exported)
+from .windows import by_utterance, segments_of, transcribe_window
 
 log = logging.getLogger(__name__)
 
