@@ -58,7 +58,7 @@ class _Lane(threading.Thread):
     def __init__(self, n: int, language: str, steps: Generator[object, None, WindowDone], held: ContextManager,
                  ended: Callable[[], None]) -> None:
         super().__init__(name=f"window-{n}", daemon=True)
-        self.n, self.language, self._steps, self._held, self._ended = n, language, steps, held, ended
+        self.language, self._steps, self._held, self._ended = language, steps, held, ended
         self._events: queue.Queue = queue.Queue()
         self.running = True
 
