@@ -207,3 +207,59 @@ def test_a_rerun_that_stops_early_again_is_followed_up_a_bounded_number_of_times
     assert starts == [3.0 * k for k in range(1 + second_pass.MAX_RERUNS)]
     assert len(engine.batches) == 1 + second_pass.MAX_RERUNS
     assert [b[0] for b in engine.batches] == sorted((b[0] for b in engine.batches), reverse=True)  # shorter each time
+
+
+class LateStartEngine(EchoEngine):
+    """Writes a long input's last utterance only (a meeting's 22 s before its last sentence went
+    unwritten this way); a short input gets `rerun_words` words a second, with word times."""
+
+    def __init__(self, rerun_words=2.0, first_from=6.6):
+        super().__init__(cap=4)
+        self.rerun_words, self.first_from = rerun_words, first_from
+
+    def transcribe_batch(self, audios, language="auto"):
+        from webui.modules.engines.base import LocalWord
+
+        self.batches.append([a.size for a in audios])
+        outs = []
+        for a in audios:
+            seconds = a.size / 16000
+            start, rate = (self.first_from, 2.0) if seconds > 10 else (0.0, self.rerun_words)
+            count = max(1, int((seconds - start) * rate))
+            step = (seconds - start) / count
+            words = tuple(LocalWord(start + k * step, start + (k + 0.8) * step, f" w{k}") for k in range(count))
+            outs.append(EngineOutput((LocalText(start, seconds, "".join(w.text for w in words).strip(), words),), "en"))
+        return outs
+
+
+def test_speech_before_the_first_word_runs_again_and_its_text_is_added_before_it():
+    chunk = _two_utterances()
+    engine = LateStartEngine()
+    first = engine.transcribe_batch([chunk.audio])[0]
+    assert not second_pass.too_sparse(first, chunk.speech_seconds)  # too many words to count as sparse
+    redo = second_pass.plan([chunk], [first], retry_tail=2.0)
+    assert [(r.start, r.end, r.replaces, r.checked) for r in redo] == [(0.0, pytest.approx(6.6), False, True)]
+    engine.batches.clear()
+    out = _run_engine(engine, [chunk], "en", _Tally(), None, retry_tail=2.0)[0]
+    assert len(engine.batches) == 2 and engine.batches[1] == [int(6.6 * 16000)]
+    assert [p.start for p in out.pieces] == [0.0, pytest.approx(6.6)]  # the added text first, in order
+    assert out.pieces[1].text == first.pieces[0].text  # the first text stays as it was
+    # A gap of under UNWRITTEN_SECONDS of speech is left alone.
+    assert second_pass.plan([chunk], [LateStartEngine(first_from=1.5).transcribe_batch([chunk.audio])[0]], 2.0) == []
+
+
+def test_a_skipped_stretch_whose_text_cannot_account_for_it_adds_nothing():
+    """Over a music bed Whisper wrote a lone "off." for 3 s of what the VAD took for speech:
+    a stretch's text is added only when it is dense enough and Whisper's own marks pass."""
+    chunk = _two_utterances()
+    engine = LateStartEngine(rerun_words=0.1)
+    out = _run_engine(engine, [chunk], "en", _Tally(), None, retry_tail=2.0)[0]
+    assert len(engine.batches) == 2  # it was run again ...
+    assert [p.start for p in out.pieces] == [pytest.approx(6.6)]  # ... and its lone word dropped
+    piece = chunk.slice(0.0, 6.6)
+    dense = LateStartEngine().transcribe_batch([piece.audio])[0]
+    checked = second_pass.Redo(0, 0.0, 6.6, False, True)
+    assert second_pass.keeps(checked, piece, dense)
+    failed = replace(dense, pieces=tuple(replace(p, scores=Scores(-1.5, 0.1, 1.2, 0.0)) for p in dense.pieces))
+    assert not second_pass.keeps(checked, piece, failed)
+    assert second_pass.keeps(replace(checked, checked=False), piece, failed)  # other reruns: as before

@@ -91,8 +91,9 @@ def run_chunks(engine: Engine, chunks: list[SpeechChunk], language: str, tally: 
         answers: list[EngineOutput | None] = [None] * len(redo)
 
         def merge(k: int, out: EngineOutput) -> None:  # called within this pass only
-            answers[k] = out
-            outputs[redo[k].index] = second_pass.merged(outputs[redo[k].index], out, redo[k].start)
+            if second_pass.keeps(redo[k], slices[k], out):
+                answers[k] = out
+                outputs[redo[k].index] = second_pass.merged(outputs[redo[k].index], out, redo[k].start)
 
         yield from run_batches(engine, slices, language, tally, cancel, merge)
         redo = second_pass.follow_up(redo, slices, answers, retry_tail)

@@ -10,7 +10,7 @@ from typing import Sequence
 from .chunks import SpeechChunk
 from .engines.base import EngineOutput, LocalText
 from .lines import UTTERANCE_PAUSE
-from .transcript import MIN_WORDS_PER_SECOND, STRETCHED_WORD_SECONDS, is_cjk
+from .transcript import MIN_WORDS_PER_SECOND, STRETCHED_WORD_SECONDS, UNWRITTEN_SECONDS, is_cjk
 
 # Chinese characters per second of speech (one syllable each; people say 3–6). Packed Mandarin
 # inputs where Whisper wrote one or two utterances of five came back at 0.6-1.6 a second, whole
@@ -33,6 +33,9 @@ class Redo:
     start: float
     end: float
     replaces: bool  # True: the new text replaces the first answer; False: it is added
+    # The new text is added only when it accounts for the stretch's speech (`keeps`): a stretch
+    # the first text passed over may be noise or music under the VAD, not words skipped.
+    checked: bool = False
 
 
 def plan(chunks: Sequence[SpeechChunk], outputs: Sequence[EngineOutput | None], retry_tail: float) -> list[Redo]:
@@ -61,8 +64,30 @@ def plan(chunks: Sequence[SpeechChunk], outputs: Sequence[EngineOutput | None], 
             size = UTTERANCES_PER_REDO if len(utterances) > UTTERANCES_PER_REDO else 1
             redo.extend(Redo(i, lo, hi, True) for lo, hi in grouped(utterances, size))
         else:
-            redo.extend(tail(i, chunk, out, retry_tail))
+            redo.extend(skipped(i, chunk, out) + tail(i, chunk, out, retry_tail))
     return redo
+
+
+def skipped(index: int, chunk: SpeechChunk, out: EngineOutput) -> list[Redo]:
+    """Stretches where the text skipped speech: before its first word, or between two words, lie
+    more than UNWRITTEN_SECONDS of the input's speech. Each runs again alone, its text added (a
+    batched decoder sometimes writes only an input's last utterance: 22 s of a meeting's speech
+    before a well-formed last sentence, too many words for the text to count as sparse). The
+    stretch ends where the next word starts, so no word is written twice."""
+    words = [w for p in out.pieces for w in p.words]
+    redo = []
+    for before, after in zip([0.0] + [w.end for w in words], words):
+        if chunk.slice(before, after.start).speech_seconds > UNWRITTEN_SECONDS:
+            redo.append(Redo(index, resume_point(chunk, before) if before else 0.0, after.start, False, True))
+    return redo
+
+
+def keeps(redo: Redo, piece: SpeechChunk, out: EngineOutput) -> bool:
+    """Whether the text of a stretch run again goes into the input's text. A `checked` stretch's
+    text must account for its speech (not too sparse) and pass Whisper's own marks: over a 3-s
+    stretch of a music bed, Whisper wrote a lone "off." or "here."."""
+    return not redo.checked or (bool(out.pieces) and not too_sparse(out, piece.speech_seconds)
+                                and not any(p.scores is not None and p.scores.failed() for p in out.pieces))
 
 
 def written_until(chunk: SpeechChunk, out: EngineOutput, retry_tail: float) -> float | None:

@@ -31,6 +31,9 @@ FAILED_COMPRESSION_RATIO = 2.4
 # character over 23 s of five utterances). Spoken words last under a second or two.
 MIN_WORDS_PER_SECOND = 0.6
 STRETCHED_WORD_SECONDS = 3.0
+# An input holds speech with its pauses shortened to 0.6 s, so text that leaves this much of its
+# speech between two words, or before the first, or after the last, left speech unwritten.
+UNWRITTEN_SECONDS = 2.0
 
 
 @dataclass(frozen=True)

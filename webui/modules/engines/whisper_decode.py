@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from math import ceil
 from typing import Callable, Sequence
 
-from ..transcript import MIN_WORDS_PER_SECOND, STRETCHED_WORD_SECONDS
+from ..transcript import MIN_WORDS_PER_SECOND, STRETCHED_WORD_SECONDS, UNWRITTEN_SECONDS
 
 # Whisper's fallback ladder (openai-whisper and faster-whisper use the same): temperature 0 first,
 # then sampling at rising temperatures while the text fails the checks.
@@ -183,10 +183,6 @@ def split_by_timestamps(model, tokenizer, tokens: list[int], offset: float, size
 # speech left: Spanish, Italian and French telephone prompts, again and again). The input is
 # encoded already: its decode goes on from its own text, with the end-of-text barred for one token,
 # instead of running the rest as a new input (second_pass.py), which costs an encoder pass each.
-# An input holds speech with its pauses shortened to 0.6 s and ends on speech, so text that stops
-# this far before the end, or leaves this long a gap between two words, left speech unwritten
-# (the second pass's retry tail, 2 s, says the same of an input's end).
-UNWRITTEN_SECONDS = 2.0
 MAX_RESUMES = 3   # rounds: a resumed decode may end early again
 
 
