@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, replace
+from functools import cached_property
+from typing import Iterator
 
 import numpy as np
 
@@ -68,12 +70,33 @@ class SpeechChunk:
 
     def pieces(self) -> list["SpeechChunk"]:
         """One chunk per speech span, each covering no planned segment yet (covers=0)."""
+        return list(self._pieces)
+
+    @cached_property
+    def _pieces(self) -> tuple["SpeechChunk", ...]:
+        # Made once: the window plan packs the same chunks many times (window_plan.py), and each
+        # piece keeps its own inner pauses (quiet_middles).
         out = []
         for span, offset in zip(self.spans, self.offsets):
             lo = int(round(offset * SAMPLE_RATE))
             hi = lo + int(round((span.end - span.start) * SAMPLE_RATE))
             out.append(SpeechChunk(Segment(self.segment.index, span.start, span.end), self.audio[lo:hi], (span,), (0.0,), 0))
-        return out
+        return tuple(out)
+
+    @cached_property
+    def quiet_middles(self) -> np.ndarray:
+        """The middle (local seconds) of every SPLIT_PAUSE-long stretch whose level stays
+        SPLIT_BELOW_DB under the chunk's speech (its 90th percentile frame): where
+        `split_at_pause` may cut. Worked out once per chunk."""
+        hop = int(_FRAME * SAMPLE_RATE)
+        frames = self.audio[: self.audio.size - self.audio.size % hop].reshape(-1, hop)
+        width = int(round(SPLIT_PAUSE / _FRAME))
+        if frames.shape[0] < max(1, width):
+            return np.zeros(0)
+        level = 10 * np.log10(np.mean(np.square(frames, dtype=np.float64), axis=1) + 1e-12)
+        windows = np.lib.stride_tricks.sliding_window_view(level, width).max(axis=1)  # loudest frame of each window
+        quiet = windows <= np.percentile(level, 90) - SPLIT_BELOW_DB
+        return ((np.arange(windows.size) + width / 2) * _FRAME)[quiet]
 
     def slice(self, lo: float, hi: float | None = None) -> "SpeechChunk":
         """The part of this chunk between local times `lo` and `hi` (its time 0 is `lo` here)."""
@@ -138,18 +161,22 @@ def pack(chunks: list[SpeechChunk], max_seconds: float, gap_seconds: float) -> l
     full inputs in a five-minute window of telephone prompts; 31 inputs for 18.7 minutes of
     them, 29 with the shorter gaps where they save one). The plans are made on views of the
     audio; only the one kept is joined."""
-    best = _plan(chunks, max_seconds, gap_seconds)
-    for factor in GAP_SHRINK:
-        trial = _plan(chunks, max_seconds, gap_seconds * factor)
-        if _inputs(trial[0]) < _inputs(best[0]):
-            best = trial
-    return _materialise(*best)
+    return _materialise(*_best_plan(chunks, max_seconds, gap_seconds))
 
 
 GAP_SHRINK = (0.5, 1 / 3)  # shorter gaps tried (fractions of keep_gap: 0.3 s, 0.2 s by default)
 
 PlanItem = SpeechChunk | list[SpeechChunk]  # a silent chunk passed through, or the pieces of one input
 Plan = tuple[list[PlanItem], float]  # the items in order, and the gap their pieces are joined with
+
+
+def _best_plan(chunks: list[SpeechChunk], max_seconds: float, gap_seconds: float) -> Plan:
+    best = _plan(chunks, max_seconds, gap_seconds)
+    for factor in GAP_SHRINK:
+        trial = _plan(chunks, max_seconds, gap_seconds * factor)
+        if _inputs(trial[0]) < _inputs(best[0]):
+            best = trial
+    return best
 
 
 def _inputs(items: list[PlanItem]) -> int:
@@ -182,10 +209,24 @@ def pack_with_gap(chunks: list[SpeechChunk], max_seconds: float, gap_seconds: fl
 def _plan(chunks: list[SpeechChunk], max_seconds: float, gap_seconds: float) -> Plan:
     """pack_with_gap's inputs as lists of pieces (views of the chunks' audio), not yet joined."""
     packed: list[PlanItem] = []
+    group: list[SpeechChunk] = []
+    for group in _filling(chunks, max_seconds, gap_seconds, packed):
+        pass
+    if group:
+        packed.append(group)
+    return packed, gap_seconds
+
+
+def _filling(chunks: list[SpeechChunk], max_seconds: float, gap_seconds: float,
+             packed: list[PlanItem]) -> Iterator[list[SpeechChunk]]:
+    """The fill behind `_plan`, a chunk at a time: closed inputs go to `packed`, and after each
+    chunk it yields the input still open. It never looks ahead, so what it holds after chunk k
+    is the plan of chunks[:k + 1] (`input_counts`)."""
     group: list[SpeechChunk] = []  # the pieces of the input being filled, in order
     for chunk in chunks:
         if not chunk.spans:
             packed.append(chunk)
+            yield group
             continue
         for piece in chunk.pieces():
             while group and _length(group + [piece], gap_seconds) > max_seconds:
@@ -203,9 +244,18 @@ def _plan(chunks: list[SpeechChunk], max_seconds: float, gap_seconds: float) -> 
                 group = carried
             group.append(piece)
         group[-1] = replace(group[-1], covers=group[-1].covers + chunk.covers)
-    if group:
-        packed.append(group)
-    return packed, gap_seconds
+        yield group
+
+
+def input_counts(chunks: list[SpeechChunk], max_seconds: float, gap_seconds: float) -> list[int]:
+    """For each k, how many inputs `pack` makes of chunks[:k + 1], without joining any audio:
+    one pass per gap tried (`_filling` has no look-ahead), the fewest kept, as `pack` keeps."""
+    counts: list[int] | None = None
+    for gap in (gap_seconds, *(gap_seconds * factor for factor in GAP_SHRINK)):
+        packed: list[PlanItem] = []
+        these = [_inputs(packed) + bool(group) for group in _filling(chunks, max_seconds, gap, packed)]
+        counts = these if counts is None else [min(a, b) for a, b in zip(counts, these)]
+    return counts or []
 
 
 SPLIT_MIN_PART = 1.0     # seconds: neither side of a split at an inner pause is shorter
@@ -221,21 +271,11 @@ def split_at_pause(piece: SpeechChunk, room: float) -> tuple[SpeechChunk | None,
     stays SPLIT_BELOW_DB under the span's speech, not a soft consonant; the cut is its middle."""
     if len(piece.spans) != 1 or room < SPLIT_MIN_PART or piece.seconds < 2 * SPLIT_MIN_PART:
         return None, piece
-    hop = int(_FRAME * SAMPLE_RATE)
-    frames = piece.audio[: piece.audio.size - piece.audio.size % hop].reshape(-1, hop)
-    if frames.shape[0] == 0:
+    middles = piece.quiet_middles
+    ok = middles[(middles >= SPLIT_MIN_PART) & (middles <= min(room, piece.seconds - SPLIT_MIN_PART))]
+    if not ok.size:
         return None, piece
-    level = 10 * np.log10(np.mean(np.square(frames, dtype=np.float64), axis=1) + 1e-12)
-    width = int(round(SPLIT_PAUSE / _FRAME))
-    if level.size < width:
-        return None, piece
-    windows = np.lib.stride_tricks.sliding_window_view(level, width).max(axis=1)  # loudest frame of each window
-    quiet = windows <= np.percentile(level, 90) - SPLIT_BELOW_DB
-    middles = (np.arange(windows.size) + width / 2) * _FRAME
-    ok = quiet & (middles >= SPLIT_MIN_PART) & (middles <= min(room, piece.seconds - SPLIT_MIN_PART))
-    if not ok.any():
-        return None, piece
-    cut = round(float(middles[np.flatnonzero(ok)[-1]]), 2)
+    cut = round(float(ok[-1]), 2)
     span = piece.spans[0]
     at = int(round(cut * SAMPLE_RATE))
     middle = round(span.start + at / SAMPLE_RATE, 3)

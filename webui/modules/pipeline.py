@@ -33,13 +33,14 @@ from .segment import limits_for, plan_segments, plan_windows
 from .speakers import Labelled, diarize_results, window_speakers
 from .spool import Spool
 from .transcript import SegmentResult
+from .window_plan import filled_windows
 from .windows import by_utterance, segments_of, transcribe_window
 
 log = logging.getLogger(__name__)
 
 
 def plan(path: str | Path, options: PipelineOptions, engine_cap: float | None, device: str = "cpu",
-         into: audio_mod.PcmFile | None = None, clock: StageClock | None = None) -> Planned:
+         into: Spool | None = None, clock: StageClock | None = None) -> Planned:
     """Probe, scan, cut and window: everything before the model (also used by the VAD view).
     The decoded audio goes `into` the run's spool, so the run never decodes the file twice."""
     clock = clock or StageClock()
@@ -57,8 +58,21 @@ def plan(path: str | Path, options: PipelineOptions, engine_cap: float | None, d
     # costs an input at the cut and leaves a CPU worker idle while the first window runs alone.
     # A GPU's window holds 20 minutes in a few large batches: there the first text still helps.
     first = seconds if not on_gpu and scan.duration <= seconds else min(options.first_window_seconds, seconds)
-    windows = plan_windows(segments, first, seconds)
+    with clock("window plan"):
+        windows = _windows(segments, options, engine_cap, into, first, seconds)
     return Planned(replace(info, duration=scan.duration), tuple(segments), windows, limits.max_seconds, info.duration)
+
+
+def _windows(segments, options: PipelineOptions, engine_cap: float | None, audio: Spool | None,
+             first: float, seconds: float) -> tuple[tuple[int, int], ...]:
+    """Windows that end where their packed speech fills the last input (window_plan.py), where
+    that can be known before the model: the inputs are packed, the engine's input length is
+    known, the decoded audio is at hand, and the VAD is the fast librosa one (a model VAD would
+    run twice). Else windows of a fixed length."""
+    if options.pack and options.utterance_inputs is not True and engine_cap and audio is not None \
+            and options.vad.backend == "librosa":
+        return filled_windows(segments, audio.read, options.vad, engine_cap, first, seconds)
+    return plan_windows(segments, first, seconds)
 
 
 def transcribe(path: str | Path, options: PipelineOptions = PipelineOptions(), engine: Engine | None = None,

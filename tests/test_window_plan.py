@@ -1,0 +1,77 @@
+"""Window ends chosen where the packed speech fills the last model input (window_plan.py), on
+real speech clips with telephone-prompt pauses (0.6-3 s)."""
+
+import numpy as np
+import pytest
+
+from tests.recordings import build
+from webui.modules import pipeline
+from webui.modules.chunks import input_counts, make_chunk, pack
+from webui.modules.options import PipelineOptions
+from webui.modules.segment import plan_windows
+from webui.modules.spool import Spool
+from webui.modules.transcript import Segment
+from webui.modules.vads import VadOptions
+from webui.modules.window_plan import SLACK, filled_windows
+
+WINDOW = 120.0  # seconds: five minutes of speech make a few windows
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory):
+    path = tmp_path_factory.mktemp("window_plan") / "prompts.flac"
+    build(path, 5.0, seed=2, gap=(0.6, 3.0))
+    options = PipelineOptions(window_seconds=WINDOW)
+    with Spool() as spool:
+        plan = pipeline.plan(path, options, 30.0, "cpu", spool)
+        chunks = [make_chunk(s, spool.read(s.start, s.end), options.vad) for s in plan.segments]
+        yield plan, chunks, options
+
+
+def _inputs(windows, chunks) -> int:
+    return sum(sum(1 for c in pack(chunks[a:b], 30.0, VadOptions().keep_gap) if c.spans) for a, b in windows)
+
+
+def test_windows_that_fill_their_last_input_take_fewer_inputs_than_windows_of_a_fixed_length(planned):
+    plan, chunks, options = planned
+    fixed = plan_windows(plan.segments, options.first_window_seconds, WINDOW)
+    assert _inputs(plan.windows, chunks) < _inputs(fixed, chunks)  # 8 against 9 here
+    # Every segment in exactly one window, in order.
+    assert plan.windows[0][0] == 0 and plan.windows[-1][1] == len(plan.segments)
+    assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(plan.windows, plan.windows[1:]))
+    # Each window but the last is about as long as planned: within the slack, or at the fixed end.
+    for k, (a, b) in enumerate(plan.windows[:-1]):
+        target = WINDOW if k else options.first_window_seconds
+        length = plan.segments[b - 1].end - plan.segments[a].start
+        fixed_end = plan_windows(plan.segments[a:], target, target)[0][1] + a
+        assert target * (1 - SLACK) <= length <= target * (1 + SLACK) or b == fixed_end
+
+
+def test_input_counts_are_what_pack_makes_of_each_run_of_chunks(planned):
+    _, chunks, _ = planned
+    counts = input_counts(chunks[:9], 30.0, 0.6)
+    assert counts == [sum(1 for c in pack(chunks[:k + 1], 30.0, 0.6) if c.spans) for k in range(9)]
+    assert counts[-1] > counts[0]
+
+
+def test_the_rest_of_a_recording_joins_the_last_window_when_it_fits():
+    segments = [Segment(i, 25.0 * i, 25.0 * (i + 1)) for i in range(5)]  # 125 s
+    read = lambda start, end: np.zeros(int((end - start) * 16000), np.float32)  # noqa: E731
+    # 125 s in 100-s windows: one window (fixed windows leave a 25-s one behind).
+    assert filled_windows(segments, read, VadOptions(), 30.0, 100.0, 100.0) == ((0, 5),)
+    assert plan_windows(segments, 100.0, 100.0) == ((0, 4), (4, 5))
+    assert filled_windows([], read, VadOptions(), 30.0, 100.0, 100.0) == ()
+
+
+def test_a_model_vad_or_inputs_by_utterance_keep_windows_of_a_fixed_length(planned):
+    plan, _, options = planned
+    fixed = plan_windows(plan.segments, options.first_window_seconds, WINDOW)
+    assert plan.windows != fixed  # the check below could fail
+    for other in (PipelineOptions(window_seconds=WINDOW, vad=VadOptions(backend="silero-vad")),
+                  PipelineOptions(window_seconds=WINDOW, utterance_inputs=True),
+                  PipelineOptions(window_seconds=WINDOW, pack=False)):
+        with Spool() as spool:
+            assert pipeline._windows(plan.segments, other, 30.0, spool, other.first_window_seconds, WINDOW) == fixed
+    # Nor where the engine's input length is unknown (the VAD view before a model is loaded).
+    with Spool() as spool:
+        assert pipeline._windows(plan.segments, options, None, spool, options.first_window_seconds, WINDOW) == fixed
