@@ -1,13 +1,13 @@
-"""Where windows end: at the segment boundary near the window length where the window's packed
-speech best fills its last model input.
+"""Where windows end: at segment boundaries near the window length, chosen so that the windows'
+packed speech takes the fewest model inputs.
 
 A window is packed on its own (windows share nothing: checkpoints, lanes, Ray), so its last
 input is sent padded to the engine's maximum whatever it holds. Closed at a fixed length, a
 window leaves about half an input empty on average: 2.4 inputs of 30 in 15 minutes of Czech
-dialogue, 2.5 of 32 in 19 minutes of French telephone prompts. The speech of each candidate
-window is cut out (VAD) and packed as the run will pack it, and the end with the least empty
-room wins, within `SLACK` of the planned length. The run computes the same chunks again from
-the same audio, so the plan only fixes where windows end."""
+dialogue, 2.5 of 32 in 19 minutes of French telephone prompts. Here each candidate window's
+speech is cut out (VAD) and packed as the run will pack it, and the ends are chosen over the
+whole recording, each within `SLACK` of the planned length. The run computes the same chunks
+again from the same audio, so the plan only fixes where windows end."""
 
 from __future__ import annotations
 
