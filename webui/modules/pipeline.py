@@ -32,7 +32,7 @@ from .options import PipelineOptions
 from .segment import limits_for, plan_segments, plan_windows
 from .speakers import Labelled, diarize_results, window_speakers
 from .spool import Spool
-from .transcript import SegmentResult
+from .transcript import Segment, SegmentResult
 from .window_plan import filled_windows
 from .windows import by_utterance, segments_of, transcribe_window
 
@@ -63,7 +63,7 @@ def plan(path: str | Path, options: PipelineOptions, engine_cap: float | None, d
     return Planned(replace(info, duration=scan.duration), tuple(segments), windows, limits.max_seconds, info.duration)
 
 
-def _windows(segments, options: PipelineOptions, engine_cap: float | None, audio: Spool | None,
+def _windows(segments: list[Segment], options: PipelineOptions, engine_cap: float | None, audio: Spool | None,
              first: float, seconds: float) -> tuple[tuple[int, int], ...]:
     """Windows that end where their packed speech fills the last input (window_plan.py), where
     that can be known before the model: the inputs are packed, the engine's input length is
