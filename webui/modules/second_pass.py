@@ -87,7 +87,12 @@ def keeps(redo: Redo, piece: SpeechChunk, out: EngineOutput) -> bool:
     text must account for its speech (not too sparse) and pass Whisper's own marks: over a 3-s
     stretch of a music bed, Whisper wrote a lone "off." or "here."."""
     return not redo.checked or (bool(out.pieces) and not too_sparse(out, piece.speech_seconds)
-                                and not any(p.scores is not None and p.scores.failed() for p in out.pieces))
+                                and not failed(out))
+
+
+def failed(out: EngineOutput) -> bool:
+    """Some piece came from a decode Whisper's own marks call failed (`Scores.failed`)."""
+    return any(p.scores is not None and p.scores.failed() for p in out.pieces)
 
 
 def written_until(chunk: SpeechChunk, out: EngineOutput, retry_tail: float) -> float | None:
@@ -102,7 +107,7 @@ def written_until(chunk: SpeechChunk, out: EngineOutput, retry_tail: float) -> f
     end = text_end(out)
     if end is None or chunk.seconds - end <= retry_tail:
         return None
-    if any(p.scores is not None and p.scores.failed() for p in out.pieces) \
+    if failed(out) \
             or any(is_cjk(ch) for p in out.pieces for ch in p.text) \
             or too_sparse(out, chunk.slice(0.0, end).speech_seconds):
         return None
