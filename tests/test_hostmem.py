@@ -65,3 +65,29 @@ def test_large_buffers_of_a_worker_thread_are_reused_not_refaulted():
 
 def test_an_allocator_set_from_outside_is_left_alone():
     assert _run({"MALLOC_ARENA_MAX": "4"})["tuned"] is False
+
+
+_BLAS_CHILD = r"""
+import json, sys
+if sys.argv[1:] == ["numpy-first"]:
+    import numpy
+import webui, numpy
+from threadpoolctl import threadpool_info
+print(json.dumps([i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]))
+"""
+
+
+@pytest.mark.parametrize("given, expected, first", [(None, 1, "webui-first"), ("2", 2, "webui-first"),
+                                                    (None, 1, "numpy-first")])
+def test_numpys_blas_runs_one_thread_for_the_whole_process_unless_the_user_sets_it(given, expected, first):
+    """The speaker encoder limits numpy's BLAS to one thread for its block, process-wide; a
+    window's feature extraction running meanwhile in another thread then got one thread or two
+    by timing, and two --diarize runs of a 65-minute recording differed in a few words. One
+    thread throughout makes the run repeat itself (measured byte for byte, README)."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if given is not None:
+        env["OPENBLAS_NUM_THREADS"] = given
+    out = subprocess.run([sys.executable, "-c", _BLAS_CHILD, first], cwd=ROOT, env=env, capture_output=True, text=True,
+                         check=True).stdout
+    threads = json.loads(out)
+    assert threads and set(threads) == {expected}

@@ -298,8 +298,10 @@ def _prompts(voice: str, order: list[int], gap: float = 0.6) -> np.ndarray:
 
 
 def test_an_input_that_ends_early_resumes_from_its_own_text_without_a_second_encoder_pass(whisper_engine, monkeypatch):
-    """Whisper base writes the first three of these eleven French prompts and ends (8 s of 26);
-    the decode goes on from its text over the same encoder output and reaches the end."""
+    """Whisper base writes the first of these ten French prompts and ends (4 s of 25); the
+    decode goes on from its text over the same encoder output and reaches the end. Chosen from
+    40 random orders as one that ends early with numpy's BLAS on one thread or two (features
+    differ in their last bits between the two, and an earlier order ended early on two only)."""
     import pytest
 
     from tests import conversations as conv
@@ -307,7 +309,7 @@ def test_an_input_that_ends_early_resumes_from_its_own_text_without_a_second_enc
 
     if conv.missing(["fr_f"]):
         pytest.skip("needs Debian package asterisk-core-sounds-fr-g722 (.ci/run installs it)")
-    audio = _prompts("fr_f", [232, 134, 236, 311, 65, 135, 105, 90, 137, 82, 241])
+    audio = _prompts("fr_f", [508, 437, 321, 476, 464, 370, 306, 254, 184, 249])
     seconds = audio.size / 16_000
 
     def last_word_end(out):
@@ -332,7 +334,7 @@ def test_an_input_that_ends_early_resumes_from_its_own_text_without_a_second_enc
     assert seconds - last_word_end(out) < whisper_decode.UNWRITTEN_SECONDS
     first, whole = " ".join(p.text for p in stopped.pieces), " ".join(p.text for p in out.pieces)
     assert whole.startswith(first.rstrip(".")) and len(whole.split()) > 2 * len(first.split())
-    assert "conférence" in whole.split(first.rstrip("."), 1)[1]  # the later prompts' words
+    assert "message suivant" in whole.split(first.rstrip("."), 1)[1]  # the later prompts' words
     words = [w for p in out.pieces for w in p.words]
     assert all(a.start <= b.start for a, b in zip(words, words[1:])) and words[-1].end <= seconds + 0.05
     assert -1.0 < out.pieces[0].scores.avg_logprob < 0 and out.pieces[0].scores.compression_ratio < 2.4
