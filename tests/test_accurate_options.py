@@ -89,6 +89,13 @@ def test_bench_error_rates():
     # The Italian transcript's accents lost to "?" are put back before scoring.
     assert bench._repaired("accesso ? vuota, pu? essere", "it") == "accesso è vuota, può essere"
     assert bench._repaired("Sì? vuota ?", "es") == "Sì? vuota ?"
+    # The "digits" column: number words 0-10 and digits are one word there, on both sides, and
+    # only there; other words still count.
+    assert bench.error_rate("Premi 1 poi 2", "premi uno poi due", "it") == 0.5
+    assert bench.error_rate("Premi 1 poi 2", "premi uno poi due", "it", digits=True) == 0.0
+    assert bench.error_rate("Нажмите 2, ёлка", "нажмите два елка", "ru", digits=True) == 0.0
+    assert bench.error_rate("Marque 1 ahora mismo", "marque uno ahora tarde", "es", digits=True) == 0.25
+    assert bench.error_rate("Press 1", "press one", zh=False, digits=True) == 0.0
 
 
 def test_bench_counts_only_the_tokens_a_decode_generated():

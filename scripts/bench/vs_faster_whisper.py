@@ -26,6 +26,8 @@ CTranslate2 model object faster-whisper holds (both pipelines call it).
 WER: the same normaliser on both sides (lower case; single digits read one by one and written
 "1, 2, 3, 4" or "5-0-0" joined into one number; numbers spelt out; punctuation but apostrophes
 dropped; hyphens to spaces) on the raw model text (our runs use --no-itn; no ITN on either side).
+Other languages: lower case, punctuation dropped (accents too where the transcript has none);
+the "digits" column also counts their number words 0-10 as digits (NUMBER_WORDS) on both sides.
 
 Recordings (built once into --work; real human speech only):
 
@@ -250,14 +252,40 @@ def language_of(recording: str) -> str:
     return "zh" if recording in ZH_RECORDINGS else "en"
 
 
-def error_rate(reference: str, hypothesis: str, zh: bool | str) -> float:
-    """WER (CER for Chinese); `zh` is True/False or the recording's language."""
+# Number words 0-10 (and their other genders) written as digits, for `error_rate(..., digits=True)`:
+# Whisper writes "uno" where one transcript has "1" and "2" where another has "два". Both sides
+# are mapped alike, so a word said as an article ("una", "un", "een") maps on both sides too.
+NUMBER_WORDS = {
+    "it": "zero uno|una|un due tre quattro cinque sei sette otto nove dieci",
+    "es": "cero uno|una|un dos tres cuatro cinco seis siete ocho nueve diez",
+    "fr": "zéro un|une deux trois quatre cinq six sept huit neuf dix",
+    "ru": "ноль один|одна|одно два|две три четыре пять шесть семь восемь девять десять",
+    "nl": "nul een|één twee drie vier vijf zes zeven acht negen tien",
+    "cs": "nula jedna|jeden|jedno dva|dvě tři čtyři pět šest sedm osm devět deset",
+}
+
+
+def numbers_as_digits(normalised: str, language: str) -> str:
+    """Text from normalise_other with the language's number words 0-10 as digits (and ё as е)."""
+    plain = language in ASCII_TRANSCRIPTS
+    digits = {normalise_other(word, plain): str(value)
+              for value, forms in enumerate(NUMBER_WORDS.get(language, "").split()) for word in forms.split("|")}
+    return " ".join(digits.get(word, word) for word in normalised.replace("ё", "е").split())
+
+
+def error_rate(reference: str, hypothesis: str, zh: bool | str, digits: bool = False) -> float:
+    """WER (CER for Chinese); `zh` is True/False or the recording's language. `digits`: number
+    words 0-10 count as the digits they name (languages other than English and Mandarin; the
+    English normaliser already spells every number out)."""
     import jiwer
 
     language = ("zh" if zh else "en") if isinstance(zh, bool) else zh
     if language not in ("en", "zh"):
         plain = language in ASCII_TRANSCRIPTS
-        return jiwer.wer(normalise_other(reference, plain), normalise_other(hypothesis, plain) or "<empty>")
+        ref, hyp = normalise_other(reference, plain), normalise_other(hypothesis, plain)
+        if digits:
+            ref, hyp = numbers_as_digits(ref, language), numbers_as_digits(hyp, language)
+        return jiwer.wer(ref, hyp or "<empty>")
     if language == "zh":
         ref, hyp = normalise_zh(reference), normalise_zh(hypothesis)
         return jiwer.wer(" ".join(ref), " ".join(hyp) or "<empty>")
@@ -441,8 +469,13 @@ def measure(row: str, audio: Path, work: Path) -> dict:
     argv = [sys.executable, __file__, "--child", row, str(audio), str(out)]
     started = time.perf_counter()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    if row.startswith("fw") and not row.endswith("+malloc"):
-        env["WEBUI_MALLOC"] = "default"  # the child imports webui (offline guard, model path) first
+    if row.startswith("fw"):
+        # The child imports webui (offline guard, model path) first, which puts numpy's BLAS on
+        # one thread unless told otherwise (webui/__init__.py): a faster-whisper program has
+        # OpenBLAS's default, a thread per core, for its feature extraction.
+        env.setdefault("OPENBLAS_NUM_THREADS", str(os.cpu_count() or 1))
+        if not row.endswith("+malloc"):
+            env["WEBUI_MALLOC"] = "default"
     proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
     if proc.returncode:
@@ -484,6 +517,7 @@ def main() -> None:
             for row in (rows if rnd % 2 == 0 else rows[::-1]):
                 r = measure(row, path, args.work)
                 r["err"] = error_rate(reference, r["text"], language_of(name))
+                r["err_digits"] = error_rate(reference, r["text"], language_of(name), digits=True)
                 results.setdefault((name, row), []).append(r)
                 load = os.getloadavg()[0]
                 with open(log, "a") as f:
@@ -496,7 +530,7 @@ def main() -> None:
 
 def print_table(names, rows, recordings, results) -> None:
     head = (f"{'recording':10} {'min':>5} {'row':12} {'beam':>4} {'wall s (rounds)':>17} {'median':>7} {'CPU s':>7} "
-            f"{'WER/CER':>8} {'inputs':>6} {'padded s':>8} {'fed s':>7} {'tokens':>7} {'RSS MB':>7} {'/ours wall':>10} "
+            f"{'WER/CER':>8} {'digits':>7} {'inputs':>6} {'padded s':>8} {'fed s':>7} {'tokens':>7} {'RSS MB':>7} {'/ours wall':>10} "
             f"{'/ours CPU':>9}")
     print("\n" + head + "\n" + "-" * len(head))
     beams = {"ours": "1*", "ours-acc": "5", "fw-b1": "1", "fw-b1w": "1", "fw-b5": "5", "fw-seq": "5"}
@@ -517,9 +551,10 @@ def print_table(names, rows, recordings, results) -> None:
             ratio = f"{med / base:10.2f} {cpu / base_cpu:9.2f}" if base else ""
             walls = "/".join(f"{x['wall']:.1f}" for x in runs)
             print(f"{name:10} {minutes:5.1f} {row:12} {beam:>4} {walls:>17} "
-                  f"{med:7.1f} {cpu:7.1f} {r['err']:8.2%} {r['inputs']:6d} {30 * r['inputs']:8d} {r['fed']:7.0f} {r['tokens']:7d} "
+                  f"{med:7.1f} {cpu:7.1f} {r['err']:8.2%} {r['err_digits']:7.2%} {r['inputs']:6d} {30 * r['inputs']:8d} {r['fed']:7.0f} {r['tokens']:7d} "
                   f"{max(x['rss_mb'] for x in runs):7.0f} {ratio}")
-    print("beam: * by language (greedy, 5 for Japanese and Korean); /ours: median wall (CPU) seconds of the row over "
+    print("digits: the same error rate with number words 0-10 counted as digits (NUMBER_WORDS); beam: * by "
+          "language (greedy, 5 for Japanese and Korean); /ours: median wall (CPU) seconds of the row over "
           "ours (default), above 1: ours is faster; CPU s: user + system seconds of the whole process (less "
           "sensitive to a loaded machine than wall time)")
 
