@@ -12,6 +12,7 @@ from .chunks import SpeechChunk
 from .engines.base import Engine, EngineOutput
 from .events import Progress, WindowCounts
 from .hostmem import trim_host_heap
+from .script import is_known
 
 # limit(padded_seconds) -> how many inputs of that padded length may share the next batch
 BatchLimit = Callable[[float], int]
@@ -121,7 +122,7 @@ def run_batches(engine: Engine, chunks: list[SpeechChunk], language: str, tally:
         tally.batches += 1
         with _sizes_lock:
             _sizes[len(batch)] = _sizes.get(len(batch), 0) + 1
-        if language in ("", "auto") and batch_out and batch_out[0].language:
+        if not is_known(language) and batch_out and batch_out[0].language:
             language = batch_out[0].language  # detect once, then keep it for the recording
         yield len(batch)
     return language

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .itn_english import english_keep, tidy_english
+from .script import is_known
 from .transcript import is_cjk
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def grammar_for(language: str, sample: str) -> str | None:
         return "zh"
     if lang.startswith("en"):
         return "en"
-    if lang in ("", "auto"):
+    if not is_known(lang):
         return "zh" if is_cjk(sample) else "en"
     return None
 

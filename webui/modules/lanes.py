@@ -21,6 +21,7 @@ from typing import Callable, ContextManager, Generator
 
 from .engines.base import Engine
 from .events import WindowDone
+from .script import is_known
 
 # (window, language, cancel) -> the window's events, returning its WindowDone (windows.transcribe_window)
 WindowSteps = Callable[[int, str, "Halt"], Generator[object, None, WindowDone]]
@@ -97,10 +98,6 @@ class _Lane(threading.Thread):
                 return events, finished.value
 
 
-def _known(language: str) -> bool:
-    return language not in ("", "auto")
-
-
 class Lanes:
     """Runs a recording's windows (`todo`, in order) `engine.lanes` at a time where the engine
     allows it, one after another otherwise. A window starts as soon as a lane is free (its
@@ -130,7 +127,7 @@ class Lanes:
             lane = self._lanes.pop(n, None)
         if lane is None:  # a cancel came first: nothing starts now; the window sees it at once
             return (yield from self._alone(n, language))
-        if lane.language == language or not _known(language):
+        if lane.language == language or not is_known(language):
             return (yield from lane.relay())
         events, done = lane.collected()  # started before the language was known
         if not self._agrees(done, language):

@@ -35,6 +35,7 @@ from .engines.base import EngineSettings
 from .events import Cancelled, Event, Finished, Planned, Progress, Resume, RunStats, SegmentDone, StageClock, WindowDone
 from .merge import assemble
 from .options import PipelineOptions
+from .script import is_known
 from .spool import Spool
 from .windows import run_window, segments_of
 
@@ -246,7 +247,7 @@ def transcribe(path: str | Path, options: PipelineOptions, pool: Pool, cancel: t
                         ray.cancel(ref, force=False)
                     raise Cancelled(assemble(info, pool.name, results(), language, options)[0])
                 # until the language is known, one window at a time, in order (as one process would)
-                serial = language in ("", "auto")
+                serial = not is_known(language)
                 while todo and not (serial and flying):
                     actor = max(pool.actors, key=lambda a: free.get(id(a), IN_FLIGHT))
                     if free.get(id(actor), IN_FLIGHT) <= 0:

@@ -71,6 +71,11 @@ def parse(value: object) -> str:
     return name
 
 
+def is_known(language: str | None) -> bool:
+    """Whether a language is named; '' and 'auto' (and None) mean: detect it."""
+    return language not in (None, "", "auto")
+
+
 def base_language(language: str) -> str:
     """The language without its region or script: "zh-TW", "zh_CN", " ZH " -> "zh"."""
     return (language or "").strip().lower().replace("_", "-").split("-")[0]
@@ -81,7 +86,7 @@ def is_chinese(language: str, texts: Iterable[str] = ()) -> bool:
     unknown ('' or 'auto', e.g. Paraformer), mostly Han characters with (almost) no kana or hangul:
     Japanese and Korean are never converted (nor, in any transcript, a piece with kana)."""
     lang = base_language(language)
-    if lang not in ("", "auto"):
+    if is_known(lang):
         return lang in _CHINESE_CODES
     han = other = 0
     for text in texts:

@@ -17,7 +17,7 @@ from .engines.base import Engine
 from .events import Planned, SegmentDone, StageClock, WindowDone
 from .lines import UTTERANCE_PAUSE, to_result
 from .options import PipelineOptions
-from .script import base_language
+from .script import base_language, is_known
 from .transcript import Segment, SegmentResult
 
 
@@ -81,7 +81,7 @@ def transcribe_window(planned: Planned, n: int, audio: Iterator[np.ndarray], eng
         if fresh:  # the batch's lines at once, not only after the window's last batch
             fresh.sort(key=lambda f: f[0])
             lines = tuple(to_result(chunks[i], out, options.snap_seconds) for i, out in fresh)
-            spoken = language if language not in ("", "auto") else (fresh[0][1].language or language)
+            spoken = language if is_known(language) else (fresh[0][1].language or language)
             fresh.clear()
             yield BatchLines(n, lines, spoken)
     first = len(results)
@@ -90,7 +90,7 @@ def transcribe_window(planned: Planned, n: int, audio: Iterator[np.ndarray], eng
         tally.skipped += 0 if chunk.spans else chunk.covers
         if output is None:  # silent, or a cancel came before its batch
             continue
-        if language in ("", "auto"):
+        if not is_known(language):
             language = output.language or language  # detected once, then kept
         results.append(to_result(chunk, output, options.snap_seconds))
         yield SegmentDone(results[-1], tally.done, len(planned.segments))

@@ -198,7 +198,7 @@ class WhisperEngine:
         features = [self.model.feature_extractor(a)[..., :-1] for a in audios]
         stacked = np.stack([pad_or_trim(f) for f in features])
         encoder_output = self._encode(stacked)
-        if language in ("", "auto", None):
+        if not script.is_known(language):
             language = self._detect(encoder_output) if self.model.model.is_multilingual else "en"
         tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe", language=language)
         options = self._options(language)
@@ -225,18 +225,19 @@ class WhisperEngine:
         # its own far-apart time origin (taken off again in _to_output) and every call starts
         # from none, as a lone input would.
         durations = [a.size / SAMPLE_RATE for a in audios]
+        origins = [k * INPUT_ORIGIN for k in range(len(audios))]
         pieces = whisper_decode.segments(self.model, decoded, durations, tokenizer, encoder_output, options,
-                                         INPUT_ORIGIN, self._cpu_groups(len(audios)), rows_of, self._side_by_side)
+                                         origins, self._cpu_groups(len(audios)), rows_of, self._side_by_side)
         if self._resumes(options):
             def retime(rows: list[int], decodes: list[whisper_decode.Decoded]) -> list[list[dict]]:
                 return whisper_decode.segments(
-                    self.model, decodes, [durations[k] for k in rows], tokenizer, rows_of(rows), options, INPUT_ORIGIN,
-                    self._cpu_groups(len(rows)), lambda part: rows_of([rows[r] for r in part]), self._side_by_side,
-                    origins=[k * INPUT_ORIGIN for k in rows])
+                    self.model, decodes, [durations[k] for k in rows], tokenizer, rows_of(rows), options,
+                    [origins[k] for k in rows], self._cpu_groups(len(rows)), lambda part: rows_of([rows[r] for r in part]),
+                    self._side_by_side)
 
-            decoded, pieces = whisper_decode.resumed(self.model, decoded, pieces, durations, INPUT_ORIGIN, tokenizer,
+            decoded, pieces = whisper_decode.resumed(self.model, decoded, pieces, durations, origins, tokenizer,
                                                      options, rows_of, retime, self._side_by_side)
-        return [_to_output(p, language, k * INPUT_ORIGIN, tokenizer.decode) for k, p in enumerate(pieces)]
+        return [_to_output(p, language, origin, tokenizer.decode) for p, origin in zip(pieces, origins)]
 
     def _resumes(self, options) -> bool:
         """Whether an early end is resumed in place (whisper_decode.resumed): it needs word times to

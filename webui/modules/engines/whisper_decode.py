@@ -115,23 +115,22 @@ def _search(temperature: float, options) -> dict:
 
 
 def segments(model, decoded: list[Decoded], durations: list[float], tokenizer, encoder_output, options,
-             origin_step: float, groups: list[list[int]] | None = None, rows_of: RowsOf | None = None,
-             parts: Parts = whole, origins: Sequence[float] | None = None) -> list[list[dict]]:
+             origins: Sequence[float], groups: list[list[int]] | None = None, rows_of: RowsOf | None = None,
+             parts: Parts = whole) -> list[list[dict]]:
     """faster-whisper's BatchedInferencePipeline.forward from the decode on: each input's tokens
-    as segments (one per input without timestamp tokens), input k timed from k * origin_step,
+    as segments (one per input without timestamp tokens), input k timed from `origins[k]`,
     then the word times (from no earlier speech: every input is timed on its own).
 
     With `groups` (and `rows_of` for their encoder output) the word times are aligned a group
     at a time: CTranslate2's align holds every position's logits over the whole vocabulary
     (inputs x tokens x 51,865 floats: 230 MB for 8 inputs of Dutch dialogue), so on the CPU the
     batch that decodes together is aligned in smaller runs. `parts` shares each run out (as
-    `decode` does); `rows_of` gives a part's encoder output when it is not the whole batch.
-    `origins`: each input's time origin, where they are not k * origin_step (some rows of a batch)."""
+    `decode` does); `rows_of` gives a part's encoder output when it is not the whole batch."""
     from faster_whisper.transcribe import get_compression_ratio
 
     out, sizes = [], []
     for k, (d, duration) in enumerate(zip(decoded, durations)):
-        origin = origins[k] if origins is not None else k * origin_step
+        origin = origins[k]
         size = int(ceil(duration) * model.frames_per_second)
         sizes.append(size)
         subsegments = split_by_timestamps(model, tokenizer, d.tokens, origin, size, duration,
@@ -186,7 +185,7 @@ def split_by_timestamps(model, tokenizer, tokens: list[int], offset: float, size
 MAX_RESUMES = 3   # rounds: a resumed decode may end early again
 
 
-def resumed(model, decoded: list[Decoded], timed: list[list[dict]], durations: list[float], origin_step: float,
+def resumed(model, decoded: list[Decoded], timed: list[list[dict]], durations: list[float], origins: Sequence[float],
             tokenizer, options, rows_of: RowsOf, retime: Callable[[list[int], list[Decoded]], list[list[dict]]],
             parts: Parts = whole) -> tuple[list[Decoded], list[list[dict]]]:
     """The batch's decodes (`decoded`, and `timed`: their segments with word times), where the
@@ -194,7 +193,7 @@ def resumed(model, decoded: list[Decoded], timed: list[list[dict]], durations: l
     encoder output (`rows_of`), a round at a time. A resumed text is kept when it reaches further,
     is whole (no gap left for unwritten speech, no word stretched, enough words), and passes
     Whisper's own checks; else the first text stays and the second pass runs the rest.
-    Input k is timed from k * origin_step (as `segments` times it); `retime(rows, decodes)` gives
+    Input k is timed from `origins[k]` (as `segments` times it); `retime(rows, decodes)` gives
     those rows' segments with word times.
     A round is one decode with the text as its prefix. With suppress_blank, CTranslate2 bars
     end-of-text and a bare space at each row's first step after its prefix, so the decode goes on
@@ -202,7 +201,6 @@ def resumed(model, decoded: list[Decoded], timed: list[list[dict]], durations: l
     prefix through the decoder a token at a time (about what writing it costs), but the end of the
     text alone (12-24 tokens) loses the place: on French prompts it skipped the next prompt."""
     decoded, timed = list(decoded), list(timed)
-    origins = [k * origin_step for k in range(len(decoded))]
     prompt = model.get_prompt(tokenizer, [], without_timestamps=True, hotwords=options.hotwords)
     settled: set[int] = set()
     for _ in range(MAX_RESUMES):
