@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -156,23 +156,11 @@ def make_chunk(segment: Segment, audio: np.ndarray, opts: VadOptions = VadOption
     return SpeechChunk(segment, joined, tuple(spans), tuple(offsets))
 
 
-def make_chunks(segments: Sequence[Segment], audios: Iterable[np.ndarray], opts: VadOptions = VadOptions()
+def make_chunks(segments: Sequence[Segment], audios: Sequence[np.ndarray], opts: VadOptions = VadOptions()
                 ) -> list[SpeechChunk]:
-    """`make_chunk` for consecutive segments (`audios`: their samples in turn), their VADs
-    agreeing at each cut (`agree_at_cuts`). A segment's chunk is made once its right neighbour
-    is heard: two segments' samples are held at a time, not a window's."""
-    chunks: list[SpeechChunk] = []
-    waiting: tuple[Segment, np.ndarray, list[SpeechSpan]] | None = None  # heard, its right side not yet
-    for segment, audio in zip(segments, audios):
-        spans = speech_spans(audio, segment.start, opts)
-        if waiting is not None:
-            left, left_audio, left_spans = waiting
-            left_spans, spans = _agreed(left, segment, left_spans, spans)
-            chunks.append(make_chunk(left, left_audio, opts, left_spans))
-        waiting = segment, audio, spans
-    if waiting is not None:
-        chunks.append(make_chunk(*waiting[:2], opts, waiting[2]))
-    return chunks
+    """`make_chunk` for consecutive segments, their VADs agreeing at each cut (`agree_at_cuts`)."""
+    spans = agree_at_cuts(segments, [speech_spans(a, s.start, opts) for s, a in zip(segments, audios)])
+    return [make_chunk(s, a, opts, sp) for s, a, sp in zip(segments, audios, spans)]
 
 
 EDGE_BRIDGE = 1.5  # seconds: speech that stops this close to a cut the other side speaks at runs to it
@@ -187,22 +175,16 @@ def agree_at_cuts(segments: Sequence[Segment], spans: Sequence[Sequence[SpeechSp
     times" and "the" at two such cuts). A cut in a pause has speech at neither side and stays."""
     spans = [list(s) for s in spans]
     for k in range(len(segments) - 1):
-        spans[k], spans[k + 1] = _agreed(segments[k], segments[k + 1], spans[k], spans[k + 1])
+        a, b = segments[k], segments[k + 1]
+        if abs(a.end - b.start) > 1e-6 or not spans[k] or not spans[k + 1]:
+            continue
+        last, first = spans[k][-1], spans[k + 1][0]
+        a_speaks, b_speaks = last.end >= a.end - 1e-3, first.start <= b.start + 1e-3
+        if b_speaks and not a_speaks and a.end - last.end <= EDGE_BRIDGE:
+            spans[k][-1] = SpeechSpan(last.start, a.end)
+        elif a_speaks and not b_speaks and first.start - b.start <= EDGE_BRIDGE:
+            spans[k + 1][0] = SpeechSpan(b.start, first.end)
     return spans
-
-
-def _agreed(a: Segment, b: Segment, a_spans: list[SpeechSpan], b_spans: list[SpeechSpan]
-            ) -> tuple[list[SpeechSpan], list[SpeechSpan]]:
-    """The spans of two neighbouring segments, agreed at the cut between them (`agree_at_cuts`)."""
-    if abs(a.end - b.start) > 1e-6 or not a_spans or not b_spans:
-        return a_spans, b_spans
-    last, first = a_spans[-1], b_spans[0]
-    a_speaks, b_speaks = last.end >= a.end - 1e-3, first.start <= b.start + 1e-3
-    if b_speaks and not a_speaks and a.end - last.end <= EDGE_BRIDGE:
-        return a_spans[:-1] + [SpeechSpan(last.start, a.end)], b_spans
-    if a_speaks and not b_speaks and first.start - b.start <= EDGE_BRIDGE:
-        return a_spans, [SpeechSpan(b.start, first.end)] + b_spans[1:]
-    return a_spans, b_spans
 
 
 def pack(chunks: list[SpeechChunk], max_seconds: float, gap_seconds: float) -> list[SpeechChunk]:

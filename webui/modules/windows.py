@@ -61,7 +61,7 @@ def transcribe_window(planned: Planned, n: int, audio: Iterator[np.ndarray], eng
     results = [] if results is None else results
     before, window = replace(tally), segments_of(planned, n)
     with clock("vad"):
-        chunks = make_chunks(window, (next(audio) for _ in window), options.vad)
+        chunks = make_chunks(window, [next(audio) for _ in window], options.vad)
         if by_utterance(options, language):
             chunks = [u for c in chunks for u in c.by_utterance(UTTERANCE_PAUSE)]
         elif options.pack:
