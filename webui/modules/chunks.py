@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 
@@ -133,11 +133,9 @@ class SpeechChunk:
         return tuple(s.start for s in self.spans)
 
 
-def make_chunk(segment: Segment, audio: np.ndarray, opts: VadOptions = VadOptions(),
-               spans: Sequence[SpeechSpan] | None = None) -> SpeechChunk:
-    """Cut the segment's speech out and join it with pauses shortened to `keep_gap`; `spans`:
-    its speech spans where they are known already (`make_chunks`), else its own VAD's."""
-    spans = speech_spans(audio, segment.start, opts) if spans is None else list(spans)
+def make_chunk(segment: Segment, audio: np.ndarray, opts: VadOptions = VadOptions()) -> SpeechChunk:
+    """Cut the segment's speech out and join it with pauses shortened to `keep_gap`."""
+    spans = speech_spans(audio, segment.start, opts)
     gap = np.zeros(int(opts.keep_gap * SAMPLE_RATE), dtype=np.float32)
     parts: list[np.ndarray] = []
     offsets: list[float] = []
@@ -154,37 +152,6 @@ def make_chunk(segment: Segment, audio: np.ndarray, opts: VadOptions = VadOption
         cursor += piece.size
     joined = np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, dtype=np.float32)
     return SpeechChunk(segment, joined, tuple(spans), tuple(offsets))
-
-
-def make_chunks(segments: Sequence[Segment], audios: Sequence[np.ndarray], opts: VadOptions = VadOptions()
-                ) -> list[SpeechChunk]:
-    """`make_chunk` for consecutive segments, their VADs agreeing at each cut (`agree_at_cuts`)."""
-    spans = agree_at_cuts(segments, [speech_spans(a, s.start, opts) for s, a in zip(segments, audios)])
-    return [make_chunk(s, a, opts, sp) for s, a, sp in zip(segments, audios, spans)]
-
-
-EDGE_BRIDGE = 1.5  # seconds: speech that stops this close to a cut the other side speaks at runs to it
-
-
-def agree_at_cuts(segments: Sequence[Segment], spans: Sequence[Sequence[SpeechSpan]]) -> list[list[SpeechSpan]]:
-    """Each segment's speech spans, where at a cut one side has speech right at the cut and the
-    other side's stops (or starts) within EDGE_BRIDGE of it: that side's span then runs to the
-    cut. Each segment's VAD judges by its own loudest frame, and over a music bed the plan cuts
-    inside speech: soft words at the cut passed one side's threshold and not the other's, and
-    what lay between the span and the cut reached no input (a 60-minute recording lost "of
-    times" and "the" at two such cuts). A cut in a pause has speech at neither side and stays."""
-    spans = [list(s) for s in spans]
-    for k in range(len(segments) - 1):
-        a, b = segments[k], segments[k + 1]
-        if abs(a.end - b.start) > 1e-6 or not spans[k] or not spans[k + 1]:
-            continue
-        last, first = spans[k][-1], spans[k + 1][0]
-        a_speaks, b_speaks = last.end >= a.end - 1e-3, first.start <= b.start + 1e-3
-        if b_speaks and not a_speaks and a.end - last.end <= EDGE_BRIDGE:
-            spans[k][-1] = SpeechSpan(last.start, a.end)
-        elif a_speaks and not b_speaks and first.start - b.start <= EDGE_BRIDGE:
-            spans[k + 1][0] = SpeechSpan(b.start, first.end)
-    return spans
 
 
 def pack(chunks: list[SpeechChunk], max_seconds: float, gap_seconds: float) -> list[SpeechChunk]:
