@@ -56,8 +56,8 @@ def counted_run(audio: Path, with_second_pass: bool) -> tuple[collections.Counte
 
     def counting_keeps(redo, piece, out):
         kept = keeps(redo, piece, out)
-        if redo.checked:
-            counts["skipped, text kept" if kept else "skipped, text dropped"] += 1
+        if redo.checked and kept:
+            counts["skipped, text kept"] += 1
         return kept
 
     windows.run_chunks, second_pass.plan = counting_run_chunks, counting_plan

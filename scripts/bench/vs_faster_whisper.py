@@ -77,6 +77,10 @@ import time
 import unicodedata
 from pathlib import Path
 
+# What the user set before anything here imports webui (which puts numpy's BLAS on one thread
+# in os.environ, so the fw children would inherit it): None, as for most users.
+USER_BLAS_THREADS = os.environ.get("OPENBLAS_NUM_THREADS")
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "testdata"
@@ -473,7 +477,7 @@ def measure(row: str, audio: Path, work: Path) -> dict:
         # The child imports webui (offline guard, model path) first, which puts numpy's BLAS on
         # one thread unless told otherwise (webui/__init__.py): a faster-whisper program has
         # OpenBLAS's default, a thread per core, for its feature extraction.
-        env.setdefault("OPENBLAS_NUM_THREADS", str(os.cpu_count() or 1))
+        env["OPENBLAS_NUM_THREADS"] = USER_BLAS_THREADS or str(os.cpu_count() or 1)
         if not row.endswith("+malloc"):
             env["WEBUI_MALLOC"] = "default"
     proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
