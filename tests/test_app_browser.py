@@ -190,6 +190,11 @@ def test_history_search_finds_the_job(page, server: Server) -> None:
 
     open_tab(page, "History")
     page.locator("#hist-msg").get_by_text("job(s) found.").wait_for()  # opening the tab lists the jobs afresh
+    # Housekeeping opened long before its number is typed: the box is in the page a moment before
+    # it holds its default, and a number typed in between was overwritten (CI archived with 30 days).
+    page.get_by_text("Housekeeping").click()
+    days = page.locator("#hist-days input")
+    expect(days).to_have_value("30")
     page.locator("#hist-text input, #hist-text textarea").first.fill("country")
     page.click("#hist-search")
     page.locator("#hist-msg").get_by_text("2 job(s) found.").wait_for()  # jfk.flac from both sessions
@@ -208,9 +213,9 @@ def test_history_search_finds_the_job(page, server: Server) -> None:
     assert Path(info.value.path()).read_text(encoding="utf-8").startswith("WEBVTT")
     shot(page, "3a-history-job")
     # Housekeeping: archive everything older than 0 days, then VACUUM.
-    page.get_by_text("Housekeeping").click()
-    page.locator("#hist-days input").fill("0")
-    page.locator("#hist-days input").press("Tab")  # the number is taken before Archive is pressed
+    days.fill("0")
+    days.press("Tab")  # the number is taken before Archive is pressed
+    expect(days).to_have_value("0")
     page.click("#hist-archive")
     total = History(server.history_path).count()
     expect(page.locator("#hist-house-msg")).to_contain_text(f"Archived {total} job(s)", timeout=30_000)
