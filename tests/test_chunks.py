@@ -4,7 +4,7 @@ to the recording."""
 import numpy as np
 import pytest
 
-from tests.conftest import SR, quiet
+from tests.conftest import SR, quiet, tone
 from tests.test_vads import layout
 from webui.modules.chunks import make_chunk, pack
 from webui.modules.transcript import Segment
@@ -187,3 +187,40 @@ def test_chinese_is_packed_and_japanese_and_korean_run_one_utterance_per_input()
     assert by_utterance(options, "ja") and by_utterance(options, "ko")
     assert by_utterance(PipelineOptions(utterance_inputs=True), "en")  # the option wins either way
     assert not by_utterance(PipelineOptions(utterance_inputs=False), "ja")
+
+
+def test_the_two_sides_of_a_cut_agree_when_one_of_them_speaks_at_it():
+    """A cut inside speech: the second segment's VAD counts its first instant as speech, the
+    first segment's stopped short of the cut (its own louder frames set a higher threshold).
+    make_chunks runs the first side's speech on to the cut, with the audio that lay there, so
+    the two sides meet and the packer joins them without a gap; a cut in a pause is left alone."""
+    from webui.modules.chunks import EDGE_BRIDGE, ONSET_BRIDGE, agree_at_cuts, make_chunks
+    from webui.modules.vads import SpeechSpan
+
+    a, b, c = Segment(0, 0.0, 10.0), Segment(1, 10.0, 20.0), Segment(2, 20.0, 30.0)
+    spans = [[SpeechSpan(1.0, 9.0)], [SpeechSpan(10.0, 18.5)], [SpeechSpan(20.4, 29.0)]]
+    agreed = agree_at_cuts([a, b, c], spans)
+    assert agreed[0] == [SpeechSpan(1.0, 10.0)]            # b speaks at 10.0: a runs to it (1 s)
+    assert agreed[1] == [SpeechSpan(10.0, 18.5)]           # neither side speaks at 20.0: a pause
+    assert agreed[2] == [SpeechSpan(20.4, 29.0)]
+    reach = [[SpeechSpan(1.0, 10.0)], [SpeechSpan(10.3, 18.5)], [SpeechSpan(20.4, 29.0)]]
+    assert agree_at_cuts([a, b, c], reach)[1][0] == SpeechSpan(10.0, 18.5)  # and the other way round
+    far = [[SpeechSpan(1.0, 10.0 - EDGE_BRIDGE - 0.5)], [SpeechSpan(10.0, 18.5)], []]
+    assert agree_at_cuts([a, b, c], far)[0] == far[0]  # too far from the cut: the VAD's own end stays
+    # A start is run back only from closer (a line would start that much early): 1 s is too far.
+    late = [[SpeechSpan(1.0, 10.0)], [SpeechSpan(10.0 + ONSET_BRIDGE + 0.6, 18.5)], []]
+    assert agree_at_cuts([a, b, c], late)[1] == late[1]
+
+    # Through the real VAD: a loud voice in the first segment sets its threshold above a soft
+    # voice at its end; the second segment holds only the soft voice and counts it as speech.
+    soft, loud = tone(1.0, 300, amp=0.003), tone(7.5, 300, amp=0.9)
+    first = np.concatenate([quiet(1.0), loud, quiet(0.5, level_db=-70), soft])   # 10 s, soft 9-10 s
+    second = np.concatenate([tone(3.0, 300, amp=0.003), quiet(7.0)])            # soft 10-13 s
+    s1, s2 = Segment(0, 0.0, 10.0), Segment(1, 10.0, 20.0)
+    alone = [make_chunk(s1, first), make_chunk(s2, second)]
+    assert alone[0].spans[-1].end < 9.0 and alone[1].spans[0].start == 10.0  # they disagree at 10.0
+    chunks = make_chunks([s1, s2], [first, second])
+    assert chunks[0].spans[-1].end == 10.0 and chunks[1].spans == alone[1].spans
+    assert chunks[0].audio.size == alone[0].audio.size + int(round((10.0 - alone[0].spans[-1].end) * SR))
+    packed = pack(chunks, 30.0, 0.6)
+    assert len(packed) == 1 and packed[0].audio.size == chunks[0].audio.size + chunks[1].audio.size  # no gap

@@ -17,8 +17,6 @@ from .engines.base import EngineSettings
 from .options import PipelineOptions
 from .transcript import Segment
 
-_AHEAD = 8  # segments handed to the VAD threads at a time
-
 
 @dataclass(frozen=True)
 class SegmentView:
@@ -64,7 +62,8 @@ def engine_cap_for(settings: EngineSettings) -> float | None:
 def inspect_vad(path: str | Path, options: PipelineOptions, engine_cap: float | None,
                 buckets: int = 1200) -> VadInspection:
     """Segmentation and VAD only (no model): segments, speech spans and a waveform outline."""
-    from .chunks import make_chunk
+    from .chunks import agree_at_cuts, make_chunk
+    from .vads import speech_spans
 
     # librosa imports lazily on first use: a once-per-process cost, kept out of the stage times.
     make_chunk(Segment(0, 0.0, 0.1), np.full(1600, 0.1, np.float32), options.vad)
@@ -78,15 +77,19 @@ def inspect_vad(path: str | Path, options: PipelineOptions, engine_cap: float | 
 
         def vad(seg: Segment):
             samples = spool.read(seg.start, seg.end)
-            return samples, make_chunk(seg, samples, options.vad)
+            return samples, speech_spans(samples, seg.start, options.vad)
 
-        # Segments are independent and numpy lets go of the GIL: two at a time, a few ahead at
-        # most (memory stays a few segments' samples).
+        # A window at a time, as the run sees it: its segments' VADs agree at the cuts between
+        # them (chunks.agree_at_cuts), not across windows. numpy lets go of the GIL: two
+        # segments at a time (memory stays a window's samples).
         with ThreadPoolExecutor(max_workers=2) as pool:
-            for first in range(0, len(segments), _AHEAD):
-                group = segments[first:first + _AHEAD]
+            for first, last in planned.windows:
+                group = segments[first:last]
                 with clock("VAD"):
-                    done = list(pool.map(vad, group))
+                    heard = list(pool.map(vad, group))
+                    agreed = agree_at_cuts(group, [spans for _, spans in heard])
+                    done = [(samples, make_chunk(seg, samples, options.vad, spans))
+                            for seg, (samples, _), spans in zip(group, heard, agreed)]
                 for seg, (samples, chunk) in zip(group, done):
                     views.append(SegmentView(seg, tuple((s.start, s.end) for s in chunk.spans),
                                              round(chunk.speech_seconds, 3)))

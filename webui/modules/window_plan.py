@@ -15,9 +15,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .chunks import SpeechChunk, input_counts, make_chunk
+from .chunks import SpeechChunk, agree_at_cuts, input_counts, make_chunk
 from .transcript import Segment
-from .vads import VadOptions
+from .vads import VadOptions, speech_spans
 
 SLACK = 0.25  # a window may end this fraction of its planned length sooner or later
 
@@ -35,10 +35,22 @@ def filled_windows(segments: Sequence[Segment], read: Callable[[float, float], n
     n = len(segments)
     best: dict[int, tuple[int, float, int]] = {0: (0, 0.0, -1)}  # end -> (inputs, off-target s, previous end)
     chunks: dict[int, SpeechChunk] = {}
+    heard: dict[int, tuple[np.ndarray, list]] = {}  # segment -> (its samples, its VAD's spans)
+
+    def hear(i: int) -> tuple[np.ndarray, list]:
+        if i not in heard:
+            samples = read(segments[i].start, segments[i].end)
+            heard[i] = samples, speech_spans(samples, segments[i].start, vad)
+        return heard[i]
 
     def chunk(i: int) -> SpeechChunk:
+        # Spans agreed with both neighbours, as a window's run agrees them (make_chunks); at the
+        # window's own edges the run has no neighbour to agree with: a plan may count a few
+        # seconds more or less there.
         if i not in chunks:
-            chunks[i] = make_chunk(segments[i], read(segments[i].start, segments[i].end), vad)
+            near = [j for j in (i - 1, i, i + 1) if 0 <= j < n]
+            spans = agree_at_cuts([segments[j] for j in near], [hear(j)[1] for j in near])[near.index(i)]
+            chunks[i] = make_chunk(segments[i], hear(i)[0], vad, spans)
         return chunks[i]
 
     for first in range(n):
@@ -46,6 +58,8 @@ def filled_windows(segments: Sequence[Segment], read: Callable[[float, float], n
             continue
         for i in [i for i in chunks if i < first]:
             del chunks[i]  # no window that is still to be weighed starts before `first`
+        for i in [i for i in heard if i < first - 1]:
+            del heard[i]
         inputs, off, _ = best[first]
         target = seconds if first else first_seconds
         ends = _ends(segments, first, target)

@@ -12,7 +12,7 @@ from typing import Generator, Iterator, Sequence
 import numpy as np
 
 from .batching import Tally, run_chunks, with_progress
-from .chunks import make_chunk, pack
+from .chunks import make_chunks, pack
 from .engines.base import Engine
 from .events import Planned, SegmentDone, StageClock, WindowDone
 from .lines import UTTERANCE_PAUSE, to_result
@@ -61,7 +61,7 @@ def transcribe_window(planned: Planned, n: int, audio: Iterator[np.ndarray], eng
     results = [] if results is None else results
     before, window = replace(tally), segments_of(planned, n)
     with clock("vad"):
-        chunks = [make_chunk(seg, next(audio), options.vad) for seg in window]
+        chunks = make_chunks(window, (next(audio) for _ in window), options.vad)
         if by_utterance(options, language):
             chunks = [u for c in chunks for u in c.by_utterance(UTTERANCE_PAUSE)]
         elif options.pack:
