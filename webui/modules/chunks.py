@@ -186,10 +186,11 @@ ONSET_BRIDGE = 0.4
 def agree_at_cuts(segments: Sequence[Segment], spans: Sequence[Sequence[SpeechSpan]]) -> list[list[SpeechSpan]]:
     """Each segment's speech spans, where at a cut one side has speech right at the cut and the
     other side's stops within EDGE_BRIDGE of it (or starts within ONSET_BRIDGE): that side's
-    span then runs to the cut. Each segment's VAD judges by its own loudest frame, and over a music bed the plan cuts
-    inside speech: soft words at the cut passed one side's threshold and not the other's, and
-    what lay between the span and the cut reached no input (a 60-minute recording lost "of
-    times" and "the" at two such cuts). A cut in a pause has speech at neither side and stays."""
+    span then runs to the cut. Each segment's VAD judges by its own loudest frame, and over a
+    music bed the plan cuts inside speech: soft words at the cut passed one side's threshold
+    and not the other's, and what lay between the span and the cut reached no input (a
+    60-minute recording lost "of times" and "the" at two such cuts). A cut in a pause has
+    speech at neither side and stays."""
     spans = [list(s) for s in spans]
     for k in range(len(segments) - 1):
         spans[k], spans[k + 1] = _agreed(segments[k], segments[k + 1], spans[k], spans[k + 1])
