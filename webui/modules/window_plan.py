@@ -35,12 +35,13 @@ def filled_windows(segments: Sequence[Segment], read: Callable[[float, float], n
     n = len(segments)
     best: dict[int, tuple[int, float, int]] = {0: (0, 0.0, -1)}  # end -> (inputs, off-target s, previous end)
     chunks: dict[int, SpeechChunk] = {}
-    heard: dict[int, tuple[np.ndarray, list]] = {}  # segment -> (its samples, its VAD's spans)
+    heard: dict[int, list] = {}  # segment -> its VAD's spans (its neighbours agree with them)
+    unchunked: dict[int, np.ndarray] = {}  # samples read for a neighbour's spans, its chunk not yet made
 
-    def hear(i: int) -> tuple[np.ndarray, list]:
+    def hear(i: int) -> list:
         if i not in heard:
-            samples = read(segments[i].start, segments[i].end)
-            heard[i] = samples, speech_spans(samples, segments[i].start, vad)
+            unchunked[i] = read(segments[i].start, segments[i].end)
+            heard[i] = speech_spans(unchunked[i], segments[i].start, vad)
         return heard[i]
 
     def chunk(i: int) -> SpeechChunk:
@@ -49,8 +50,8 @@ def filled_windows(segments: Sequence[Segment], read: Callable[[float, float], n
         # seconds more or less there.
         if i not in chunks:
             near = [j for j in (i - 1, i, i + 1) if 0 <= j < n]
-            spans = agree_at_cuts([segments[j] for j in near], [hear(j)[1] for j in near])[near.index(i)]
-            chunks[i] = make_chunk(segments[i], hear(i)[0], vad, spans)
+            spans = agree_at_cuts([segments[j] for j in near], [hear(j) for j in near])[near.index(i)]
+            chunks[i] = make_chunk(segments[i], unchunked.pop(i), vad, spans)  # the chunk holds its own copy
         return chunks[i]
 
     for first in range(n):
@@ -60,6 +61,7 @@ def filled_windows(segments: Sequence[Segment], read: Callable[[float, float], n
             del chunks[i]  # no window that is still to be weighed starts before `first`
         for i in [i for i in heard if i < first - 1]:
             del heard[i]
+            unchunked.pop(i, None)
         inputs, off, _ = best[first]
         target = seconds if first else first_seconds
         ends = _ends(segments, first, target)
