@@ -89,3 +89,31 @@ def test_pipeline_reports_progress_after_every_batch():
     assert len(engine.batches) >= 2 and len(done) >= len(engine.batches)
     assert done == sorted(done) and done[-1] == pytest.approx(events[-1].transcript.duration)
     assert isinstance(events[-1], Finished) and events[-1].stats.batches == len(engine.batches)
+
+
+def test_an_engine_that_takes_utterances_gets_each_inputs_own_and_the_others_none():
+    from webui.modules.lines import UTTERANCE_PAUSE
+
+    class Listening(EchoEngine):
+        takes_utterances = True
+
+        def __init__(self):
+            super().__init__(cap=2)
+            self.heard = []
+
+        def transcribe_batch(self, audios, language="auto", utterances=None):
+            self.heard.append([list(u) for u in utterances])
+            return super().transcribe_batch(audios, language)
+
+    seg = Segment(0, 0.0, 30.0)
+    # two utterances (a 1.0-s pause between spans), and one of two spans 0.3 s apart
+    two = SpeechChunk(seg, np.zeros(int(4.6 * 16000), np.float32), (SpeechSpan(1.0, 3.0), SpeechSpan(4.0, 6.0)),
+                      (0.0, 2.6))
+    one = SpeechChunk(seg, np.zeros(int(4.6 * 16000), np.float32), (SpeechSpan(10.0, 12.0), SpeechSpan(12.3, 14.3)),
+                      (0.0, 2.6))
+    assert 1.0 >= UTTERANCE_PAUSE > 0.3
+    listening = Listening()
+    _run_engine(listening, [two, one], "zh", _Tally(), None)
+    assert listening.heard == [[[(0.0, 2.0), (2.6, 4.6)], [(0.0, pytest.approx(4.6))]]]
+    plain = EchoEngine(cap=2)  # no utterances argument: called as before
+    assert [o.pieces[0].text for o in _run_engine(plain, [two, one], "zh", _Tally(), None)] == ["len=73600"] * 2

@@ -374,3 +374,103 @@ def test_early_ends_resume_in_place_only_for_the_default_mode_on_the_cpu_and_not
     monkeypatch.setattr(whisper_engine, "settings", replace(whisper_engine.settings, accurate=False))
     monkeypatch.setattr(whisper_engine, "device", "cuda:0")  # a row of the encoder output is a new encode there
     assert not whisper_engine._resumes(whisper_engine._options("fr"))
+
+
+def _mandarin(order: list[int], gap: float = 0.6) -> tuple[np.ndarray, list[tuple[float, float]], str]:
+    """Real Mandarin clips (tests/data/real_zh, in manifest order) joined as the pipeline packs
+    speech, pauses of `gap` s: the audio, each clip's local (start, end), the reference."""
+    import json
+
+    folder = DATA / "real_zh"
+    entries = [json.loads(line) for line in (folder / "manifest.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    pause = np.zeros(int(gap * 16_000), np.float32)
+    parts, utterances, at = [], [], 0.0
+    for k in order:
+        clip = decode(folder / entries[k]["audio"])
+        utterances.append((at, at + clip.size / 16_000))
+        at += clip.size / 16_000 + gap
+        parts += [clip, pause]
+    return np.concatenate(parts[:-1]), utterances, "".join(entries[k]["text"] for k in order)
+
+
+def test_a_mandarin_decode_that_skipped_utterances_is_sent_back_to_them_over_the_same_encoder_output(
+        whisper_engine, monkeypatch):
+    """Whisper base writes the first of these four real clips and ends (4 s of 17). The decode
+    is sent back to the first utterance it left unwritten: its text so far as the prefix, then
+    that utterance's start as a timestamp token; it writes the rest from there without a second
+    encoder pass (an input of its own per two utterances in the second pass, before)."""
+    import jiwer
+
+    from webui.modules import script
+    from webui.modules.engines import whisper_decode
+
+    audio, utterances, reference = _mandarin([2, 3, 0, 0])  # an order that skips with BLAS on 1 thread or 2
+
+    def cer(out):
+        (text,) = script.convert(["".join(p.text for p in out.pieces)], "simplified")
+        return jiwer.cer(reference, "".join(ch for ch in text if ch.isalnum()))
+
+    monkeypatch.setattr(whisper_decode, "MAX_SEEKS", 0)
+    (skipped,) = whisper_engine.transcribe_batch([audio], "zh", utterances=[utterances])
+    assert cer(skipped) > 0.6  # the skip this is about: one clip of four written
+    monkeypatch.setattr(whisper_decode, "MAX_SEEKS", 3)
+    counting = _counting(whisper_engine, monkeypatch)
+    (out,) = whisper_engine.transcribe_batch([audio], "zh", utterances=[utterances])
+    assert counting.encoded == 1
+    (prompt,), (first,) = counting.calls[0]
+    tokenizer = whisper_engine.model.hf_tokenizer
+    begin = tokenizer.token_to_id("<|0.00|>")
+    (sent,), _ = counting.calls[1]
+    head, opening = sent[len(prompt):-1], sent[-1]
+    assert sent[:len(prompt)] == prompt and list(first.sequences_ids[0][:len(head)]) == head
+    # the opening is the start of an utterance the first text left unwritten
+    assert opening >= begin and min(abs((opening - begin) * 0.02 - lo) for lo, _ in utterances[1:]) < 0.03
+    assert cer(out) < 0.15
+    words = [w for p in out.pieces for w in p.words]
+    assert all(a.start <= b.start for a, b in zip(words, words[1:])) and words[-1].end <= audio.size / 16_000 + 0.05
+    # without utterances (an engine call that has none) the decode stays as it was
+    (alone,) = whisper_engine.transcribe_batch([audio], "zh")
+    assert [p.text for p in alone.pieces] == [p.text for p in skipped.pieces]
+
+
+def test_where_a_timestamped_text_leaves_speech_unwritten():
+    import pytest
+
+    from webui.modules.engines.whisper_decode import MIN_UNWRITTEN, gaps
+
+    utterances = [(0.0, 4.0), (4.6, 8.6), (9.2, 13.2), (13.8, 14.5), (15.1, 19.1)]
+    whole = [(0.0, 4.0, 4.0), (4.6, 8.6, 4.0), (9.2, 13.2, 4.0), (13.8, 14.5, 0.7), (15.1, 19.1, 4.0)]
+    assert gaps(whole, utterances) == []
+    # the second and third utterances skipped: one stretch, each of its starts a place
+    assert gaps([whole[0]] + whole[3:], utterances) == [([4.6, 9.2], 8.0)]
+    # one segment over three utterances shares its text out: 3 characters (1.5 s) over 12 s is thin
+    assert gaps([(0.0, 13.2, 1.5)] + whole[3:], utterances) == [([0.0, 4.6, 9.2], 12.0)]
+    assert gaps([(0.0, 13.2, 12.0)] + whole[3:], utterances) == []
+    # the text ends early: from where it ends inside an utterance, then the unwritten ones after
+    assert gaps(whole[:2] + [(9.2, 11.0, 3.0)], utterances) == [([11.0, 13.8, 15.1], pytest.approx(2.2 + 0.7 + 4.0))]
+    # a lone short utterance is not worth a decode; no text at all is all unwritten
+    assert gaps(whole[:3] + whole[4:], utterances) == [] and 14.5 - 13.8 < MIN_UNWRITTEN
+    assert gaps([], utterances) == [([lo for lo, _ in utterances], sum(hi - lo for lo, hi in utterances))]
+
+
+def test_a_seek_keeps_the_segments_closed_before_the_place_and_opens_the_next_there(whisper_engine):
+    from faster_whisper.tokenizer import Tokenizer
+
+    from webui.modules.engines.whisper_decode import opened_segments, seek_prefix
+
+    tokenizer = Tokenizer(whisper_engine.model.hf_tokenizer, True, task="transcribe", language="zh")
+
+    def ts(seconds):
+        return tokenizer.timestamp_begin + int(round(seconds / 0.02))
+
+    one, two = tokenizer.encode("甚至出现交易"), tokenizer.encode("一二线城市")
+    tokens = [ts(0.0), *one, ts(2.0), ts(9.0), *two, ts(11.0), tokenizer.eot]
+    segs = opened_segments(tokens, tokenizer, 0.02)
+    assert [(s.start, s.end, tokenizer.decode(list(s.tokens))) for s in segs] == \
+        [(0.0, 2.0, "甚至出现交易"), (9.0, 11.0, "一二线城市")]
+    assert seek_prefix(tokens, 4.6, tokenizer, 0.02) == [ts(0.0), *one, ts(2.0), ts(4.6)]
+    assert seek_prefix(tokens, 1.9, tokenizer, 0.02) == [ts(0.0), *one, ts(2.0), ts(2.0)]  # closes within slack
+    assert seek_prefix(tokens, 1.0, tokenizer, 0.02) == [ts(1.0)]
+    assert seek_prefix(tokens, 12.0, tokenizer, 0.02) == tokens[:-1] + [ts(12.0)]
+    # text left open at the end counts as a segment to the input's end (its end: None)
+    assert opened_segments([ts(0.0), *one], tokenizer, 0.02)[0].end is None

@@ -9,6 +9,9 @@ CLI runs in this process (default mode, --no-itn) with counters around the pipel
     skipped           a stretch of speech the text skipped, run alone (text kept / dropped)
     follow-up         the rest of a rerun that itself ended early
 
+and, apart (no encoder pass, so not in "all"): "sent back", the decodes of Mandarin inputs sent
+back to an utterance their text skipped, over the encoder output they had (whisper_decode.sought).
+
 With --no-second-pass it also runs each recording without the second pass, to show what its
 inputs buy. Error rates are vs_faster_whisper's (WER; CER for Mandarin).
 
@@ -31,12 +34,14 @@ sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
 import vs_faster_whisper as bench  # noqa: E402
 from webui.modules import batching, second_pass, windows  # noqa: E402
+from webui.modules.engines import whisper_decode  # noqa: E402
 
 
 def counted_run(audio: Path, with_second_pass: bool) -> tuple[collections.Counter, str]:
     """One CLI run in process; the inputs by cause and the text."""
     counts: collections.Counter = collections.Counter()
     run_chunks, plan, follow_up, keeps = batching.run_chunks, second_pass.plan, second_pass.follow_up, second_pass.keeps
+    continued = whisper_decode._continued
 
     def counting_run_chunks(engine, chunks, language, tally, cancel, retry_tail=0.0, *args, **kwargs):
         counts["first pass"] += sum(1 for c in chunks if c.spans)
@@ -60,8 +65,13 @@ def counted_run(audio: Path, with_second_pass: bool) -> tuple[collections.Counte
             counts["skipped, text kept"] += 1
         return kept
 
+    def counting_continued(*args, **kwargs):  # one call per decode sent back
+        counts["sent back"] += 1
+        return continued(*args, **kwargs)
+
     windows.run_chunks, second_pass.plan = counting_run_chunks, counting_plan
     second_pass.follow_up, second_pass.keeps = counting_follow_up, counting_keeps
+    whisper_decode._continued = counting_continued
     try:
         from webui import cli
 
@@ -76,6 +86,7 @@ def counted_run(audio: Path, with_second_pass: bool) -> tuple[collections.Counte
     finally:
         windows.run_chunks, second_pass.plan = run_chunks, plan
         second_pass.follow_up, second_pass.keeps = follow_up, keeps
+        whisper_decode._continued = continued
     return counts, text
 
 
@@ -94,7 +105,8 @@ def main() -> None:
     from webui.offline import enforce_offline
 
     enforce_offline()
-    head = f"{'recording':12} {'run':16} " + " ".join(f"{c:>10}" for c in CAUSES) + f" {'all':>5} {'skipped kept':>12} {'WER/CER':>8}"
+    head = f"{'recording':12} {'run':16} " + " ".join(f"{c:>10}" for c in CAUSES) \
+        + f" {'all':>5} {'skipped kept':>12} {'sent back':>9} {'WER/CER':>8}"
     print(head + "\n" + "-" * len(head))
     for name in [n for n in args.only.split(",") if n]:
         audio, reference = bench.build(name, args.work, args)
@@ -104,7 +116,7 @@ def main() -> None:
             kept = f"{counts['skipped, text kept']}/{counts['skipped']}"
             print(f"{name:12} {'default' if with_second_pass else 'no second pass':16} "
                   + " ".join(f"{counts[c]:10d}" for c in CAUSES)
-                  + f" {sum(counts[c] for c in CAUSES):5d} {kept:>12} {error:8.2%}", flush=True)
+                  + f" {sum(counts[c] for c in CAUSES):5d} {kept:>12} {counts['sent back']:9d} {error:8.2%}", flush=True)
 
 
 if __name__ == "__main__":

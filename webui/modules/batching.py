@@ -12,6 +12,7 @@ from .chunks import SpeechChunk
 from .engines.base import Engine, EngineOutput
 from .events import Progress, WindowCounts
 from .hostmem import trim_host_heap
+from .lines import UTTERANCE_PAUSE
 from .script import is_known
 
 # limit(padded_seconds) -> how many inputs of that padded length may share the next batch
@@ -109,8 +110,11 @@ def run_batches(engine: Engine, chunks: list[SpeechChunk], language: str, tally:
         if cancel is not None and cancel.is_set():
             break
         audios = [chunks[k].audio for k in batch]
+        # Where each input's utterances lie, for an engine that can use them (base.Utterances).
+        extra = {"utterances": [chunks[k].utterances(UTTERANCE_PAUSE) for k in batch]} \
+            if getattr(engine, "takes_utterances", False) else {}
         try:
-            batch_out = engine.transcribe_batch(audios, language)
+            batch_out = engine.transcribe_batch(audios, language, **extra)
         finally:
             del audios
             engine.release()  # drop intermediates after every batch, not at the end

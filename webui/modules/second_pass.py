@@ -10,12 +10,8 @@ from typing import Sequence
 from .chunks import SpeechChunk
 from .engines.base import EngineOutput, LocalText
 from .lines import UTTERANCE_PAUSE
-from .transcript import MIN_WORDS_PER_SECOND, STRETCHED_WORD_SECONDS, UNWRITTEN_SECONDS, is_cjk
+from .transcript import STRETCHED_WORD_SECONDS, UNWRITTEN_SECONDS, is_cjk, spoken_seconds
 
-# Chinese characters per second of speech (one syllable each; people say 3–6). Packed Mandarin
-# inputs where Whisper wrote one or two utterances of five came back at 0.6-1.6 a second, whole
-# ones at 2.3-5 (20 minutes of real clips: CER 25.3 % at 1.5 a second, 21.4 % at 2).
-MIN_CJK_PER_SECOND = 2.0
 MIN_SPEECH_SECONDS = 4.0     # shorter inputs are too short to judge
 MID_SPAN_REST = 1.0          # seconds of a span left after the text: more is speech not yet written
 # A sparse input's utterances run again two at a time (one at a time when it holds only two:
@@ -154,10 +150,7 @@ def merged(first: EngineOutput, again: EngineOutput, shift: float) -> EngineOutp
 def too_sparse(output: EngineOutput, speech_seconds: float) -> bool:
     """Too little text for the speech: each word accounts for at most 1/MIN_WORDS_PER_SECOND
     seconds of it, each Chinese character for 1/MIN_CJK_PER_SECOND (mixed text counts both)."""
-    text = " ".join(p.text for p in output.pieces)
-    characters = sum(1 for ch in text if is_cjk(ch))
-    words = len([w for w in text.split() if not is_cjk(w[0])])
-    return characters / MIN_CJK_PER_SECOND + words / MIN_WORDS_PER_SECOND < speech_seconds
+    return spoken_seconds(" ".join(p.text for p in output.pieces)) < speech_seconds
 
 
 def longest_word(output: EngineOutput) -> float:

@@ -11,6 +11,9 @@ from ..transcript import Scores
 
 SAMPLE_RATE = 16_000
 
+# An input's utterances: local (start, end) seconds of its stretches of speech between pauses.
+Utterances = Sequence[tuple[float, float]]
+
 
 class EngineError(RuntimeError):
     """A model could not be found, loaded or run; the message is meant for the user."""
@@ -84,7 +87,8 @@ class Engine(Protocol):
         """How many inputs of this padded length fit in the next batch, given memory free now."""
 
     def transcribe_batch(self, audios: Sequence[np.ndarray], language: str = "auto") -> list[EngineOutput]:
-        """16 kHz mono float32 arrays in, one EngineOutput per array, same order."""
+        """16 kHz mono float32 arrays in, one EngineOutput per array, same order. An engine whose
+        `takes_utterances` is true is also given each input's Utterances (`utterances=`)."""
 
     def release(self) -> None:
         """Drop per-batch intermediates (called after every batch)."""

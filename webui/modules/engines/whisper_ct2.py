@@ -19,7 +19,7 @@ from .. import gpu, script
 from ..transcript import FAILED_COMPRESSION_RATIO, FAILED_LOGPROB, Scores
 from . import calibrate, whisper_decode
 from .bundled import BUNDLED_NAME, WHISPER_INPUT_SECONDS, is_whisper_folder  # noqa: F401 (re-exported)
-from .base import EngineError, EngineOutput, EngineSettings, LocalText, LocalWord, SAMPLE_RATE
+from .base import EngineError, EngineOutput, EngineSettings, LocalText, LocalWord, SAMPLE_RATE, Utterances
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ BEAM_BY_LANGUAGE = {"ja": 5, "ko": 5}
 # (second_pass.py) and greedy decoding, those 20 sparse minutes and the dialogue came to 17.5 % and
 # 22.4 % CER with 43 and 40 inputs, where one utterance per input at beam 5 gave 20.8 % and 26.2 %
 # with 98 and 88.
+# Timestamp tokens also let a decode that skipped an utterance be sent back to it over the encoder
+# output it has (whisper_decode.sought): the second pass then has little left to run again.
 
 # Accurate mode (EngineSettings.accurate): a beam of at least 5 for every language, and Whisper's
 # temperature fallback for the inputs whose decode fails its checks (whisper_decode.decode).
@@ -99,6 +101,7 @@ class WhisperEngine:
     """Batched Whisper over faster-whisper's own batched forward pass, our chunks as input."""
 
     max_input_seconds = WHISPER_INPUT_SECONDS
+    takes_utterances = True  # transcribe_batch uses them: a Mandarin decode goes back to what it skipped
 
     def __init__(self, settings: EngineSettings = EngineSettings(), beam_size: int | None = None,
                  word_timestamps: bool = True):
@@ -180,21 +183,25 @@ class WhisperEngine:
         language, _, _ = self.model.detect_language(features=features)
         return language
 
-    def transcribe_batch(self, audios: Sequence[np.ndarray], language: str = "auto") -> list[EngineOutput]:
+    def transcribe_batch(self, audios: Sequence[np.ndarray], language: str = "auto",
+                         utterances: Sequence[Utterances] | None = None) -> list[EngineOutput]:
         if not audios:
             return []
+        items = list(zip(audios, utterances or [()] * len(audios)))
         budget = getattr(self, "budget", None)  # None while calibrating
         if budget is None:
-            return self._forward(list(audios), language)
-        return budget.run(lambda chunk: self._forward(chunk, language), list(audios))
+            return self._forward(items, language)
+        return budget.run(lambda part: self._forward(part, language), items)
 
-    def _forward(self, audios: list[np.ndarray], language: str) -> list[EngineOutput]:
+    def _forward(self, items: list[tuple[np.ndarray, Utterances]], language: str) -> list[EngineOutput]:
         """One CTranslate2 batch: features, one encoder pass (which also serves the language
         detection), the decode (and, in accurate mode, the temperature fallback of the inputs
-        whose decode failed), then the word times."""
+        whose decode failed), then the word times. Each audio comes with its utterances (local
+        start and end of speech between pauses), which let a decode go back to one it skipped."""
         from faster_whisper.audio import pad_or_trim
         from faster_whisper.tokenizer import Tokenizer
 
+        audios = [a for a, _ in items]
         features = [self.model.feature_extractor(a)[..., :-1] for a in audios]
         stacked = np.stack([pad_or_trim(f) for f in features])
         encoder_output = self._encode(stacked)
@@ -209,34 +216,38 @@ class WhisperEngine:
             outputs = []
             for rows in groups:
                 outputs += self._decode(self._rows(encoder_output, stacked, rows), stacked[rows],
-                                        [audios[r] for r in rows], tokenizer, options, language)
+                                        [items[r] for r in rows], tokenizer, options, language)
             return outputs
-        return self._decode(encoder_output, stacked, audios, tokenizer, options, language)
+        return self._decode(encoder_output, stacked, items, tokenizer, options, language)
 
-    def _decode(self, encoder_output, stacked: np.ndarray, audios: list[np.ndarray], tokenizer, options,
-                language: str) -> list[EngineOutput]:
+    def _decode(self, encoder_output, stacked: np.ndarray, items: list[tuple[np.ndarray, Utterances]], tokenizer,
+                options, language: str) -> list[EngineOutput]:
         def rows_of(rows: list[int]):
             return self._rows(encoder_output, stacked, rows)
 
-        decoded = whisper_decode.decode(self.model, encoder_output, len(audios), rows_of, tokenizer, options,
+        decoded = whisper_decode.decode(self.model, encoder_output, len(items), rows_of, tokenizer, options,
                                         self._side_by_side)
         # faster-whisper times a batch's words as consecutive pieces of one file: the last speech
         # of one input shapes the next one's first word. Our inputs are independent: each gets
         # its own far-apart time origin (taken off again in _to_output) and every call starts
         # from none, as a lone input would.
-        durations = [a.size / SAMPLE_RATE for a in audios]
-        origins = [k * INPUT_ORIGIN for k in range(len(audios))]
+        durations = [a.size / SAMPLE_RATE for a, _ in items]
+        origins = [k * INPUT_ORIGIN for k in range(len(items))]
         pieces = whisper_decode.segments(self.model, decoded, durations, tokenizer, encoder_output, options,
-                                         origins, self._cpu_groups(len(audios)), rows_of, self._side_by_side)
-        if self._resumes(options):
-            def retime(rows: list[int], decodes: list[whisper_decode.Decoded]) -> list[list[dict]]:
-                return whisper_decode.segments(
-                    self.model, decodes, [durations[k] for k in rows], tokenizer, rows_of(rows), options,
-                    [origins[k] for k in rows], self._cpu_groups(len(rows)), lambda part: rows_of([rows[r] for r in part]),
-                    self._side_by_side)
+                                         origins, self._cpu_groups(len(items)), rows_of, self._side_by_side)
 
+        def retime(rows: list[int], decodes: list[whisper_decode.Decoded]) -> list[list[dict]]:
+            return whisper_decode.segments(
+                self.model, decodes, [durations[k] for k in rows], tokenizer, rows_of(rows), options,
+                [origins[k] for k in rows], self._cpu_groups(len(rows)), lambda part: rows_of([rows[r] for r in part]),
+                self._side_by_side)
+
+        if self._resumes(options):
             decoded, pieces = whisper_decode.resumed(self.model, decoded, pieces, durations, origins, tokenizer,
                                                      options, rows_of, retime, self._side_by_side)
+        elif not options.without_timestamps and any(u for _, u in items):
+            decoded, pieces = whisper_decode.sought(self.model, decoded, pieces, durations, [u for _, u in items],
+                                                    tokenizer, options, rows_of, retime, self._side_by_side)
         return [_to_output(p, language, origin, tokenizer.decode) for p, origin in zip(pieces, origins)]
 
     def _resumes(self, options) -> bool:
@@ -245,7 +256,8 @@ class WhisperEngine:
         GPU would encode them again: the second pass does that with less audio). Not for Chinese,
         decoded with timestamp tokens: a first form of the rule (without its whole-text checks)
         took long_zh from 22.6 to 25.8 % CER (44 -> 28 inputs); the alignment of Chinese text
-        hides what it skipped (second_pass.written_until). Not in accurate mode, which spends time
+        hides what it skipped (second_pass.written_until). Chinese is sent back to what it skipped
+        by its timestamps instead (whisper_decode.sought). Not in accurate mode, which spends time
         for fewer errors: there a rerun of the rest as its own input measured better (Spanish
         prompts at beam 5: 16.88 % WER with reruns, 17.24 % resumed; Italian 15.42 % both)."""
         return options.word_timestamps and options.without_timestamps and not self.accurate \

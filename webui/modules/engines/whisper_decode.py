@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from math import ceil
 from typing import Callable, Sequence
 
-from ..transcript import MIN_WORDS_PER_SECOND, STRETCHED_WORD_SECONDS, UNWRITTEN_SECONDS
+from ..transcript import MIN_WORDS_PER_SECOND, STRETCHED_WORD_SECONDS, UNWRITTEN_SECONDS, spoken_seconds
 
 # Whisper's fallback ladder (openai-whisper and faster-whisper use the same): temperature 0 first,
 # then sampling at rising temperatures while the text fails the checks.
@@ -265,5 +265,167 @@ def _joined(first: Decoded, result, tokenizer, length_penalty: float) -> Decoded
 
     tokens = list(result.sequences_ids[0])
     total = first.avg_logprob * (len(first.tokens) + 1) + result.scores[0] * len(tokens) ** length_penalty
+    return Decoded(tokens, total / (len(tokens) + 1), first.no_speech_prob, first.temperature,
+                   get_compression_ratio(tokenizer.decode(tokens).strip()))
+
+
+# ----------------------------------------------------------------------------- skipped utterances
+
+# Whisper base skips whole utterances of a packed Mandarin input: it closes one segment and opens
+# the next seconds later, or ends, with speech between (a teacher's 12-s turn written as four
+# characters). Chinese is decoded with timestamp tokens (whisper_ct2.py), so the decode can be sent
+# back to such an utterance over the encoder output it already has: its segments before it as the
+# prefix, then the utterance's start as the next segment's opening timestamp. The decoder writes
+# that utterance, and usually the ones after it. A sequential decoder would seek and encode again;
+# the second pass would run the utterances again as inputs of their own, two at a time, an
+# encoder pass each.
+# Measured on Mandarin (2 CPU cores, vs_faster_whisper.py, default mode): long_zh 41 -> 22 inputs
+# at 21.15 -> 19.83 % CER, dialog_zh 42 -> 31 at 21.53 -> 21.00 %, real_zh 7 -> 3 at 24.57 ->
+# 15.57 %, each 15-20 % faster. Judging by the word times as well (what the
+# second pass reads) gave 18.13 % on long_zh with 23 inputs in 30 % more time, and no better on a
+# dialogue. The decode's text as Whisper's previous text (its prompt, read in one step) instead of
+# a forced prefix (run through a token at a time, as dear as writing it again) saved that time
+# and lost the place: 18.65 % with 31 inputs, real_zh back at 24.6 %.
+MAX_SEEKS = 3           # rounds: each sends every input to its first utterance still unwritten
+MIN_UNWRITTEN = 1.0     # seconds: a shorter stretch (a lone "对") is not worth a decode of the input
+WRITTEN_SHARE = 0.5     # an utterance whose text accounts for less than this share is unwritten
+SEEK_SLACK = 0.2        # seconds: a segment may close this far into the utterance and stay
+SEEK_ROOM = 32          # tokens a decode sent back must have left to write (sought)
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A segment of a timestamped decode: local seconds, its end None while it is left open."""
+
+    start: float
+    end: float | None
+    tokens: tuple[int, ...]
+    last: int  # index in the decode's tokens of its closing timestamp (or its last token)
+
+
+def sought(model, decoded: list[Decoded], timed: list[list[dict]], durations: list[float],
+           utterances: Sequence[Sequence[tuple[float, float]]], tokenizer, options, rows_of: RowsOf,
+           retime: Callable[[list[int], list[Decoded]], list[list[dict]]], parts: Parts = whole
+           ) -> tuple[list[Decoded], list[list[dict]]]:
+    """The batch's timestamped decodes (`decoded`, and `timed`: their segments with word times),
+    each sent back to the first utterance its text leaves unwritten (`utterances`: each input's
+    local (start, end) of speech between pauses; see `gaps`), a round at a time. A new decode is
+    kept when it leaves fewer seconds unwritten and passes Whisper's own checks; else the input
+    tries its next stretch in the next round. What is still unwritten is left to the second pass."""
+    decoded, timed = list(decoded), list(timed)
+    prompt = model.get_prompt(tokenizer, [], without_timestamps=False, hotwords=options.hotwords)
+    tried: list[set[float]] = [set() for _ in decoded]
+
+    def unwritten(tokens: Sequence[int], k: int) -> list[tuple[list[float], float]]:
+        segs = opened_segments(tokens, tokenizer, model.time_precision)
+        return gaps([(s.start, durations[k] if s.end is None else s.end, spoken_seconds(tokenizer.decode(list(s.tokens))))
+                     for s in segs], utterances[k])
+
+    for _ in range(MAX_SEEKS):
+        seeks: dict[int, list[int]] = {}
+        for k, d in enumerate(decoded):
+            for at in (at for places, _ in unwritten(d.tokens, k) for at in places if at not in tried[k]):
+                prefix = seek_prefix(d.tokens, at, tokenizer, model.time_precision)
+                # CTranslate2's Whisper returns at most max_length / 2 tokens, the prefix included
+                # (4.x): a prefix must leave room to write; and one the decode already starts with
+                # would only bring the same decode back
+                if len(prefix) + SEEK_ROOM <= model.max_length // 2 and d.tokens[:len(prefix)] != prefix:
+                    tried[k].add(at)
+                    seeks[k] = prefix
+                    break
+        if not seeks:
+            break
+        rows = sorted(seeks)
+
+        def run(part: list[int]) -> list:  # suppress_blank: no end-of-text right after the timestamp
+            return _generate(model, rows_of(part), [prompt + seeks[k] for k in part], options, 0.0, True)
+
+        better = {}
+        for k, result in zip(rows, [r for part in parts(run, rows) for r in part]):
+            candidate = _continued(decoded[k], len(seeks[k]), result, tokenizer, options.length_penalty)
+            if not candidate.needs_fallback(options) and \
+                    _seconds(unwritten(candidate.tokens, k)) < _seconds(unwritten(decoded[k].tokens, k)):
+                better[k] = candidate
+        kept = sorted(better)
+        for k, segs in zip(kept, retime(kept, [better[k] for k in kept]) if kept else []):
+            decoded[k], timed[k] = better[k], segs
+    return decoded, timed
+
+
+def opened_segments(tokens: Sequence[int], tokenizer, precision: float) -> list[Opened]:
+    """A timestamped decode's segments in order (text before any timestamp starts at 0)."""
+    out: list[Opened] = []
+    start, text = 0.0, []
+    opened = False
+    for i, t in enumerate(tokens):
+        if t < tokenizer.timestamp_begin:
+            if t < tokenizer.eot:
+                text.append(t)
+            continue
+        at = (t - tokenizer.timestamp_begin) * precision
+        if opened and text:
+            out.append(Opened(start, at, tuple(text), i))
+            opened, text = False, []
+        else:
+            start, opened = at, True
+    if text:
+        out.append(Opened(start, None, tuple(text), len(tokens) - 1))
+    return out
+
+
+def gaps(spans: Sequence[tuple[float, float, float]], utterances: Sequence[tuple[float, float]]
+         ) -> list[tuple[list[float], float]]:
+    """Where the text leaves speech unwritten, in order: each stretch as the places a decode may be
+    sent to (local seconds) and its seconds of speech. `spans`: the text's segments as (start,
+    end, seconds of speech their text can account for: transcript.spoken_seconds, as the second
+    pass counts).
+    - A run of utterances the segments over each account for less than WRITTEN_SHARE of (a
+      segment over several shares its text out by how much of it lies in each); each start is a
+      place.
+    - The speech after the text's end (a decode that ended early), from where the text ends
+      inside an utterance (when MIN_UNWRITTEN or more of it is left), or from the next.
+    Stretches under MIN_UNWRITTEN seconds are left out."""
+    end = max((b for _, b, _ in spans), default=None)
+    out: list[tuple[list[float], float]] = []
+    places: list[float] = []
+    seconds = 0.0
+    for lo, hi in utterances:
+        share = sum(w * (min(hi, b) - max(lo, a)) / max(b - a, 1e-3) for a, b, w in spans if min(hi, b) > max(lo, a))
+        if share < WRITTEN_SHARE * (hi - lo):
+            places.append(lo)
+            seconds += hi - lo
+            continue
+        if places:
+            out.append((places, seconds))
+        places, seconds = [], 0.0
+        if end is not None and hi - max(lo, end) >= MIN_UNWRITTEN:
+            places, seconds = [max(lo, end)], hi - max(lo, end)  # the text ends inside this utterance
+    if places:
+        out.append((places, seconds))
+    return [(p, sec) for p, sec in out if sec >= MIN_UNWRITTEN]
+
+
+def _seconds(stretches: Sequence[tuple[list[float], float]]) -> float:
+    return sum(seconds for _, seconds in stretches)
+
+
+def seek_prefix(tokens: Sequence[int], at: float, tokenizer, precision: float) -> list[int]:
+    """The decode's tokens through its last complete segment that closes before `at` (or up to
+    SEEK_SLACK after it), then the opening timestamp of the next at `at` (never before the close)."""
+    before = [s for s in opened_segments(tokens, tokenizer, precision) if s.end is not None and s.end <= at + SEEK_SLACK]
+    head = list(tokens[:before[-1].last + 1]) if before else []
+    since = before[-1].end if before else 0.0
+    opening = min(int(round(max(at, since) / precision)), int(round(30.0 / precision)))
+    return head + [tokenizer.timestamp_begin + opening]
+
+
+def _continued(first: Decoded, kept: int, result, tokenizer, length_penalty: float) -> Decoded:
+    """A decode sent on from `kept` tokens of the first (the prefix, its opening timestamp
+    included): CTranslate2 returns the whole sequence and scores only what it generated (their
+    sum over the whole length). The prefix's tokens count at the first decode's mean."""
+    from faster_whisper.transcribe import get_compression_ratio
+
+    tokens = list(result.sequences_ids[0])
+    total = first.avg_logprob * kept + result.scores[0] * len(tokens) ** length_penalty
     return Decoded(tokens, total / (len(tokens) + 1), first.no_speech_prob, first.temperature,
                    get_compression_ratio(tokenizer.decode(tokens).strip()))
