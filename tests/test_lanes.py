@@ -43,10 +43,10 @@ def test_on_the_cpu_windows_run_side_by_side_and_give_what_one_window_at_a_time_
     calls: list[tuple[str, float, float]] = []  # (thread, start, end) of each batch
     batch = type(whisper_engine).transcribe_batch
 
-    def timed(audios, language="auto"):
+    def timed(audios, language="auto", **kwargs):
         started = time.perf_counter()
         try:
-            return batch(whisper_engine, audios, language)
+            return batch(whisper_engine, audios, language, **kwargs)
         finally:
             calls.append((threading.current_thread().name, started, time.perf_counter()))
 

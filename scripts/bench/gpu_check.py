@@ -1660,9 +1660,9 @@ def counted_engine(engine: Any) -> list[int]:
     sizes: list[int] = []
     original = engine.transcribe_batch
 
-    def transcribe_batch(audios, language="auto"):
+    def transcribe_batch(audios, language="auto", **kwargs):  # kwargs: the utterances, where taken
         sizes.append(len(audios))
-        return original(audios, language)
+        return original(audios, language, **kwargs)
 
     engine.transcribe_batch = transcribe_batch
     return sizes

@@ -263,9 +263,9 @@ def bench_ours(args: argparse.Namespace, model_dir: Path, recordings: list, name
     sizes: list[int] = []
     transcribe_batch = engine.transcribe_batch
 
-    def counted(audios, language="auto"):
+    def counted(audios, language="auto", **kwargs):
         sizes.append(len(audios))
-        return transcribe_batch(audios, language)
+        return transcribe_batch(audios, language, **kwargs)
 
     engine.transcribe_batch = counted  # type: ignore[method-assign]
     run_ours(recordings[0][0], engine)  # warm-up (and compile, when on)
