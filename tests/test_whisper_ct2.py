@@ -431,6 +431,12 @@ def test_a_mandarin_decode_that_skipped_utterances_is_sent_back_to_them_over_the
     # without utterances (an engine call that has none) the decode stays as it was
     (alone,) = whisper_engine.transcribe_batch([audio], "zh")
     assert [p.text for p in alone.pieces] == [p.text for p in skipped.pieces]
+    # on a GPU an input's rows of the encoder output are encoded again (no host view there): the
+    # same text (here the "card" is the CPU, so the two encoder outputs are the same numbers)
+    monkeypatch.setattr(whisper_engine, "device", "cuda:0")
+    counting.encoded = 0
+    (on_card,) = whisper_engine.transcribe_batch([audio], "zh", utterances=[utterances])
+    assert counting.encoded > 1 and [p.text for p in on_card.pieces] == [p.text for p in out.pieces]
 
 
 def test_where_a_timestamped_text_leaves_speech_unwritten():
