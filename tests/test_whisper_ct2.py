@@ -452,6 +452,8 @@ def test_where_a_timestamped_text_leaves_speech_unwritten():
     # one segment over three utterances shares its text out: 3 characters (1.5 s) over 12 s is thin
     assert gaps([(0.0, 13.2, 1.5)] + whole[3:], utterances) == [([0.0, 4.6, 9.2], 12.0)]
     assert gaps([(0.0, 13.2, 12.0)] + whole[3:], utterances) == []
+    # text that stops 2 s into a long utterance: from its start, or from where the text ends
+    assert gaps([(0.0, 2.2, 4.5)], [(0.0, 16.0)]) == [([0.0, 2.2], 16.0)]
     # the text ends early: from where it ends inside an utterance, then the unwritten ones after
     assert gaps(whole[:2] + [(9.2, 11.0, 3.0)], utterances) == [([11.0, 13.8, 15.1], pytest.approx(2.2 + 0.7 + 4.0))]
     # a lone short utterance is not worth a decode; no text at all is all unwritten

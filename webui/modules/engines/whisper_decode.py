@@ -381,7 +381,8 @@ def gaps(spans: Sequence[tuple[float, float, float]], utterances: Sequence[tuple
     pass counts).
     - A run of utterances the segments over each account for less than WRITTEN_SHARE of (a
       segment over several shares its text out by how much of it lies in each); each start is a
-      place.
+      place, and so is where text that stops inside one ends (a 16-s turn of several speakers
+      written for its first 2 s, from where the decode already starts).
     - The speech after the text's end (a decode that ended early), from where the text ends
       inside an utterance (when MIN_UNWRITTEN or more of it is left), or from the next.
     Stretches under MIN_UNWRITTEN seconds are left out."""
@@ -392,7 +393,10 @@ def gaps(spans: Sequence[tuple[float, float, float]], utterances: Sequence[tuple
     for lo, hi in utterances:
         share = sum(w * (min(hi, b) - max(lo, a)) / max(b - a, 1e-3) for a, b, w in spans if min(hi, b) > max(lo, a))
         if share < WRITTEN_SHARE * (hi - lo):
-            places.append(lo)
+            # its start, and where text that stops inside it ends (a decode that starts there
+            # already would only come back the same)
+            inside = [b for _, b, _ in spans if lo < b <= hi - MIN_UNWRITTEN]
+            places += [lo] + ([max(inside)] if inside else [])
             seconds += hi - lo
             continue
         if places:
