@@ -9,8 +9,9 @@ CLI runs in this process (default mode, --no-itn) with counters around the pipel
     skipped           a stretch of speech the text skipped, run alone (text kept / dropped)
     follow-up         the rest of a rerun that itself ended early
 
-and, apart (no encoder pass, so not in "all"): "sent back", the decodes of Mandarin inputs sent
-back to an utterance their text skipped, over the encoder output they had (whisper_decode.sought).
+and, apart (no encoder pass, so not in "all"): "in place", the decodes that went on over an
+input's own encoder output: an early end resumed (whisper_decode.resumed; not for Chinese), or a
+Mandarin decode sent back to an utterance its text skipped (whisper_decode.sought).
 
 With --no-second-pass it also runs each recording without the second pass, to show what its
 inputs buy. Error rates are vs_faster_whisper's (WER; CER for Mandarin).
@@ -65,8 +66,8 @@ def counted_run(audio: Path, with_second_pass: bool) -> tuple[collections.Counte
             counts["skipped, text kept"] += 1
         return kept
 
-    def counting_continued(*args, **kwargs):  # one call per decode sent back
-        counts["sent back"] += 1
+    def counting_continued(*args, **kwargs):  # one call per decode in place
+        counts["in place"] += 1
         return continued(*args, **kwargs)
 
     windows.run_chunks, second_pass.plan = counting_run_chunks, counting_plan
@@ -106,7 +107,7 @@ def main() -> None:
 
     enforce_offline()
     head = f"{'recording':12} {'run':16} " + " ".join(f"{c:>10}" for c in CAUSES) \
-        + f" {'all':>5} {'skipped kept':>12} {'sent back':>9} {'WER/CER':>8}"
+        + f" {'all':>5} {'skipped kept':>12} {'in place':>9} {'WER/CER':>8}"
     print(head + "\n" + "-" * len(head))
     for name in [n for n in args.only.split(",") if n]:
         audio, reference = bench.build(name, args.work, args)
@@ -116,7 +117,7 @@ def main() -> None:
             kept = f"{counts['skipped, text kept']}/{counts['skipped']}"
             print(f"{name:12} {'default' if with_second_pass else 'no second pass':16} "
                   + " ".join(f"{counts[c]:10d}" for c in CAUSES)
-                  + f" {sum(counts[c] for c in CAUSES):5d} {kept:>12} {counts['sent back']:9d} {error:8.2%}", flush=True)
+                  + f" {sum(counts[c] for c in CAUSES):5d} {kept:>12} {counts['in place']:9d} {error:8.2%}", flush=True)
 
 
 if __name__ == "__main__":

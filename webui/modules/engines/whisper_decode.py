@@ -218,7 +218,10 @@ def resumed(model, decoded: list[Decoded], timed: list[list[dict]], durations: l
             return _generate(model, rows_of(part), [prompt + decoded[k].tokens for k in part], options, 0.0, True)
 
         results = [r for part in parts(run, rows) for r in part]
-        candidates = {k: _joined(decoded[k], r, tokenizer, options.length_penalty) for k, r in zip(rows, results)}
+        # the first decode's mean counts its early end-of-text too; the first token of the
+        # resumption was scored with end-of-text barred
+        candidates = {k: _continued(decoded[k], len(decoded[k].tokens) + 1, r, tokenizer, options.length_penalty)
+                      for k, r in zip(rows, results)}
         settled.update(k for k, c in candidates.items() if c.needs_fallback(options))
         rows = [k for k in rows if k not in settled]  # only texts that pass Whisper's checks are timed
         for k, segs in zip(rows, retime(rows, [candidates[k] for k in rows]) if rows else []):
@@ -254,19 +257,6 @@ def _words(segs: list[dict]) -> list[dict]:
 def _reaches_further(before: list[dict], after: list[dict], origin: float) -> bool:
     old, new = _words(before), _words(after)
     return bool(old) and len(new) > len(old) and new[-1]["end"] > old[-1]["end"] and written_through(new, origin)
-
-
-def _joined(first: Decoded, result, tokenizer, length_penalty: float) -> Decoded:
-    """The first decode and its resumption as one: CTranslate2 returns the whole sequence, and
-    scores only the tokens it generated (their sum over the whole length). The mean
-    log-probability is the first decode's sum (its early end-of-text included) and the
-    resumption's over all tokens (the first of them scored with end-of-text barred)."""
-    from faster_whisper.transcribe import get_compression_ratio
-
-    tokens = list(result.sequences_ids[0])
-    total = first.avg_logprob * (len(first.tokens) + 1) + result.scores[0] * len(tokens) ** length_penalty
-    return Decoded(tokens, total / (len(tokens) + 1), first.no_speech_prob, first.temperature,
-                   get_compression_ratio(tokenizer.decode(tokens).strip()))
 
 
 # ----------------------------------------------------------------------------- skipped utterances
@@ -423,13 +413,15 @@ def seek_prefix(tokens: Sequence[int], at: float, tokenizer, precision: float) -
     return head + [tokenizer.timestamp_begin + opening]
 
 
-def _continued(first: Decoded, kept: int, result, tokenizer, length_penalty: float) -> Decoded:
-    """A decode sent on from `kept` tokens of the first (the prefix, its opening timestamp
-    included): CTranslate2 returns the whole sequence and scores only what it generated (their
-    sum over the whole length). The prefix's tokens count at the first decode's mean."""
+def _continued(first: Decoded, counted: int, result, tokenizer, length_penalty: float) -> Decoded:
+    """A decode that went on over the first's encoder output, from a prefix of the first's tokens
+    (`resumed`: all of them; `sought`: its segments before the place, and an opening timestamp),
+    as one decode. CTranslate2 returns the whole sequence and scores only the tokens it
+    generated (their sum over the whole length); `counted` of the first decode's tokens count at
+    its mean log-probability."""
     from faster_whisper.transcribe import get_compression_ratio
 
     tokens = list(result.sequences_ids[0])
-    total = first.avg_logprob * kept + result.scores[0] * len(tokens) ** length_penalty
+    total = first.avg_logprob * counted + result.scores[0] * len(tokens) ** length_penalty
     return Decoded(tokens, total / (len(tokens) + 1), first.no_speech_prob, first.temperature,
                    get_compression_ratio(tokenizer.decode(tokens).strip()))
