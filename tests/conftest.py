@@ -73,6 +73,15 @@ def ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
 
 
+@pytest.fixture
+def energy_vad(monkeypatch):
+    """Tones stand in for speech: the energy VAD alone judges them. Its voice check would rightly
+    hear no voice in a tone (tests/test_voice_check.py tests it on real speech and music)."""
+    from webui.modules.vads import voice_check
+
+    monkeypatch.setattr(voice_check, "voiced", lambda audio, regions: regions)
+
+
 def tone(seconds: float, freq: float = 440.0, amp: float = 0.3, rate: int = SR) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)

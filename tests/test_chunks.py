@@ -10,6 +10,9 @@ from webui.modules.chunks import make_chunk, pack
 from webui.modules.transcript import Segment
 from webui.modules.vads import VadOptions
 
+# tones stand in for speech: the energy VAD alone (conftest.energy_vad)
+pytestmark = pytest.mark.usefixtures("energy_vad")
+
 
 def test_chunk_shortens_pauses_but_maps_back_to_recording_time():
     audio = layout(("q", 2.0), ("s", 3.0), ("q", 4.0), ("s", 2.0), ("q", 1.0))

@@ -10,6 +10,9 @@ from webui.modules.engines.base import EngineOutput, LocalText, LocalWord
 from webui.modules.lines import split_at_pauses, to_result
 from webui.modules.transcript import Segment
 
+# tones stand in for speech: the energy VAD alone (conftest.energy_vad)
+pytestmark = pytest.mark.usefixtures("energy_vad")
+
 
 @pytest.fixture
 def chunk():

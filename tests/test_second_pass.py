@@ -12,6 +12,9 @@ from webui.modules.batching import Tally as _Tally
 from webui.modules.engines.base import EngineOutput, LocalText
 from webui.modules.transcript import Scores, Segment
 
+# tones stand in for speech: the energy VAD alone (conftest.energy_vad)
+pytestmark = pytest.mark.usefixtures("energy_vad")
+
 
 class ForgetfulEngine(EchoEngine):
     """Skips most of a long input's speech, or stops early, the way batched decoders do."""

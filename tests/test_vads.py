@@ -6,6 +6,9 @@ import pytest
 from tests.conftest import SR, quiet, tone
 from webui.modules.vads import VadOptions, speech_spans
 
+# tones stand in for speech: the energy VAD alone (conftest.energy_vad)
+pytestmark = pytest.mark.usefixtures("energy_vad")
+
 
 def layout(*parts):
     return np.concatenate([tone(s, 300 + 50 * i) if kind == "s" else quiet(s) for i, (kind, s) in enumerate(parts)])

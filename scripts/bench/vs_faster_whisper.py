@@ -38,6 +38,10 @@ Recordings (built once into --work; real human speech only):
     long_en     tests/recordings.py build(): the 15 clips with 3-12 s pauses and coffee breaks
     mixed_en    tests/longform_kinds.py build_mixed(): dialogue, continuous speech, silence,
                 music bed, telephone band, dialogue; mp4
+    radio_en    a radio show (_radio): the asterisk prompts in blocks of about 2 minutes between
+                real music (Fish Fillets' tracks: Debian fillets-ng-data), an opening, 15-45 s
+                interludes and a close at the speech's level, every third block over a music bed
+                18 dB under the speech; --dialog-minutes long
     real_zh     ../shared/testdata/real_zh: its 11 clips in manifest order, 0.6-3 s pauses
     long_zh     tests/recordings.py build() over the real_zh clips (drawn with replacement: a clip
                 may follow itself, which a real recording would not say)
@@ -331,6 +335,48 @@ def _concat(path: Path, clips, seed: int, gap=(0.6, 3.0), minutes: float | None 
     return " ".join(texts)
 
 
+def _radio(path: Path, clips, seed: int, minutes: float) -> str:
+    """A radio show from clips (name, audio, text): real music (Fish Fillets' tracks, Debian
+    fillets-ng-data) as an opening, interludes of 15-45 s and a close, at the speech's level
+    less 3 dB; speech blocks of about 2 minutes with 0.6-3 s pauses, every third one over a music
+    bed 18 dB under the speech. Returns the reference (the clips' text in order)."""
+    import numpy as np
+    import soundfile as sf
+    from tests.conversations import FILLETS, music
+
+    rng = np.random.default_rng(seed)
+    tracks = sorted(p.name for p in (FILLETS / "music").glob("*.ogg"))
+    if not tracks:
+        raise SystemExit("fillets-ng-data not found (apt-get install fillets-ng-data)")
+    level = float(np.sqrt(np.mean(np.concatenate([a for _, a, _ in clips[:50]]) ** 2)))
+
+    def tune(seconds: float, below_db: float) -> np.ndarray:
+        x = music(seconds + 60, tracks[int(rng.integers(len(tracks)))])
+        start = int(rng.integers(0, 60 * SR))
+        x = x[start:start + int(seconds * SR)]
+        fade = np.minimum(1.0, np.minimum(np.arange(x.size), np.arange(x.size)[::-1]) / (0.5 * SR))
+        return (x * fade * level / max(float(np.sqrt(np.mean(x ** 2))), 1e-9) * 10 ** (-below_db / 20)).astype(np.float32)
+
+    order = list(rng.permutation(len(clips)))
+    parts, texts, total, block = [tune(30, 3)], [], 30 * SR, 0
+    while order and total < (minutes * 60 - 30) * SR:
+        speech = []
+        while order and sum(a.size for a in speech) < 120 * SR:
+            _, audio, text = clips[order.pop()]
+            speech += [(rng.standard_normal(int(rng.uniform(0.6, 3.0) * SR)) * 10 ** (-65 / 20)).astype(np.float32),
+                       np.clip(audio, -1, 1).astype(np.float32)]
+            texts.append(text)
+        speech = np.concatenate(speech)
+        if block % 3 == 1:
+            speech = speech + tune(speech.size / SR, 18)
+        parts += [speech, tune(rng.uniform(15, 45), 3)]
+        total += sum(p.size for p in parts[-2:])
+        block += 1
+    parts[-1] = tune(30, 3)
+    sf.write(str(path), np.clip(np.concatenate(parts), -1, 1), SR, subtype="PCM_16")
+    return " ".join(texts)
+
+
 def _cycle(path: Path, clips, seed: int, gap, minutes: float, apart: int = 5) -> str:
     """The clips (name, audio, text) drawn at random, none within `apart` placings of its last,
     with pauses of room noise, `minutes` long; returns the reference."""
@@ -427,6 +473,9 @@ def build(name: str, work: Path, args) -> tuple[Path, str]:
     elif name == "real_zh":
         path = work / "real_zh.flac"
         reference = _concat(path, _clips(SHARED / "real_zh"), seed=2)
+    elif name == "radio_en":
+        path = work / "radio_en.flac"
+        reference = _radio(path, asterisk_clips(work), seed=21, minutes=args.dialog_minutes)
     elif name == "asterisk":
         path = work / "asterisk.flac"
         reference = _concat(path, asterisk_clips(work), seed=3, minutes=args.asterisk_minutes, shuffle=True)
@@ -489,8 +538,8 @@ def measure(row: str, audio: Path, work: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="asterisk,real_en,real_zh,long_en,mixed_en,long_zh,dialog_zh,asterisk_fr,"
-                        "dialog_nl",
+    parser.add_argument("--only", default="asterisk,real_en,real_zh,long_en,mixed_en,radio_en,long_zh,dialog_zh,"
+                        "asterisk_fr,dialog_nl",
                         help="recordings, comma-separated")
     parser.add_argument("--rows", default=",".join(ROWS),
                         help="rows, comma-separated: " + ", ".join(ROWS) + ", fw-b1w (an fw row + '+malloc': see above)")

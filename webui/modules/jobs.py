@@ -26,6 +26,7 @@ from .audio import InputError
 from .engines import EngineError, get_engine
 from .engines.base import Engine, EngineSettings
 from .events import Cancelled, Event, run_warnings
+from .vads import voice_check
 from .history import History
 from .job_records import JobRecords
 from .job_state import (CANCELLED, DONE, FAILED, FINAL, HISTORY_WARNING, QUEUED, RUNNING, Job, JobState, LimitError,
@@ -274,6 +275,7 @@ class JobQueue:
                 while not self._pending and not self._stopping:
                     self._wakeup.wait()
                 if self._stopping and not self._pending:
+                    voice_check.release()  # the VAD's Silero session goes with the worker
                     return
                 job = self._pending.popleft()
                 job.status = RUNNING

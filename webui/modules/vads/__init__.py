@@ -1,5 +1,6 @@
 """VAD inside a segment: a backend finds speech regions, `speech_spans` turns them into
-padded, merged absolute spans. librosa is the fast default; the model VADs load lazily."""
+padded, merged absolute spans. librosa (frame energy, with Silero taking out the stretches that
+hold no voice: voice_check.py) is the default; the model VADs load lazily."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import importlib
 import numpy as np
 
 from ..audio import SAMPLE_RATE
+from . import voice_check
 from .base import Region, SpeechSpan, VadBackend, VadOptions
 
 # name -> (module, function); model VADs import torch, so they are imported only when chosen.
@@ -36,7 +38,10 @@ def speech_spans(audio: np.ndarray, offset: float, opts: VadOptions = VadOptions
         return []
     total = audio.size / SAMPLE_RATE
     spans: list[SpeechSpan] = []
-    for lo, hi in backend(audio, opts):
+    regions = backend(audio, opts)
+    if opts.voice_check and opts.backend == "librosa":
+        regions = voice_check.voiced(audio, regions)  # energy finds music too: Silero takes it out
+    for lo, hi in regions:
         if hi - lo < opts.min_speech:
             continue
         start = max(0.0, lo - opts.pad)

@@ -31,6 +31,9 @@ class VadOptions:
     local_window: float = 1.5
     local_margin_db: float = 10.0
     local_depth_db: float = 15.0
+    # librosa backend: Silero takes the stretches where it hears no voice (music, a hold tune)
+    # out of the energy regions (voice_check.py)
+    voice_check: bool = True
 
 
 @dataclass(frozen=True)
