@@ -113,3 +113,17 @@ def test_a_segment_of_music_alone_has_no_speech():
     a = clip("jfk.flac")
     assert speech_spans(tune(30, "rybky02.ogg", a), 0.0) == []
     assert speech_spans(tune(30, "rybky02.ogg", a), 0.0, ENERGY_ONLY)
+
+
+def test_a_segment_heard_again_is_not_run_through_silero_again(monkeypatch):
+    from webui.modules.vads import voice_check
+
+    calls = []
+    probabilities = voice_check.voice_probabilities
+    monkeypatch.setattr(voice_check, "voice_probabilities", lambda audio: calls.append(audio.size) or probabilities(audio))
+    voice_check.release()
+    speech = clip("goforward.wav")
+    first = speech_spans(speech, 0.0)  # the window plan hears it
+    assert speech_spans(speech, 0.0) == first and len(calls) == 1  # the window's run hears it again
+    speech_spans(speech[:-SR // 2], 0.0)  # other audio is heard afresh
+    assert len(calls) == 2

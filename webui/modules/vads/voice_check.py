@@ -11,8 +11,10 @@ package reads them one at a time, about 6."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
+from collections import OrderedDict
 
 import numpy as np
 
@@ -28,8 +30,13 @@ EDGE = 0.3                 # seconds of each voiceless stretch left to the speec
 SMOOTHING = 9              # windows (0.29 s) the probability is averaged over
 
 
+HEARD = 4096               # segments whose stretches are remembered (35 s each: 40 hours)
+
 _lock = threading.Lock()
 _model = None  # faster_whisper.vad.SileroVADModel, loaded on first use, until release()
+# audio digest -> its voiceless stretches: the window plan hears every segment of a recording
+# before the windows' runs hear it again (window_plan.py), and Silero is the VAD's dearest part
+_heard: OrderedDict[bytes, list[Region]] = OrderedDict()
 
 
 def voice_probabilities(audio: np.ndarray) -> np.ndarray:
@@ -47,10 +54,12 @@ def voice_probabilities(audio: np.ndarray) -> np.ndarray:
 
 
 def release() -> None:
-    """Let the Silero session go (ONNX Runtime holds 3 file descriptors): when the job worker stops."""
+    """Let the Silero session go (ONNX Runtime holds 3 file descriptors), and what it heard:
+    when the job worker stops."""
     global _model
     with _lock:
         _model = None
+        _heard.clear()
 
 
 def voiceless(probabilities: np.ndarray) -> list[Region]:
@@ -86,4 +95,18 @@ def voiced(audio: np.ndarray, regions: list[Region]) -> list[Region]:
     """The energy `regions` of `audio` less the stretches in which Silero hears no voice."""
     if not regions:
         return regions
-    return without(regions, voiceless(voice_probabilities(audio)))
+    return without(regions, _voiceless_in(audio))
+
+
+def _voiceless_in(audio: np.ndarray) -> list[Region]:
+    key = hashlib.blake2b(np.ascontiguousarray(audio, dtype=np.float32).tobytes(), digest_size=16).digest()
+    with _lock:
+        if key in _heard:
+            _heard.move_to_end(key)
+            return _heard[key]
+    stretches = voiceless(voice_probabilities(audio))
+    with _lock:
+        _heard[key] = stretches
+        while len(_heard) > HEARD:
+            _heard.popitem(last=False)
+    return stretches
