@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--silence-db", type=float, default=-30.0, help="silencedetect noise floor (dB)")
     common.add_argument("--silence-min", type=float, default=1.2, help="silencedetect minimum silence (s)")
     common.add_argument("--vad", choices=VAD_BACKENDS, default="librosa",
-                        help="VAD inside segments (default librosa, fast)")
+                        help="VAD inside segments (default librosa: frame energy, fast, with Silero taking out music and other stretches without a voice)")
     p = sub.add_parser("plan", parents=[common], help="everything before the model (probe, decode and silence "
                        "scan, cut plan, VAD): the plan and each stage's time, to check a recording first")
     p.add_argument("file", metavar="FILE")

@@ -89,7 +89,7 @@ def _settings_fields() -> list:
         max_segment = gr.Dropdown(MAX_SEGMENT_CHOICES, allow_custom_value=True,
                                   label="VAD maximum segment length (auto = 45/60/90 s by length)",
                                   elem_id="sys-max-segment")
-        vad = gr.Dropdown(list(VAD_BACKENDS), label="VAD inside segments (librosa: fast CPU)", elem_id="sys-vad")
+        vad = gr.Dropdown(list(VAD_BACKENDS), label="VAD inside segments (librosa: fast CPU, music taken out by Silero)", elem_id="sys-vad")
     with gr.Row():
         language = gr.Dropdown(LANGUAGES, allow_custom_value=True, label="Default language",
                                elem_id="sys-language")
