@@ -2,12 +2,13 @@
 regions and leaves speech in, on real music (Fish Fillets' tracks, Debian fillets-ng-data) and
 real speech (tests/data), through the real Silero weights in the faster-whisper wheel."""
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import SR, quiet
+from tests.conftest import SR, ffmpeg, quiet
 from tests.conversations import FILLETS, music, telephone
 from webui.modules.audio import decode
 from webui.modules.vads import VadOptions, speech_spans
@@ -127,3 +128,18 @@ def test_a_segment_heard_again_is_not_run_through_silero_again(monkeypatch):
     assert speech_spans(speech, 0.0) == first and len(calls) == 1  # the window's run hears it again
     speech_spans(speech[:-SR // 2], 0.0)  # other audio is heard afresh
     assert len(calls) == 2
+
+
+@needs_music
+def test_a_recording_of_music_alone_gets_an_empty_transcript_and_says_why(tmp_path):
+    from tests.test_cli import run_cli
+
+    song = tmp_path / "interlude.mp3"
+    ffmpeg("-i", str(FILLETS / "music" / "rybky04.ogg"), "-t", "70", str(song))
+    proc = run_cli(str(song), "--format", "json", "--out", str(tmp_path), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "interlude.json").read_text())["text"] == ""
+    assert "No speech was heard in this recording" in proc.stderr
+    # a recording with speech in it says nothing of the kind
+    proc = run_cli(str(DATA / "jfk.flac"), "--format", "json", "--out", str(tmp_path), "--quiet")
+    assert proc.returncode == 0 and "No speech was heard" not in proc.stderr, proc.stderr

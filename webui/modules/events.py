@@ -79,6 +79,7 @@ class RunStats:
     missing_seconds: float = 0.0  # the file claims more audio than could be decoded (truncated, damaged)
     seconds_by_stage: dict = field(default_factory=dict)
     diarize_warning: str = ""  # why the transcript has no speaker labels although they were asked for
+    wrote_nothing: bool = False  # the transcript is empty: no voice heard (silence, music, noise)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,8 @@ def run_warnings(stats: RunStats) -> list[str]:
     if stats.missing_seconds:
         notes.append(f"The file ends {stats.missing_seconds:.0f} s before the length it claims: it looks truncated "
                      "or damaged; the transcript covers what could be decoded.")
+    if stats.wrote_nothing:
+        notes.append("No speech was heard in this recording (only silence, music or noise): the transcript is empty.")
     if stats.diarize_warning:
         notes.append(stats.diarize_warning)
     if stats.itn_fallbacks:

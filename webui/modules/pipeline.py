@@ -148,7 +148,7 @@ def _run(path: str | Path, options: PipelineOptions, engine: Engine, cancel: thr
         second_passes=totals.second_passes, speech_seconds=round(sum(r.speech_seconds for r in results), 3),
         max_segment_seconds=planned.max_seconds, itn_fallbacks=fallbacks, resumed_windows=len(finished),
         missing_seconds=_missing(planned),
-        seconds_by_stage=clock.totals(), diarize_warning=diarize_warning,
+        seconds_by_stage=clock.totals(), diarize_warning=diarize_warning, wrote_nothing=not transcript.text.strip(),
     )
     yield Finished(transcript, stats)
 

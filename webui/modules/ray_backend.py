@@ -290,6 +290,7 @@ def transcribe(path: str | Path, options: PipelineOptions, pool: Pool, cancel: t
         second_passes=totals.second_passes, speech_seconds=round(sum(r.speech_seconds for r in all_results), 3),
         max_segment_seconds=planned.max_seconds, itn_fallbacks=fallbacks, resumed_windows=resumed,
         missing_seconds=_missing(planned), seconds_by_stage=clock.totals(), diarize_warning=labelled.warning,
+        wrote_nothing=not transcript.text.strip(),
     )
     yield Finished(transcript, stats)
 
