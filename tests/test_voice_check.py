@@ -107,6 +107,11 @@ def test_regions_less_holes():
     assert without([(1.0, 2.0)], [(0.0, 5.0)]) == []
     assert without([(1.0, 2.0), (8.0, 9.0)], []) == [(1.0, 2.0), (8.0, 9.0)]
     assert without([(1.0, 2.0)], [(2.0, 3.0)]) == [(1.0, 2.0)]
+    # a hole the regions fill for less than MIN_CUT is left: a sliver at speech's edge, a blip
+    assert without([(0.0, 10.0)], [(9.5, 12.0)]) == [(0.0, 10.0)]
+    assert without([(0.0, 10.0), (11.0, 11.4)], [(10.5, 14.0)]) == [(0.0, 10.0), (11.0, 11.4)]
+    # filled for more (music), everything in it goes, short regions and slivers alike
+    assert without([(0.0, 10.0), (11.0, 11.4), (12.0, 13.5)], [(9.5, 14.0)]) == [(0.0, 9.5)]
 
 
 @needs_music
