@@ -22,6 +22,7 @@ import numpy as np
 from ..audio import SAMPLE_RATE
 from .base import Region
 from .filters import uniform_filter1d
+from .librosa_vad import _runs
 
 WINDOW = 512               # samples: Silero's window at 16 kHz
 NO_VOICE = 0.15            # Silero's speech probability under which a window holds no voice (its
@@ -68,12 +69,10 @@ def voiceless(probabilities: np.ndarray) -> list[Region]:
     """Stretches (seconds) of VOICELESS_SECONDS or more under NO_VOICE, less EDGE where speech
     is beside them (not at the audio's ends: a segment is cut in silence)."""
     # over SMOOTHING windows: music flickers about NO_VOICE where a word holds well above it
-    smoothed = uniform_filter1d(probabilities, SMOOTHING)
-    quiet = np.concatenate([[False], smoothed < NO_VOICE, [False]]).astype(np.int8)
-    step = WINDOW / SAMPLE_RATE
-    runs = np.flatnonzero(np.diff(quiet)).reshape(-1, 2)
-    return [(lo * step + (EDGE if lo else 0.0), hi * step - (EDGE if hi < probabilities.size else 0.0))
-            for lo, hi in runs if (hi - lo) * step >= VOICELESS_SECONDS]
+    quiet = uniform_filter1d(probabilities, SMOOTHING) < NO_VOICE
+    end = probabilities.size * WINDOW
+    return [(lo / SAMPLE_RATE + (EDGE if lo else 0.0), hi / SAMPLE_RATE - (EDGE if hi < end else 0.0))
+            for lo, hi in _runs(quiet, WINDOW) if (hi - lo) / SAMPLE_RATE >= VOICELESS_SECONDS]
 
 
 def without(regions: list[Region], holes: list[Region]) -> list[Region]:
