@@ -38,6 +38,7 @@ class _Counting:
     def __init__(self, inner):
         self.inner, self.encoded, self.decodes, self.aligned = inner, 0, [], []
         self.calls = []  # (prompts, results) of each decode
+        self.detected = []  # rows given to each language detection
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -51,6 +52,10 @@ class _Counting:
         results = self.inner.generate(encoder_output, prompts, **kwargs)
         self.calls.append((prompts, results))
         return results
+
+    def detect_language(self, encoder_output, *args, **kwargs):
+        self.detected.append(int(encoder_output.shape[0]))
+        return self.inner.detect_language(encoder_output, *args, **kwargs)
 
     def align(self, encoder_output, start_sequence, text_tokens, *args, **kwargs):
         self.aligned.append(len(text_tokens))
@@ -70,6 +75,10 @@ def test_the_language_is_detected_from_the_batch_encoder_pass_not_a_second_one(w
     assert out.language == "en" and "country" in out.pieces[0].text
     assert counting.encoded == 1  # one input, one encoder pass: detection reused it
     assert [d[:2] for d in counting.decodes] == [(1, 1)]  # English: greedy, one decode
+    counting.detected.clear()
+    outs = whisper_engine.transcribe_batch([jfk, jfk[: 5 * 16_000], jfk], "auto")
+    assert [o.language for o in outs] == ["en"] * 3
+    assert counting.detected == [1]  # from the first input's rows only: one decoder step, not three
 
 
 def test_accurate_mode_decodes_with_a_beam_and_falls_back_to_higher_temperatures(whisper_engine, monkeypatch):
@@ -254,6 +263,116 @@ def test_beside_another_window_the_halves_run_in_turn_and_the_second_moves_when_
     leave.set()
     other.join()
     assert not [t for t in threading.enumerate() if t.name == "whisper-half"]
+
+
+def test_a_greedy_decode_runs_the_batch_whole_beside_another_window_and_in_halves_when_alone(whisper_engine, monkeypatch):
+    """A decode step costs little more for more rows, so beside another window (its worker taken)
+    a greedy decode runs up to half of cpu_decode_cap rows in one call rather than as halves in turn (no
+    more rows in flight than two halves: each holds its cross-attention keys and values); alone
+    it still splits the batch over both workers. Only at int8, where a row's decode does not
+    depend on its neighbours (the next test); in float32 the halves stay."""
+    import threading
+
+    import pytest
+
+    if whisper_engine.workers < 2:
+        pytest.skip("one CPU core: one CTranslate2 worker, nothing runs side by side")
+    entered, leave = threading.Event(), threading.Event()
+
+    def other_window():
+        with whisper_engine.lane():
+            entered.set()
+            leave.wait(10)
+
+    def work(rows):
+        return rows
+
+    assert whisper_engine.compute_type.startswith("int8")
+    with whisper_engine.lane():
+        assert whisper_engine._greedy_side_by_side(work, [0, 1, 2, 3]) == [[0, 1], [2, 3]]
+    other = threading.Thread(target=other_window)
+    other.start()
+    entered.wait(10)
+    try:
+        with whisper_engine.lane():
+            assert whisper_engine._greedy_side_by_side(work, [0, 1, 2, 3]) == [[0, 1, 2, 3]]
+            cap = whisper_engine.settings.cpu_decode_cap
+            many = list(range(cap))
+            assert whisper_engine._greedy_side_by_side(work, many) == [many[: (cap + 1) // 2], many[(cap + 1) // 2:]]
+            assert whisper_engine._side_by_side(work, [0, 1, 2, 3]) == [[0, 1], [2, 3]]  # align keeps its halves
+            monkeypatch.setattr(whisper_engine, "compute_type", "float32")
+            assert whisper_engine._greedy_side_by_side(work, [0, 1, 2, 3]) == [[0, 1], [2, 3]]
+    finally:
+        leave.set()
+        other.join()
+
+
+def test_beside_another_window_a_beam_decode_keeps_its_halves(whisper_engine, monkeypatch):
+    """Each row of a beam is several hypotheses, each with its own cross-attention: a beam (Japanese,
+    Korean, accurate mode) decodes its halves in turn beside another window, as before; greedy
+    English runs the same four inputs in one call."""
+    import threading
+
+    import pytest
+
+    if whisper_engine.workers < 2:
+        pytest.skip("one CPU core: one CTranslate2 worker, nothing runs side by side")
+    jfk = decode(DATA / "jfk.flac")
+    counting = _counting(whisper_engine, monkeypatch)
+    entered, leave = threading.Event(), threading.Event()
+
+    def other_window():
+        with whisper_engine.lane():
+            entered.set()
+            leave.wait(60)
+
+    other = threading.Thread(target=other_window)
+    other.start()
+    entered.wait(10)
+    try:
+        with whisper_engine.lane():
+            whisper_engine.transcribe_batch([jfk] * 4, "en")
+            assert [d[:2] for d in counting.decodes] == [(4, 1)]
+            counting.decodes.clear()
+            whisper_engine.transcribe_batch([jfk] * 4, "ja")
+            assert [d[:2] for d in counting.decodes][:2] == [(2, 5), (2, 5)]
+    finally:
+        leave.set()
+        other.join()
+
+
+def test_at_int8_a_rows_decode_is_the_same_alone_in_halves_or_whole(whisper_engine):
+    """What lets a decode run whole or in halves as the workers allow with the same text (a resumed
+    run repeats it): each row's tokens and score are bit-identical whatever rows share its call,
+    greedy with forced prefixes of different lengths (Mandarin sent back, English resumed) and
+    at beam 5 (Japanese, Korean, accurate mode)."""
+    import ctranslate2
+    from faster_whisper.audio import pad_or_trim
+    from faster_whisper.tokenizer import Tokenizer
+
+    model = whisper_engine.model
+    zh = sorted((DATA / "real_zh").glob("*.wav"))
+    audios = [decode(zh[0]), decode(DATA / "jfk.flac"), decode(zh[1]), decode(DATA / "two_cities.wav")[: 20 * 16_000]]
+    features = np.ascontiguousarray(np.stack([pad_or_trim(model.feature_extractor(a)[..., :-1]) for a in audios]))
+    encoded = np.asarray(model.model.encode(ctranslate2.StorageView.from_array(features)))
+    tokenizer = Tokenizer(model.hf_tokenizer, True, task="transcribe", language="zh")
+    prompt = model.get_prompt(tokenizer, [], without_timestamps=False)
+    free = model.model.generate(ctranslate2.StorageView.from_array(encoded), [prompt] * 4, beam_size=1)
+    prompts = [prompt + list(free[k].sequences_ids[0][: 6 * k]) for k in range(4)]  # 0, 6, 12, 18 tokens forced
+
+    def run(rows, beam):
+        results = model.model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded[rows])),
+                                       [prompts[k] for k in rows], beam_size=beam, max_length=448,
+                                       suppress_blank=True, suppress_tokens=[-1], return_scores=True,
+                                       return_no_speech_prob=True)
+        return {k: (r.sequences_ids[0], r.scores[0], r.no_speech_prob) for k, r in zip(rows, results)}
+
+    for beam in (1, 5):
+        alone = {k: v for k in range(4) for v in run([k], beam).values()}
+        assert all(alone[k][0] for k in range(4))
+        assert run([0, 1, 2, 3], beam) == alone, beam
+        assert {**run([0, 1], beam), **run([2, 3], beam)} == alone, beam
+        assert {**run([0, 2], beam), **run([3, 1], beam)} == alone, beam
 
 
 def test_chinese_decodes_with_timestamp_tokens_and_other_languages_without(whisper_engine):

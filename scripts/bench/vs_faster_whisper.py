@@ -8,6 +8,7 @@ rows in alternating order round by round. Rows:
     fw-b1, fw-b5  faster-whisper BatchedInferencePipeline.transcribe (its defaults: Silero VAD,
                   batch_size 8, no timestamp tokens, no word times) at beam 1 and beam 5
     fw-b1w        fw-b1 with word_timestamps=True: the same output as ours (every word timed)
+    fw-b1t        fw-b1 with without_timestamps=False: timestamp tokens, as ours decodes Chinese
     fw-seq        faster-whisper WhisperModel.transcribe(vad_filter=True) (its defaults: beam 5,
                   context carried between windows, temperature fallback)
     ROW+malloc    a faster-whisper row run with this project's allocator settings (one glibc arena,
@@ -185,8 +186,9 @@ def child(row: str, audio: str, out: str) -> None:
             segments, _ = model.transcribe(audio, vad_filter=True, beam_size=5)
         else:
             words = row.endswith("w")  # fw-b1w: with word times, as every line of ours has them
-            segments, _ = BatchedInferencePipeline(model).transcribe(audio, beam_size=int(row.rstrip("w")[-1]),
-                                                                     word_timestamps=words)
+            stamps = row.endswith("t")  # fw-b1t: timestamp tokens, as ours decodes Chinese
+            segments, _ = BatchedInferencePipeline(model).transcribe(audio, beam_size=int(row.rstrip("wt")[-1]),
+                                                                     word_timestamps=words, without_timestamps=not stamps)
         text = " ".join(s.text.strip() for s in segments)
     times = os.times()
     Path(out).write_text(json.dumps({
@@ -542,7 +544,7 @@ def main() -> None:
                         "asterisk_fr,dialog_nl",
                         help="recordings, comma-separated")
     parser.add_argument("--rows", default=",".join(ROWS),
-                        help="rows, comma-separated: " + ", ".join(ROWS) + ", fw-b1w (an fw row + '+malloc': see above)")
+                        help="rows, comma-separated: " + ", ".join(ROWS) + ", fw-b1w, fw-b1t (an fw row + '+malloc': see above)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--work", type=Path, default=Path("/tmp/lfbench"), help="recordings and run logs")
     parser.add_argument("--asterisk-minutes", type=float, default=18.7)
@@ -586,7 +588,7 @@ def print_table(names, rows, recordings, results) -> None:
             f"{'WER/CER':>8} {'digits':>7} {'inputs':>6} {'padded s':>8} {'fed s':>7} {'tokens':>7} {'RSS MB':>7} {'/ours wall':>10} "
             f"{'/ours CPU':>9}")
     print("\n" + head + "\n" + "-" * len(head))
-    beams = {"ours": "1*", "ours-acc": "5", "fw-b1": "1", "fw-b1w": "1", "fw-b5": "5", "fw-seq": "5"}
+    beams = {"ours": "1*", "ours-acc": "5", "fw-b1": "1", "fw-b1w": "1", "fw-b1t": "1", "fw-b5": "5", "fw-seq": "5"}
     for name in names:
         path, _ = recordings[name]
         minutes = duration(path) / 60

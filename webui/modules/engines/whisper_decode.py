@@ -293,16 +293,15 @@ class Opened:
     last: int  # index in the decode's tokens of its closing timestamp (or its last token)
 
 
-def sought(model, decoded: list[Decoded], timed: list[list[dict]], durations: list[float],
-           utterances: Sequence[Sequence[tuple[float, float]]], tokenizer, options, rows_of: RowsOf,
-           retime: Callable[[list[int], list[Decoded]], list[list[dict]]], parts: Parts = whole
-           ) -> tuple[list[Decoded], list[list[dict]]]:
-    """The batch's timestamped decodes (`decoded`, and `timed`: their segments with word times),
-    each sent back to the first utterance its text leaves unwritten (`utterances`: each input's
-    local (start, end) of speech between pauses; see `gaps`), a round at a time. A new decode is
-    kept when it leaves fewer seconds unwritten and passes Whisper's own checks; else the input
-    tries its next stretch in the next round. What is still unwritten is left to the second pass."""
-    decoded, timed = list(decoded), list(timed)
+def sought(model, decoded: list[Decoded], durations: list[float], utterances: Sequence[Sequence[tuple[float, float]]],
+           tokenizer, options, rows_of: RowsOf, parts: Parts = whole) -> list[Decoded]:
+    """The batch's timestamped decodes, each sent back to the first utterance its text leaves
+    unwritten (`utterances`: each input's local (start, end) of speech between pauses; see
+    `gaps`), a round at a time. A new decode is kept when it leaves fewer seconds unwritten and
+    passes Whisper's own checks; else the input tries its next stretch in the next round. What is
+    still unwritten is left to the second pass. It reads the timestamp tokens only: the words are
+    timed after, once, on the decodes kept (an alignment is a decoder pass over the whole text)."""
+    decoded = list(decoded)
     prompt = model.get_prompt(tokenizer, [], without_timestamps=False, hotwords=options.hotwords)
     tried: list[set[float]] = [set() for _ in decoded]
 
@@ -330,16 +329,12 @@ def sought(model, decoded: list[Decoded], timed: list[list[dict]], durations: li
         def run(part: list[int]) -> list:  # suppress_blank: no end-of-text right after the timestamp
             return _generate(model, rows_of(part), [prompt + seeks[k] for k in part], options, 0.0, True)
 
-        better = {}
         for k, result in zip(rows, [r for part in parts(run, rows) for r in part]):
             candidate = _continued(decoded[k], len(seeks[k]), result, tokenizer, options.length_penalty)
             if not candidate.needs_fallback(options) and \
                     _seconds(unwritten(candidate.tokens, k)) < _seconds(unwritten(decoded[k].tokens, k)):
-                better[k] = candidate
-        kept = sorted(better)
-        for k, segs in zip(kept, retime(kept, [better[k] for k in kept]) if kept else []):
-            decoded[k], timed[k] = better[k], segs
-    return decoded, timed
+                decoded[k] = candidate
+    return decoded
 
 
 def opened_segments(tokens: Sequence[int], tokenizer, precision: float) -> list[Opened]:
