@@ -1,9 +1,36 @@
 """The bundled Whisper engine: each input of a batch is timed as if it ran alone."""
 
+import threading
+from contextlib import contextmanager
+
 import numpy as np
+import pytest
 
 from tests.conftest import DATA
 from webui.modules.audio import decode
+
+
+@contextmanager
+def another_window(engine):
+    """Another window holding a lane of `engine` (lanes.py, as the pipeline's next window would)
+    until the block ends or the event it yields is set; skipped where there is one worker."""
+    if engine.workers < 2:
+        pytest.skip("one CPU core: one CTranslate2 worker, nothing runs side by side")
+    entered, leave = threading.Event(), threading.Event()
+
+    def hold():
+        with engine.lane():
+            entered.set()
+            leave.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    entered.wait(10)
+    try:
+        yield leave
+    finally:
+        leave.set()
+        holder.join()
 
 
 def test_word_times_do_not_leak_between_inputs_or_calls(whisper_engine):
@@ -173,10 +200,7 @@ def test_the_two_halves_of_a_batch_decode_at_the_same_time_and_a_failure_waits_f
     """On two CPU workers the halves of a decode overlap in time (CTranslate2 lets go of the GIL);
     when one half fails, the error comes only after the other half has finished (no CTranslate2
     call is left running behind a failed batch)."""
-    import threading
     import time
-
-    import pytest
 
     if whisper_engine.workers < 2:
         pytest.skip("one CPU core: one CTranslate2 worker, nothing runs side by side")
@@ -215,19 +239,7 @@ def test_beside_another_window_the_halves_run_in_turn_and_the_second_moves_when_
     """While the pipeline runs another window beside this one (lanes.py), the halves of a batch run
     one after the other on the caller's thread (the other worker is that window's); once the other
     window ends, the half not yet started goes to a helper at once (the free worker)."""
-    import threading
     import time
-
-    import pytest
-
-    if whisper_engine.workers < 2:
-        pytest.skip("one CPU core: one CTranslate2 worker, nothing runs side by side")
-    entered, leave = threading.Event(), threading.Event()
-
-    def other_window():
-        with whisper_engine.lane():
-            entered.set()
-            leave.wait(10)
 
     runs = []
 
@@ -236,10 +248,7 @@ def test_beside_another_window_the_halves_run_in_turn_and_the_second_moves_when_
         time.sleep(0.4 if rows == [0, 1] else 0.05)
         return rows
 
-    other = threading.Thread(target=other_window)
-    other.start()
-    entered.wait(10)
-    with whisper_engine.lane():
+    with another_window(whisper_engine) as leave, whisper_engine.lane():
         assert whisper_engine._side_by_side(work, [0, 1, 2, 3]) == [[0, 1], [2, 3]]
         assert [(r[0], r[1]) for r in runs] == [(threading.current_thread().name, (0, 1)),
                                                 (threading.current_thread().name, (2, 3))]
@@ -248,97 +257,49 @@ def test_beside_another_window_the_halves_run_in_turn_and_the_second_moves_when_
         assert whisper_engine._side_by_side(work, [0, 1, 2, 3]) == [[0, 1], [2, 3]]
         (first_thread, _, first_began), (second_thread, _, second_began) = sorted(runs, key=lambda r: r[1])
         assert second_thread == "whisper-half" and second_began < first_began + 0.3
-    other.join()
 
     def failing(rows):
         raise RuntimeError("first half failed")
 
-    entered.clear()
-    leave.clear()
-    other = threading.Thread(target=other_window)
-    other.start()
-    entered.wait(10)
-    with whisper_engine.lane(), pytest.raises(RuntimeError, match="first half failed"):
+    with another_window(whisper_engine), whisper_engine.lane(), pytest.raises(RuntimeError, match="first half failed"):
         whisper_engine._side_by_side(failing, [0, 1, 2, 3])
-    leave.set()
-    other.join()
     assert not [t for t in threading.enumerate() if t.name == "whisper-half"]
 
 
 def test_a_greedy_decode_runs_the_batch_whole_beside_another_window_and_in_halves_when_alone(whisper_engine, monkeypatch):
     """A decode step costs little more for more rows, so beside another window (its worker taken)
-    a greedy decode runs up to half of cpu_decode_cap rows in one call rather than as halves in turn (no
-    more rows in flight than two halves: each holds its cross-attention keys and values); alone
+    a greedy decode runs up to half of cpu_decode_cap rows in one call rather than as halves in turn
+    (no more rows in flight than two halves: each holds its cross-attention keys and values); alone
     it still splits the batch over both workers. Only at int8, where a row's decode does not
-    depend on its neighbours (the next test); in float32 the halves stay."""
-    import threading
-
-    import pytest
-
-    if whisper_engine.workers < 2:
-        pytest.skip("one CPU core: one CTranslate2 worker, nothing runs side by side")
-    entered, leave = threading.Event(), threading.Event()
-
-    def other_window():
-        with whisper_engine.lane():
-            entered.set()
-            leave.wait(10)
-
+    depend on its neighbours (the next tests); in float32 the halves stay."""
     def work(rows):
         return rows
 
     assert whisper_engine.compute_type.startswith("int8")
     with whisper_engine.lane():
         assert whisper_engine._greedy_side_by_side(work, [0, 1, 2, 3]) == [[0, 1], [2, 3]]
-    other = threading.Thread(target=other_window)
-    other.start()
-    entered.wait(10)
-    try:
-        with whisper_engine.lane():
-            assert whisper_engine._greedy_side_by_side(work, [0, 1, 2, 3]) == [[0, 1, 2, 3]]
-            cap = whisper_engine.settings.cpu_decode_cap
-            many = list(range(cap))
-            assert whisper_engine._greedy_side_by_side(work, many) == [many[: (cap + 1) // 2], many[(cap + 1) // 2:]]
-            assert whisper_engine._side_by_side(work, [0, 1, 2, 3]) == [[0, 1], [2, 3]]  # align keeps its halves
-            monkeypatch.setattr(whisper_engine, "compute_type", "float32")
-            assert whisper_engine._greedy_side_by_side(work, [0, 1, 2, 3]) == [[0, 1], [2, 3]]
-    finally:
-        leave.set()
-        other.join()
+    with another_window(whisper_engine), whisper_engine.lane():
+        assert whisper_engine._greedy_side_by_side(work, [0, 1, 2, 3]) == [[0, 1, 2, 3]]
+        cap = whisper_engine.settings.cpu_decode_cap
+        many = list(range(cap))
+        assert whisper_engine._greedy_side_by_side(work, many) == [many[: (cap + 1) // 2], many[(cap + 1) // 2:]]
+        assert whisper_engine._side_by_side(work, [0, 1, 2, 3]) == [[0, 1], [2, 3]]  # align keeps its halves
+        monkeypatch.setattr(whisper_engine, "compute_type", "float32")
+        assert whisper_engine._greedy_side_by_side(work, [0, 1, 2, 3]) == [[0, 1], [2, 3]]
 
 
 def test_beside_another_window_a_beam_decode_keeps_its_halves(whisper_engine, monkeypatch):
     """Each row of a beam is several hypotheses, each with its own cross-attention: a beam (Japanese,
     Korean, accurate mode) decodes its halves in turn beside another window, as before; greedy
     English runs the same four inputs in one call."""
-    import threading
-
-    import pytest
-
-    if whisper_engine.workers < 2:
-        pytest.skip("one CPU core: one CTranslate2 worker, nothing runs side by side")
     jfk = decode(DATA / "jfk.flac")
     counting = _counting(whisper_engine, monkeypatch)
-    entered, leave = threading.Event(), threading.Event()
-
-    def other_window():
-        with whisper_engine.lane():
-            entered.set()
-            leave.wait(60)
-
-    other = threading.Thread(target=other_window)
-    other.start()
-    entered.wait(10)
-    try:
-        with whisper_engine.lane():
-            whisper_engine.transcribe_batch([jfk] * 4, "en")
-            assert [d[:2] for d in counting.decodes] == [(4, 1)]
-            counting.decodes.clear()
-            whisper_engine.transcribe_batch([jfk] * 4, "ja")
-            assert [d[:2] for d in counting.decodes][:2] == [(2, 5), (2, 5)]
-    finally:
-        leave.set()
-        other.join()
+    with another_window(whisper_engine), whisper_engine.lane():
+        whisper_engine.transcribe_batch([jfk] * 4, "en")
+        assert [d[:2] for d in counting.decodes] == [(4, 1)]
+        counting.decodes.clear()
+        whisper_engine.transcribe_batch([jfk] * 4, "ja")
+        assert [d[:2] for d in counting.decodes][:2] == [(2, 5), (2, 5)]
 
 
 def test_at_int8_a_rows_decode_is_the_same_alone_in_halves_or_whole(whisper_engine):
@@ -421,8 +382,6 @@ def test_an_input_that_ends_early_resumes_from_its_own_text_without_a_second_enc
     decode goes on from its text over the same encoder output and reaches the end. Chosen from
     40 random orders as one that ends early with numpy's BLAS on one thread or two (features
     differ in their last bits between the two, and an earlier order ended early on two only)."""
-    import pytest
-
     from tests import conversations as conv
     from webui.modules.engines import whisper_decode
 
@@ -559,8 +518,6 @@ def test_a_mandarin_decode_that_skipped_utterances_is_sent_back_to_them_over_the
 
 
 def test_where_a_timestamped_text_leaves_speech_unwritten():
-    import pytest
-
     from webui.modules.engines.whisper_decode import MIN_UNWRITTEN, gaps
 
     utterances = [(0.0, 4.0), (4.6, 8.6), (9.2, 13.2), (13.8, 14.5), (15.1, 19.1)]
