@@ -191,6 +191,57 @@ def test_the_player_copy_says_why_when_it_cannot_be_made(tmp_path: Path) -> None
         proxy_audio.make(playlist, tmp_path / "r" / "audio.webm", timeout=60)
 
 
+def test_a_player_copy_being_made_dies_with_a_server_killed_by_sigkill(tmp_path: Path) -> None:
+    """ffmpeg writes the copy to a file, not a pipe, so nothing told it its server was gone: it
+    went on encoding into the `.part` file that the restarted server writes again. It now gets
+    the parent-death signal (audio.dies_with_us) and ends with the server, kill -9 included."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    if not sys.platform.startswith("linux") or shutil.which("setpriv") is None:
+        pytest.skip("the parent-death signal is Linux's (util-linux setpriv)")
+    source = tmp_path / "long.wav"  # 20 minutes: a copy that takes a while to make, even at full speed
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "anoisesrc=d=1200:c=pink:r=8000:a=0.1",
+                    "-ac", "1", str(source)], check=True)
+    target = tmp_path / "player" / proxy_audio.FILE_NAME
+    partial = target.with_name(f".{target.name}.part")
+    server = subprocess.Popen([sys.executable, "-c", "import sys; from pathlib import Path; "
+                               "from webui.modules import proxy_audio; proxy_audio.make(Path(sys.argv[1]), Path(sys.argv[2]))",
+                               str(source), str(target)], cwd=Path(__file__).resolve().parents[1])
+
+    def encoders() -> list[int]:
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if str(partial).encode() in argv and any(a.endswith(b"ffmpeg") for a in argv):
+                found.append(int(pid))
+        return found
+
+    deadline = time.time() + 30
+    while not (partial.exists() and partial.stat().st_size > 0 and encoders()) and time.time() < deadline:
+        time.sleep(0.05)
+    assert encoders() and server.poll() is None, "the copy should be under way"
+    os.kill(server.pid, signal.SIGKILL)
+    server.wait()
+    deadline = time.time() + 5
+    while encoders() and time.time() < deadline:
+        time.sleep(0.05)
+    left = encoders()
+    for pid in left:  # a failing run leaves no ffmpeg behind either
+        os.kill(pid, signal.SIGKILL)
+    assert not left
+    size = partial.stat().st_size
+    time.sleep(0.5)
+    assert partial.stat().st_size == size and not target.exists()
+
+
 def test_only_the_owner_or_the_admin_may_save_and_the_server_checks_again(history: History, tmp_path: Path) -> None:
     """The page's Edit button is only a convenience: the save handler finds the job with the
     visitor's own History rights and checks the lines itself."""

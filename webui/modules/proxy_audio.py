@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .audio import INPUT_GUARD, media_arg
+from .audio import INPUT_GUARD, dies_with_us, media_arg
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,9 @@ def make(source: Path, target: Path, timeout: float = TIMEOUT_SECONDS) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.part")
     nice = [shutil.which("nice"), "-n", "10"] if shutil.which("nice") else []  # transcription comes first
-    argv = [*nice, ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *INPUT_GUARD,
-            "-i", media_arg(source), *ENCODE, str(partial)]
+    # killed with the server (kill -9 too): a restarted server makes the copy again into the same file
+    argv = dies_with_us([*nice, ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *INPUT_GUARD,
+                         "-i", media_arg(source), *ENCODE, str(partial)])
     try:
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0 or not partial.exists() or partial.stat().st_size == 0:
