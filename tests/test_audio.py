@@ -174,3 +174,27 @@ def test_the_scan_finds_the_silences_ffmpeg_silencedetect_finds(tmp_path):
         assert len(ours.silences) == len(reference), (path.name, ours.silences, reference)
         for a, b in zip(ours.silences, reference):
             assert abs(a.start - b.start) <= tolerance and abs(a.end - b.end) <= tolerance, (path.name, a, b)
+
+
+def test_file_writing_children_die_with_us_where_setpriv_can_and_run_plainly_where_it_cannot(tmp_path, monkeypatch):
+    """util-linux before 2.33 has setpriv without --pdeathsig: the prefix is tried once, and a
+    setpriv that refuses it leaves the command as it is (every decode would fail otherwise)."""
+    import os
+    import shutil
+    import sys
+
+    from webui.modules import audio
+
+    audio._pdeathsig_prefix.cache_clear()
+    try:
+        if sys.platform.startswith("linux") and shutil.which("setpriv"):
+            assert audio.dies_with_us(["ffmpeg", "-i", "x"])[-3:] == ["ffmpeg", "-i", "x"]
+            assert "--pdeathsig" in audio.dies_with_us(["ffmpeg"])
+        old = tmp_path / "setpriv"
+        old.write_text("#!/bin/sh\necho \"setpriv: unrecognized option '--pdeathsig'\" >&2\nexit 1\n")
+        old.chmod(0o755)
+        monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+        audio._pdeathsig_prefix.cache_clear()
+        assert audio.dies_with_us(["ffmpeg", "-i", "x"]) == ["ffmpeg", "-i", "x"]
+    finally:
+        audio._pdeathsig_prefix.cache_clear()

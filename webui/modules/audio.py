@@ -6,6 +6,7 @@ ffmpeg is always called with an argument list, never through a shell.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import queue
@@ -179,9 +180,26 @@ def dies_with_us(argv: list[str]) -> list[str]:
     the command. A child that writes to a file rather than a pipe otherwise outlives a killed
     server: an ffmpeg still encoding a player copy into the `.part` file that the restarted
     server starts writing again (two writers, one file), or still decoding into a spool.
-    Where setpriv is missing (not Linux), the command as it is."""
+    Where setpriv is missing or too old for --pdeathsig (util-linux before 2.33; not Linux), the
+    command as it is."""
+    prefix = _pdeathsig_prefix()
+    return [*prefix, *argv]
+
+
+@functools.lru_cache(maxsize=1)
+def _pdeathsig_prefix() -> tuple[str, ...]:
+    """setpriv's prefix for `dies_with_us`, tried once: an old setpriv that does not know the
+    option must not fail every decode."""
     setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
-    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else list(argv)
+    if setpriv is None:
+        return ()
+    prefix = (setpriv, "--pdeathsig", "KILL", "--")
+    try:
+        probe = shutil.which("true") or sys.executable
+        works = subprocess.run([*prefix, probe], stdin=subprocess.DEVNULL, capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        works = False
+    return prefix if works else ()
 
 
 def _decode_argv(path: Path, extra_filters: str = "", output: str = "pipe:1") -> list[str]:
