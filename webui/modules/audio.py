@@ -182,8 +182,7 @@ def dies_with_us(argv: list[str]) -> list[str]:
     server starts writing again (two writers, one file), or still decoding into a spool.
     Where setpriv is missing or too old for --pdeathsig (util-linux before 2.33; not Linux), the
     command as it is."""
-    prefix = _pdeathsig_prefix()
-    return [*prefix, *argv]
+    return [*_pdeathsig_prefix(), *argv]
 
 
 @functools.lru_cache(maxsize=1)
