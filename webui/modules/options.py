@@ -24,7 +24,9 @@ class PipelineOptions:
     # small), 20 min on a GPU (room for large batches). Either way a constant, not the length.
     # Windows are independent (nothing carried across), so a resumed run redoes at most one.
     window_seconds: float | None = None
-    first_window_seconds: float = 30.0        # a short first window: first text within seconds
+    # A short first window: first text within seconds (longer while its speech fits one input:
+    # window_plan.filled_windows)
+    first_window_seconds: float = 30.0
     snap_seconds: float = 0.5                 # pull a text start onto a VAD speech onset this close
     pack: bool = True                         # join neighbouring segments' speech up to the engine's maximum
     # One input per utterance instead; None: by the recording's language (Japanese and Korean:

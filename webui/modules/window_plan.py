@@ -65,6 +65,8 @@ def filled_windows(segments: Sequence[Segment], read: Callable[[float, float], n
         inputs, off, _ = best[first]
         target = seconds if first else first_seconds
         ends = _ends(segments, first, target)
+        if not first:
+            ends = sorted(set(ends) | set(_one_input_ends(segments, chunk, max_input, vad.keep_gap, ends[0], seconds)))
         used = input_counts([chunk(i) for i in range(first, ends[-1])], max_input, vad.keep_gap)
         for end in ends:
             length = segments[end - 1].end - segments[first].start
@@ -89,3 +91,19 @@ def _ends(segments: Sequence[Segment], first: int, target: float) -> list[int]:
         return [n]  # the rest is one window: a split would only add a partly empty input
     plain = next(i + 1 for i in range(first, n) if segments[i].end - start >= target)
     return sorted({i + 1 for i in range(first, n) if lo <= segments[i].end - start <= hi} | {plain})
+
+
+def _one_input_ends(segments: Sequence[Segment], chunk: Callable[[int], SpeechChunk], max_input: float,
+                    gap: float, shortest: int, longest: float) -> list[int]:
+    """Where the first window may also end: every segment end after `shortest` (the first of
+    `_ends`) up to which the recording's speech still packs into one input, within `longest`
+    seconds of audio. The first window exists for a quick first text, and one input takes about
+    as long to decode whether it holds 12 or 29 seconds of speech; closed at a fixed 30 s of
+    audio it left most of an input empty (12 s of speech in it, 20 minutes of Mandarin)."""
+    ends: list[int] = []
+    for end in range(shortest + 1, len(segments) + 1):
+        if segments[end - 1].end - segments[0].start > longest or \
+                input_counts([chunk(i) for i in range(end)], max_input, gap)[-1] > 1:
+            break
+        ends.append(end)
+    return ends
