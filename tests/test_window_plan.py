@@ -18,9 +18,15 @@ WINDOW = 120.0  # seconds: five minutes of speech make a few windows
 
 
 @pytest.fixture(scope="module")
-def planned(tmp_path_factory):
+def recording(tmp_path_factory):
     path = tmp_path_factory.mktemp("window_plan") / "prompts.flac"
     build(path, 5.0, seed=2, gap=(0.6, 3.0))
+    return path
+
+
+@pytest.fixture(scope="module")
+def planned(recording):
+    path = recording
     options = PipelineOptions(window_seconds=WINDOW)
     with Spool() as spool:
         plan = pipeline.plan(path, options, 30.0, "cpu", spool)
@@ -108,3 +114,31 @@ def test_a_model_vad_or_inputs_by_utterance_keep_windows_of_a_fixed_length(plann
     # Nor where the engine's input length is unknown (the VAD view before a model is loaded).
     with Spool() as spool:
         assert pipeline._windows(plan.segments, options, None, spool, options.first_window_seconds, WINDOW) == fixed
+
+
+def test_the_plan_hears_segments_on_several_threads_and_plans_as_one_would(recording, planned, monkeypatch):
+    """The segments are heard (VAD, Silero's voice check) on the cores at once, before the
+    search; the windows are the ones a single thread plans."""
+    import threading
+
+    from webui.modules import window_plan
+
+    plan, _, options = planned
+    names = set()
+    real = window_plan.speech_spans
+
+    def heard(*args, **kwargs):
+        names.add(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(window_plan, "speech_spans", heard)
+    monkeypatch.setattr(window_plan.os, "cpu_count", lambda: 2)
+    with Spool() as spool:
+        pipeline.audio_mod.decode_into(recording, spool)
+        together = filled_windows(plan.segments, spool.read, options.vad, 30.0, options.first_window_seconds, WINDOW)
+        assert names and all(n.startswith("window-plan") for n in names)  # none on the caller's thread
+        monkeypatch.setattr(window_plan, "HEARING_THREADS", 1)
+        names.clear()
+        alone = filled_windows(plan.segments, spool.read, options.vad, 30.0, options.first_window_seconds, WINDOW)
+        assert names == {threading.current_thread().name}
+    assert together == alone == plan.windows

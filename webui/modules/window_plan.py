@@ -11,6 +11,8 @@ again from the same audio, so the plan only fixes where windows end."""
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
 import numpy as np
@@ -31,18 +33,12 @@ def filled_windows(segments: Sequence[Segment], read: Callable[[float, float], n
 
     A shortest-path search over window ends in time order: each window's inputs are counted by
     packing its VAD chunks as the run will. Only the chunks of the segments within one window's
-    reach of the end being extended are held (a few minutes of audio)."""
+    reach of the end being extended are held (a few minutes of audio); every segment's spans are
+    heard first (`_heard`)."""
     n = len(segments)
     best: dict[int, tuple[int, float, int]] = {0: (0, 0.0, -1)}  # end -> (inputs, off-target s, previous end)
     chunks: dict[int, SpeechChunk] = {}
-    heard: dict[int, list] = {}  # segment -> its VAD's spans (its neighbours agree with them)
-    unchunked: dict[int, np.ndarray] = {}  # samples read for a neighbour's spans, its chunk not yet made
-
-    def hear(i: int) -> list:
-        if i not in heard:
-            unchunked[i] = read(segments[i].start, segments[i].end)
-            heard[i] = speech_spans(unchunked[i], segments[i].start, vad)
-        return heard[i]
+    heard = _heard(segments, read, vad)  # each segment's VAD spans (its neighbours agree with them)
 
     def chunk(i: int) -> SpeechChunk:
         # Spans agreed with both neighbours, as a window's run agrees them (make_chunks); at the
@@ -50,8 +46,8 @@ def filled_windows(segments: Sequence[Segment], read: Callable[[float, float], n
         # seconds more or less there.
         if i not in chunks:
             near = [j for j in (i - 1, i, i + 1) if 0 <= j < n]
-            spans = agree_at_cuts([segments[j] for j in near], [hear(j) for j in near])[near.index(i)]
-            chunks[i] = make_chunk(segments[i], unchunked.pop(i), vad, spans)  # the chunk holds its own copy
+            spans = agree_at_cuts([segments[j] for j in near], [heard[j] for j in near])[near.index(i)]
+            chunks[i] = make_chunk(segments[i], read(segments[i].start, segments[i].end), vad, spans)
         return chunks[i]
 
     for first in range(n):
@@ -59,9 +55,6 @@ def filled_windows(segments: Sequence[Segment], read: Callable[[float, float], n
             continue
         for i in [i for i in chunks if i < first]:
             del chunks[i]  # no window that is still to be weighed starts before `first`
-        for i in [i for i in heard if i < first - 1]:
-            del heard[i]
-            unchunked.pop(i, None)
         inputs, off, _ = best[first]
         target = seconds if first else first_seconds
         ends = _ends(segments, first, target)
@@ -79,6 +72,24 @@ def filled_windows(segments: Sequence[Segment], read: Callable[[float, float], n
         windows.append((first, end))
         end = first
     return tuple(reversed(windows))
+
+
+HEARING_THREADS = 4  # at most; Silero's ONNX session runs one thread a call and lets the GIL go
+
+
+def _heard(segments: Sequence[Segment], read: Callable[[float, float], np.ndarray], vad: VadOptions) -> list[list]:
+    """Every segment's VAD spans, heard on the CPU's cores at once: the plan comes before the
+    first window can start, and hearing is nearly all of it (Silero's voice check: 1.2 s of a
+    CPU for 20 minutes). Each thread holds one segment's samples at a time. What Silero heard is
+    remembered (voice_check), so the windows' runs do not hear it again."""
+    def hear(segment: Segment) -> list:
+        return speech_spans(read(segment.start, segment.end), segment.start, vad)
+
+    threads = max(1, min(HEARING_THREADS, os.cpu_count() or 1, len(segments)))
+    if threads == 1:
+        return [hear(s) for s in segments]
+    with ThreadPoolExecutor(threads, thread_name_prefix="window-plan") as pool:
+        return list(pool.map(hear, segments))
 
 
 def _ends(segments: Sequence[Segment], first: int, target: float) -> list[int]:
