@@ -323,7 +323,7 @@ def test_at_int8_a_rows_decode_is_the_same_alone_in_halves_or_whole(whisper_engi
 
     def run(rows, beam):
         results = model.model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded[rows])),
-                                       [prompts[k] for k in rows], beam_size=beam, max_length=448,
+                                       [prompts[k] for k in rows], beam_size=beam, max_length=160,
                                        suppress_blank=True, suppress_tokens=[-1], return_scores=True,
                                        return_no_speech_prob=True)
         return {k: (r.sequences_ids[0], r.scores[0], r.no_speech_prob) for k, r in zip(rows, results)}
