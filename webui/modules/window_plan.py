@@ -27,7 +27,8 @@ SLACK = 0.25  # a window may end this fraction of its planned length sooner or l
 def filled_windows(segments: Sequence[Segment], read: Callable[[float, float], np.ndarray], vad: VadOptions,
                    max_input: float, first_seconds: float, seconds: float) -> tuple[tuple[int, int], ...]:
     """Consecutive runs of segments ([first, last) indices) that together take the fewest model
-    inputs, the first about `first_seconds` long and the rest about `seconds` (within SLACK; the
+    inputs, the first about `first_seconds` long (or up to `seconds` while its speech fits one
+    input: `_one_input_ends`) and the rest about `seconds` (within SLACK; the
     last may be shorter); among plans with as many inputs, the one with windows closest to their
     planned lengths. `read(start, end)` gives a stretch of the recording's samples.
 
