@@ -112,10 +112,8 @@ def _one_input_ends(segments: Sequence[Segment], chunk: Callable[[int], SpeechCh
     seconds of audio. The first window exists for a quick first text, and one input takes about
     as long to decode whether it holds 12 or 29 seconds of speech; closed at a fixed 30 s of
     audio it left most of an input empty (12 s of speech in it, 20 minutes of Mandarin)."""
-    ends: list[int] = []
-    for end in range(shortest + 1, len(segments) + 1):
-        if segments[end - 1].end - segments[0].start > longest or \
-                input_counts([chunk(i) for i in range(end)], max_input, gap)[-1] > 1:
-            break
-        ends.append(end)
-    return ends
+    reach = [end for end in range(shortest + 1, len(segments) + 1) if segments[end - 1].end - segments[0].start <= longest]
+    if not reach:
+        return []
+    counts = input_counts([chunk(i) for i in range(reach[-1])], max_input, gap)  # one per prefix, never falling
+    return [end for end in reach if counts[end - 1] <= 1]
