@@ -285,3 +285,22 @@ def test_cli_script_option():
     assert options_from_args(parse(["transcribe", "a.wav", "--script", "keep"])).script == "keep"
     with pytest.raises(SystemExit):
         parse(["transcribe", "a.wav", "--script", "zh-Hant"])
+
+
+def test_assemble_handles_each_language_of_a_recording_that_changes_language():
+    """A recording that opened in English and went on in Mandarin (each input decoded in its own
+    language, engines/language_id.py): the Mandarin pieces are put in Simplified and get Chinese
+    ITN, the English ones English ITN, all in time order; the transcript keeps the recording's
+    language. Before, both went through the recording's language: Mandarin kept Traditional and
+    its numbers."""
+    english = results("I paid twenty five dollars.", language="en")
+    mandarin = [SegmentResult(Segment(1, 10.0, 19.0), (TimedText(10.0, 15.0, "我有三百二十五塊錢"),), 5.0, "zh")]
+    # an input holding the end of the Mandarin and the start of French, decoded as French
+    both = [SegmentResult(Segment(2, 20.0, 29.0), (TimedText(20.0, 22.0, "我有三百二十五塊錢"),
+                                                   TimedText(23.0, 25.0, "Pour activer, appuyez sur 1.")), 5.0, "fr")]
+    got, fallbacks = assemble(INFO, "m", english + mandarin + both, "en", PipelineOptions())
+    assert [s.text for s in got.segments] == ["I paid twenty five dollars.", "我有三百二十五块钱", "我有三百二十五块钱",
+                                              "Pour activer, appuyez sur 1."]
+    assert [s.text_itn for s in got.segments] == ["I paid $25.", "我有325块钱", "我有325块钱",
+                                                  "Pour activer, appuyez sur 1."]  # no French ITN
+    assert got.language == "en" and fallbacks == 0

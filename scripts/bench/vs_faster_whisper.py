@@ -81,6 +81,7 @@ import sys
 import time
 import unicodedata
 from pathlib import Path
+from typing import Sequence
 
 # What the user set before anything here imports webui (which puts numpy's BLAS on one thread
 # in os.environ, so the fw children would inherit it): None, as for most users.
@@ -161,7 +162,7 @@ def install_counters() -> None:
 
 
 def child(row: str, audio: str, out: str) -> None:
-    """One measured run in this process; writes {text, inputs, fed, tokens, rss_mb} to `out`."""
+    """One measured run in this process; writes {text, segments, inputs, fed, tokens, rss_mb} to `out`."""
     install_counters()
     row = row.split("+")[0]
     if row.startswith("ours"):
@@ -174,7 +175,9 @@ def child(row: str, audio: str, out: str) -> None:
             argv.append("--accurate")
         if cli.main(argv):
             raise SystemExit("the CLI failed")
-        text = json.loads((folder / f"{Path(audio).stem}.json").read_text())["text"]
+        data = json.loads((folder / f"{Path(audio).stem}.json").read_text())
+        text = data["text"]
+        timed = [(seg["start"], seg["end"], seg["text"]) for seg in data["segments"]]
     else:
         from faster_whisper import BatchedInferencePipeline, WhisperModel
 
@@ -189,11 +192,13 @@ def child(row: str, audio: str, out: str) -> None:
             stamps = row.endswith("t")  # fw-b1t: timestamp tokens, as ours decodes Chinese
             segments, _ = BatchedInferencePipeline(model).transcribe(audio, beam_size=int(row.rstrip("wt")[-1]),
                                                                      word_timestamps=words, without_timestamps=not stamps)
+        segments = list(segments)
         text = " ".join(s.text.strip() for s in segments)
+        timed = [(s.start, s.end, s.text) for s in segments]
     times = os.times()
     Path(out).write_text(json.dumps({
         # children: the ffmpeg decodes of our pipeline (faster-whisper decodes with PyAV, in process)
-        "text": text, "cpu": round(times.user + times.system + times.children_user + times.children_system, 1), "inputs": Counts.inputs, "fed": round(Counts.fed_seconds, 1), "tokens": Counts.tokens,
+        "text": text, "segments": timed, "cpu": round(times.user + times.system + times.children_user + times.children_system, 1), "inputs": Counts.inputs, "fed": round(Counts.fed_seconds, 1), "tokens": Counts.tokens,
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }, ensure_ascii=False))
 
@@ -287,19 +292,39 @@ def error_rate(reference: str, hypothesis: str, zh: bool | str, digits: bool = F
     """WER (CER for Chinese); `zh` is True/False or the recording's language. `digits`: number
     words 0-10 count as the digits they name (languages other than English and Mandarin; the
     English normaliser already spells every number out)."""
+    language = ("zh" if zh else "en") if isinstance(zh, bool) else zh
+    errors, words = error_counts(reference, hypothesis, language, digits)
+    return errors / max(words, 1)
+
+
+def error_counts(reference: str, hypothesis: str, language: str, digits: bool = False) -> tuple[int, int]:
+    """(substitutions + deletions + insertions, reference words), characters for Chinese, after
+    the language's normaliser."""
     import jiwer
 
-    language = ("zh" if zh else "en") if isinstance(zh, bool) else zh
     if language not in ("en", "zh"):
         plain = language in ASCII_TRANSCRIPTS
         ref, hyp = normalise_other(reference, plain), normalise_other(hypothesis, plain)
         if digits:
             ref, hyp = numbers_as_digits(ref, language), numbers_as_digits(hyp, language)
-        return jiwer.wer(ref, hyp or "<empty>")
-    if language == "zh":
-        ref, hyp = normalise_zh(reference), normalise_zh(hypothesis)
-        return jiwer.wer(" ".join(ref), " ".join(hyp) or "<empty>")
-    return jiwer.wer(normalise_en(reference), normalise_en(hypothesis) or "<empty>")
+    elif language == "zh":
+        ref, hyp = " ".join(normalise_zh(reference)), " ".join(normalise_zh(hypothesis))
+    else:
+        ref, hyp = normalise_en(reference), normalise_en(hypothesis)
+    out = jiwer.process_words(ref, hyp or "<empty>")
+    return out.substitutions + out.deletions + out.insertions, len(ref.split())
+
+
+def switch_error(parts: list[dict], segments: list, digits: bool = False) -> float:
+    """A recording that changes language (SWITCH): each part scored in its own language (WER,
+    CER for Mandarin) against the text of the segments that start in it; errors over reference
+    words and characters of all parts together."""
+    errors = words = 0
+    for part in parts:
+        said = " ".join(text for start, _, text in segments if part["start"] <= start < part["end"])
+        e, n = error_counts(part["reference"], said, part["language"], digits)
+        errors, words = errors + e, words + n
+    return errors / max(words, 1)
 
 
 # ----------------------------------------------------------------------------- recordings
@@ -499,6 +524,10 @@ def build(name: str, work: Path, args) -> tuple[Path, str]:
         clips = load_clips(SHARED / "real_zh") if name == "long_zh" else None
         placed = build_long(path, args.long_minutes, seed=7, clips=clips)
         reference = " ".join(p.text for p in placed)
+    elif name in SWITCH:
+        path, reference, parts = _switch(work / f"{name}.flac", work, SWITCH[name], args.switch_minutes)
+        sidecar.write_text(json.dumps({"path": str(path), "reference": reference, "parts": parts}, ensure_ascii=False))
+        return path, reference
     elif name == "mixed_en":
         from tests import longform_kinds as lk
 
@@ -508,6 +537,40 @@ def build(name: str, work: Path, args) -> tuple[Path, str]:
         raise SystemExit(f"unknown recording {name}")
     sidecar.write_text(json.dumps({"path": str(path), "reference": reference}, ensure_ascii=False))
     return path, reference
+
+
+# Recordings that change language: (language, clips) parts, each --switch-minutes long, in order.
+SWITCH = {"switch": ("en", "zh", "fr", "ru")}
+
+
+def _switch(path: Path, work: Path, languages: Sequence[str], minutes: float) -> tuple[Path, str, list[dict]]:
+    """A meeting that changes language: a part in each of `languages` in turn (English, French and
+    Russian telephone prompts, Mandarin clips in a dialogue's pace), built as the one-language
+    recordings are. Returns the path, the whole reference and the parts (language, start, end,
+    reference; seconds)."""
+    import numpy as np
+    import soundfile as sf
+
+    parts, audio, at = [], [], 0.0
+    for k, language in enumerate(languages):
+        piece = path.with_name(f"{path.stem}.{k}.{language}.flac")
+        if language == "zh":
+            reference = _cycle(piece, _clips(SHARED / "real_zh"), seed=30 + k, gap=(0.3, 1.5), minutes=minutes)
+        else:
+            reference = _concat(piece, asterisk_clips(work, language), seed=30 + k, minutes=minutes, shuffle=True)
+        samples, _ = sf.read(str(piece), dtype="float32")
+        piece.unlink()
+        parts.append({"language": language, "start": round(at, 3), "end": round(at + samples.size / SR, 3),
+                      "reference": reference})
+        audio.append(samples)
+        at += samples.size / SR
+    sf.write(str(path), np.concatenate(audio), SR, subtype="PCM_16")
+    return path, " ".join(p["reference"] for p in parts), parts
+
+
+def parts_of(name: str, work: Path) -> list[dict] | None:
+    """The language parts of a SWITCH recording (None for the others)."""
+    return json.loads((work / f"{name}.json").read_text())["parts"] if name in SWITCH else None
 
 
 def duration(path: Path) -> float:
@@ -551,6 +614,7 @@ def main() -> None:
     parser.add_argument("--long-minutes", type=float, default=20.0)
     parser.add_argument("--mixed-minutes", type=float, default=20.0)
     parser.add_argument("--dialog-minutes", type=float, default=15.0)
+    parser.add_argument("--switch-minutes", type=float, default=3.0, help="each language's part of `switch`")
     parser.add_argument("--log", type=Path, help="append every run as a JSON line here (default WORK/log.jsonl)")
     parser.add_argument("--child", nargs=3, metavar=("ROW", "AUDIO", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -571,13 +635,18 @@ def main() -> None:
         for rnd in range(args.rounds):
             for row in (rows if rnd % 2 == 0 else rows[::-1]):
                 r = measure(row, path, args.work)
-                r["err"] = error_rate(reference, r["text"], language_of(name))
-                r["err_digits"] = error_rate(reference, r["text"], language_of(name), digits=True)
+                parts = parts_of(name, args.work)
+                if parts:
+                    r["err"] = switch_error(parts, r["segments"])
+                    r["err_digits"] = switch_error(parts, r["segments"], digits=True)
+                else:
+                    r["err"] = error_rate(reference, r["text"], language_of(name))
+                    r["err_digits"] = error_rate(reference, r["text"], language_of(name), digits=True)
                 results.setdefault((name, row), []).append(r)
                 load = os.getloadavg()[0]
                 with open(log, "a") as f:
                     f.write(json.dumps({"recording": name, "row": row, "round": rnd + 1, "load1": load,
-                                        **{k: v for k, v in r.items() if k != "text"}}) + "\n")
+                                        **{k: v for k, v in r.items() if k not in ("text", "segments")}}) + "\n")
                 print(f"round {rnd + 1} {name:9} {row:12} {r['wall']:7.1f} s  cpu {r['cpu']:7.1f} s  err {r['err']:.2%}  inputs {r['inputs']}"
                       f"  tokens {r['tokens']}  rss {r['rss_mb']:.0f} MB  (load {load:.1f})", flush=True)
     print_table(names, rows, recordings, results)

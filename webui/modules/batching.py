@@ -13,7 +13,7 @@ from .engines.base import Engine, EngineOutput
 from .events import Progress, WindowCounts
 from .hostmem import trim_host_heap
 from .lines import UTTERANCE_PAUSE
-from .script import is_known
+from .script import by_language, is_known
 
 # limit(padded_seconds) -> how many inputs of that padded length may share the next batch
 BatchLimit = Callable[[float], int]
@@ -97,7 +97,11 @@ def run_chunks(engine: Engine, chunks: list[SpeechChunk], language: str, tally: 
                 answers[k] = out
                 outputs[redo[k].index] = second_pass.merged(outputs[redo[k].index], out, redo[k].start)
 
-        yield from run_batches(engine, slices, language, tally, cancel, merge)
+        # each rerun in the language its input was decoded in (a recording may change language)
+        decoded_in = [(out.language if out is not None else "") or language for out in (outputs[r.index] for r in redo)]
+        for spoken, ks in by_language(decoded_in):
+            yield from run_batches(engine, [slices[k] for k in ks], spoken, tally, cancel,
+                                   lambda j, out, ks=ks: merge(ks[j], out))
         redo = second_pass.follow_up(redo, slices, answers, retry_tail)
     return outputs
 

@@ -140,8 +140,9 @@ class Job:
                 self.meter.begin(self.transcribed_seconds)
             self.stage = "transcribe"
         elif isinstance(event, BatchLines):  # a preview until its window is final
-            lines = [p for r in event.results for p in r.pieces]
-            self.preview.setdefault(event.window, []).extend(self._script(lines, event.language))
+            preview = self.preview.setdefault(event.window, [])
+            for result in event.results:
+                preview.extend(self._script(result.pieces, result.language or event.language))
         elif isinstance(event, WindowDone):
             self.preview.pop(event.index, None)
         elif isinstance(event, Finished):

@@ -12,41 +12,74 @@ from . import itn, script
 from .audio import AudioInfo
 from .lines import tidy_cues
 from .options import PipelineOptions
-from .transcript import SegmentResult, Transcript, join_texts
+from .transcript import SegmentResult, TimedText, Transcript, join_texts
+
+
+KANJI_LANGUAGES = ("ja", "ko")  # Han characters there are not Chinese
 
 
 def assemble(info: AudioInfo, model: str, results: Sequence[SegmentResult], language: str,
              options: PipelineOptions) -> tuple[Transcript, int]:
     """Merge the lines, put Chinese in the chosen script (every piece once, so subtitles and the
     full text agree; never fatal), then ITN once over the merged text (never fatal: a piece
-    wetext rejects keeps its raw text). Returns the transcript and how many pieces ITN left raw."""
+    wetext rejects keeps its raw text). Returns the transcript and how many pieces ITN left raw.
+    A recording spoken in several languages (each input decoded in its own: engines/language_id.py)
+    has the pieces of each language handled as a transcript in that language would be."""
     pieces = tidy_cues([p for r in results for p in r.pieces])
-    model_did_itn = bool(results) and all(r.itn_applied for r in results)
-    target = script.canonical(options.script)
+    run_itn = options.itn and bool(pieces) and not (bool(results) and all(r.itn_applied for r in results))
+    itn_texts: list[str] = [""] * len(pieces)
+    fallbacks = 0
+    for spoken, rows in script.by_language(_languages(pieces, results, language)):
+        done, texts, failed = _in_language([pieces[i] for i in rows], spoken, options.script, run_itn)
+        for i, piece, text in zip(rows, done, texts):
+            pieces[i], itn_texts[i] = piece, text
+        fallbacks += failed
+    transcript = Transcript(
+        file=Path(info.path).name, duration=round(info.duration, 3), model=model,
+        language=language if language != "auto" else "", text=join_texts([p.text for p in pieces]),
+        text_itn=join_texts(itn_texts) if run_itn else "", segments=pieces,
+    )
+    return transcript, fallbacks
+
+
+def _languages(pieces: list[TimedText], results: Sequence[SegmentResult], language: str) -> list[str]:
+    """Each merged piece's language: the one its result was decoded in (the recording's where a
+    result names none). A merged piece starts where its first piece did.
+    Chinese text in a result of another known language (not Japanese or Korean) goes with Chinese:
+    an input that holds the end of a Mandarin stretch and the start of a French one is decoded in
+    one of them, and Whisper writes each as heard."""
+    spoken: dict[float, str] = {}
+    for r in results:
+        decoded = r.language or language
+        foreign = script.is_known(decoded) and not script.is_chinese(decoded) and \
+            script.base_language(decoded) not in KANJI_LANGUAGES
+        for p in r.pieces:
+            spoken.setdefault(p.start, "zh" if foreign and script.is_chinese("", [p.text]) else decoded)
+    return [spoken.get(piece.start, language) for piece in pieces]
+
+
+def _in_language(pieces: list[TimedText], language: str, chosen_script: str, run_itn: bool
+                 ) -> tuple[list[TimedText], list[str], int]:
+    """Pieces of one language in the chosen script (Chinese only), their ITN text when `run_itn`
+    (else their text_itn as it is), and how many pieces ITN left raw."""
+    target = script.canonical(chosen_script)
     chinese = bool(pieces) and target != script.KEEP and script.is_chinese(language, [p.text for p in pieces])
     if chinese:
         texts = script.convert([p.text for p in pieces], target)
         model_itn = script.convert([p.text_itn for p in pieces], target)
         pieces = [replace(p, text=t, text_itn=ti) for p, t, ti in zip(pieces, texts, model_itn)]
-    text_itn, fallbacks = "", 0
-    if options.itn and pieces and not model_did_itn:
-        texts = [p.text for p in pieces]
-        if chinese and target in (script.TAIWAN, script.HONG_KONG):
-            # wetext's Chinese grammar reads Simplified only (萬, 兩, 點 stop it): ITN in
-            # Simplified, and only the pieces it changed are written back in the target script.
-            simplified = script.convert(texts, script.SIMPLIFIED)
-            normalized = itn.normalize_segments(simplified, language)
-            changed = [i for i, (s, n) in enumerate(zip(simplified, normalized.texts)) if n != s]
-            back = dict(zip(changed, script.convert([normalized.texts[i] for i in changed], target)))
-            itn_texts = [back.get(i, t) for i, t in enumerate(texts)]
-        else:
-            normalized = itn.normalize_segments(texts, language)
-            itn_texts = normalized.texts
-        pieces = [replace(p, text_itn=n) for p, n in zip(pieces, itn_texts)]
-        text_itn, fallbacks = join_texts(itn_texts), normalized.fallbacks
-    transcript = Transcript(
-        file=Path(info.path).name, duration=round(info.duration, 3), model=model,
-        language=language if language != "auto" else "", text=join_texts([p.text for p in pieces]),
-        text_itn=text_itn, segments=pieces,
-    )
-    return transcript, fallbacks
+    if not run_itn or not pieces:
+        return pieces, [p.text_itn for p in pieces], 0
+    texts = [p.text for p in pieces]
+    if chinese and target in (script.TAIWAN, script.HONG_KONG):
+        # wetext's Chinese grammar reads Simplified only (萬, 兩, 點 stop it): ITN in
+        # Simplified, and only the pieces it changed are written back in the target script.
+        simplified = script.convert(texts, script.SIMPLIFIED)
+        normalized = itn.normalize_segments(simplified, language)
+        changed = [i for i, (s, n) in enumerate(zip(simplified, normalized.texts)) if n != s]
+        back = dict(zip(changed, script.convert([normalized.texts[i] for i in changed], target)))
+        itn_texts = [back.get(i, t) for i, t in enumerate(texts)]
+    else:
+        normalized = itn.normalize_segments(texts, language)
+        itn_texts = normalized.texts
+    return [replace(p, text_itn=n) for p, n in zip(pieces, itn_texts)], itn_texts, normalized.fallbacks

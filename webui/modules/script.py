@@ -81,6 +81,15 @@ def base_language(language: str) -> str:
     return (language or "").strip().lower().replace("_", "-").split("-")[0]
 
 
+def by_language(languages: Sequence[str]) -> list[tuple[str, list[int]]]:
+    """Positions by language (a recording may change language: engines/language_id.py), each
+    language once, in the order it first comes."""
+    groups: dict[str, list[int]] = {}
+    for k, language in enumerate(languages):
+        groups.setdefault(language, []).append(k)
+    return list(groups.items())
+
+
 def is_chinese(language: str, texts: Iterable[str] = ()) -> bool:
     """Whether a transcript in `language` is Chinese: zh, zh-*, yue, cmn, ...; when the language is
     unknown ('' or 'auto', e.g. Paraformer), mostly Han characters with (almost) no kana or hangul:

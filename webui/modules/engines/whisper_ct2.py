@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import gpu, script
 from ..transcript import FAILED_COMPRESSION_RATIO, FAILED_LOGPROB, Scores
-from . import calibrate, whisper_decode
+from . import calibrate, language_id, whisper_decode
 from .bundled import BUNDLED_NAME, WHISPER_INPUT_SECONDS, is_whisper_folder  # noqa: F401 (re-exported)
 from .base import EngineError, EngineOutput, EngineSettings, LocalText, LocalWord, SAMPLE_RATE, Utterances
 
@@ -161,12 +161,15 @@ class WhisperEngine:
         silence = np.zeros(int(self.max_input_seconds * SAMPLE_RATE), np.float32)
         widest = max(BEAM_BY_LANGUAGE, key=BEAM_BY_LANGUAGE.get)  # the beam that costs the most
 
+        def run(n: int) -> list[EngineOutput]:  # in the widest beam's language, whatever silence sounds like
+            return self._forward([(silence, ())] * n, widest, follow=False)
+
         def peak(n: int) -> gpu.Peak:
-            return gpu.device_peak_during(lambda: self.transcribe_batch([silence] * n, widest), index)[1]
+            return gpu.device_peak_during(lambda: run(n), index)[1]
 
         try:
             with gpu.measuring():
-                self.transcribe_batch([silence], widest)  # first call: cuBLAS handles, workspaces
+                run(1)  # first call: cuBLAS handles, workspaces
                 one, three = peak(1), peak(3)
         except Exception as exc:
             if not gpu.is_oom(exc):
@@ -193,23 +196,38 @@ class WhisperEngine:
             return self._forward(items, language)
         return budget.run(lambda part: self._forward(part, language), items)
 
-    def _forward(self, items: list[tuple[np.ndarray, Utterances]], language: str) -> list[EngineOutput]:
+    def _forward(self, items: list[tuple[np.ndarray, Utterances]], language: str, follow: bool | None = None
+                 ) -> list[EngineOutput]:
         """One CTranslate2 batch: features, one encoder pass (which also serves the language
         detection), the decode (and, in accurate mode, the temperature fallback of the inputs
         whose decode failed), then the word times. Each audio comes with its utterances (local
-        start and end of speech between pauses), which let a decode go back to one it skipped."""
+        start and end of speech between pauses), which let a decode go back to one it skipped.
+        `follow` (by default: when the user left the language to detection): each input is
+        decoded in the language it is heard in (language_id.py), `language` the recording's."""
         from faster_whisper.audio import pad_or_trim
-        from faster_whisper.tokenizer import Tokenizer
 
         audios = [a for a, _ in items]
         features = [self.model.feature_extractor(a)[..., :-1] for a in audios]
         stacked = np.stack([pad_or_trim(f) for f in features])
         encoder_output = self._encode(stacked)
-        if not script.is_known(language):
-            language = self._detect(encoder_output, stacked) if self.model.model.is_multilingual else "en"
+        languages = self._languages(encoder_output, stacked, language, follow)
+        outputs: list[EngineOutput] = [EngineOutput(())] * len(items)
+        for spoken, rows in script.by_language(languages):
+            whole = len(rows) == len(items)
+            done = self._in_language(encoder_output if whole else self._rows(encoder_output, stacked, rows),
+                                     stacked if whole else stacked[rows], [items[r] for r in rows], spoken)
+            for row, output in zip(rows, done):
+                outputs[row] = output
+        return outputs
+
+    def _in_language(self, encoder_output, stacked: np.ndarray, items: list[tuple[np.ndarray, Utterances]],
+                     language: str) -> list[EngineOutput]:
+        """The decode of a batch's inputs that share a language, from their encoder output."""
+        from faster_whisper.tokenizer import Tokenizer
+
         tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe", language=language)
         options = self._options(language)
-        groups = self._cpu_groups(len(audios))
+        groups = self._cpu_groups(len(items))
         if options.beam_size > 1 and groups and len(groups) > 1:
             # A beam multiplies the decoder's memory by its width: on the CPU only greedy decoding
             # runs the batch at once; beams decode cpu_batch_cap inputs at a time.
@@ -371,6 +389,30 @@ class WhisperEngine:
             if busy:
                 return [work(rows[i:i + run]) for i in range(0, len(rows), run)]
         return self._side_by_side(work, rows)
+
+    def _languages(self, encoder_output, stacked: np.ndarray, language: str, follow: bool | None) -> list[str]:
+        """The language each input of the batch is decoded in: the one asked for (the recording's,
+        once detected); with `follow`, each input's own where it plainly is another
+        (language_id.spoken). Unknown and not following: the first input's, for all."""
+        n = stacked.shape[0]
+        if not self.model.model.is_multilingual:
+            return ["en"] * n
+        if follow is None:
+            follow = not script.is_known(getattr(self.settings, "language", ""))
+        if not follow:
+            return [language if script.is_known(language) else self._detect(encoder_output, stacked)] * n
+        heard = self._language_ids(encoder_output, stacked)
+        return language_id.spoken(heard, language if script.is_known(language) else "")
+
+    def _language_ids(self, encoder_output, stacked: np.ndarray) -> list[dict[str, float]]:
+        """Whisper's language ID of every input (code -> probability), from the encoder output
+        (a decoder step per input: about 25 ms each on one CPU thread; halves side by side)."""
+        def heard(rows: list[int]) -> list:
+            part = encoder_output if len(rows) == stacked.shape[0] else self._rows(encoder_output, stacked, rows)
+            return self.model.model.detect_language(part)
+
+        return [{token[2:-2]: float(p) for token, p in row}
+                for part in self._side_by_side(heard, list(range(stacked.shape[0]))) for row in part]
 
     def _detect(self, encoder_output, stacked: np.ndarray) -> str:
         """The language of the batch's first input, from the encoder output already computed
