@@ -41,7 +41,7 @@ def ct2(monkeypatch, tmp_path):
             card.load()
             self.model = SimpleNamespace(unload_model=lambda to_cpu=False: None, load_model=lambda: None)
 
-    def forward(engine, audios, language):  # WhisperEngine._forward: one CTranslate2 batch
+    def forward(engine, audios, language, follow=None):  # WhisperEngine._forward: one CTranslate2 batch
         card.batch(len(audios))
         return [EngineOutput((), language) for _ in audios]
 

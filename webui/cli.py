@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--format", choices=FORMATS + ("rttm", "all"), default="txt",
                    help="output format (default txt); rttm: the speaker turns (with --diarize); all: every one")
     t.add_argument("--out", type=Path, default=Path("."), help="output folder (default: current)")
-    t.add_argument("--language", default="auto", help="auto, en, zh, ...")
+    t.add_argument("--language", default="auto",
+                   help="auto (the first input's language; an input plainly in another is written in that one), en, zh, ...")
     t.add_argument("--hotwords", default="")
     t.add_argument("--no-itn", action="store_true", help="skip inverse text normalisation")
     t.add_argument("--script", type=script_name, choices=SCRIPTS, default="zh",

@@ -9,6 +9,8 @@ rows in alternating order round by round. Rows:
                   batch_size 8, no timestamp tokens, no word times) at beam 1 and beam 5
     fw-b1w        fw-b1 with word_timestamps=True: the same output as ours (every word timed)
     fw-b1t        fw-b1 with without_timestamps=False: timestamp tokens, as ours decodes Chinese
+    fw-b1m        fw-b1 with multilingual=True: every input decoded in the language its language ID
+                  puts first (for `switch`: ours follows a change of language by default)
     fw-seq        faster-whisper WhisperModel.transcribe(vad_filter=True) (its defaults: beam 5,
                   context carried between windows, temperature fallback)
     ROW+malloc    a faster-whisper row run with this project's allocator settings (one glibc arena,
@@ -57,6 +59,10 @@ Recordings (built once into --work; real human speech only):
                 the same as asterisk_fr for Italian, Russian and Mexican Spanish (not in the
                 default set: added 2026-12-06 as languages no setting was ever tuned on)
     dialog_cs   the same as dialog_nl in Czech (the game's Czech actors and text; ditto)
+    switch      a meeting that changes language (SWITCH): --switch-minutes of English, Mandarin,
+                French and Russian in turn (the telephone prompts and the Mandarin clips, built
+                as above), each part scored in its own language against the segments that start
+                in it (switch_error); not in the default set
 
 WER for the other languages: lower case, punctuation but in-word apostrophes dropped, numbers as
 written (a digit against a spelt-out number is an error on both sides alike). Two transcripts are
@@ -190,8 +196,10 @@ def child(row: str, audio: str, out: str) -> None:
         else:
             words = row.endswith("w")  # fw-b1w: with word times, as every line of ours has them
             stamps = row.endswith("t")  # fw-b1t: timestamp tokens, as ours decodes Chinese
-            segments, _ = BatchedInferencePipeline(model).transcribe(audio, beam_size=int(row.rstrip("wt")[-1]),
-                                                                     word_timestamps=words, without_timestamps=not stamps)
+            multilingual = row.endswith("m")  # fw-b1m: each input decoded in its own best-guess language
+            segments, _ = BatchedInferencePipeline(model).transcribe(audio, beam_size=int(row.rstrip("wtm")[-1]),
+                                                                     word_timestamps=words, without_timestamps=not stamps,
+                                                                     multilingual=multilingual)
         segments = list(segments)
         text = " ".join(s.text.strip() for s in segments)
         timed = [(s.start, s.end, s.text) for s in segments]
@@ -607,7 +615,7 @@ def main() -> None:
                         "asterisk_fr,dialog_nl",
                         help="recordings, comma-separated")
     parser.add_argument("--rows", default=",".join(ROWS),
-                        help="rows, comma-separated: " + ", ".join(ROWS) + ", fw-b1w, fw-b1t (an fw row + '+malloc': see above)")
+                        help="rows, comma-separated: " + ", ".join(ROWS) + ", fw-b1w, fw-b1t, fw-b1m (an fw row + '+malloc': see above)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--work", type=Path, default=Path("/tmp/lfbench"), help="recordings and run logs")
     parser.add_argument("--asterisk-minutes", type=float, default=18.7)
@@ -657,7 +665,7 @@ def print_table(names, rows, recordings, results) -> None:
             f"{'WER/CER':>8} {'digits':>7} {'inputs':>6} {'padded s':>8} {'fed s':>7} {'tokens':>7} {'RSS MB':>7} {'/ours wall':>10} "
             f"{'/ours CPU':>9}")
     print("\n" + head + "\n" + "-" * len(head))
-    beams = {"ours": "1*", "ours-acc": "5", "fw-b1": "1", "fw-b1w": "1", "fw-b1t": "1", "fw-b5": "5", "fw-seq": "5"}
+    beams = {"ours": "1*", "ours-acc": "5", "fw-b1": "1", "fw-b1w": "1", "fw-b1t": "1", "fw-b1m": "1", "fw-b5": "5", "fw-seq": "5"}
     for name in names:
         path, _ = recordings[name]
         minutes = duration(path) / 60

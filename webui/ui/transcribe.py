@@ -61,6 +61,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> OnLoad:
                     model = gr.Dropdown([], label="Model (offered on this server)", elem_id="tx-model")
                     with gr.Row():
                         language = gr.Dropdown(LANGUAGES, value="auto", allow_custom_value=True, label="Language",
+                                               info="auto follows a recording that changes language",
                                                elem_id="tx-language")
                         itn_box = gr.Checkbox(value=True, label="ITN (numbers as digits)", elem_id="tx-itn")
                     chinese = gr.Dropdown(SCRIPT_CHOICES, label="Chinese script", elem_id="tx-script")
