@@ -48,23 +48,33 @@ def _parts(seconds: float = 28.0) -> list[tuple[str, np.ndarray]]:
 
     if conv.missing(["fr_f"]):
         pytest.skip(f"needs {conv.missing(['fr_f'])}")
-    english = [decode(DATA / name) for name in ("jfk.flac", "two_cities.wav", "1089-134686-0000.flac")]
+    english = [decode(DATA / name) for name in ("jfk.flac", "1089-134686-0000.flac", "1089-134686-0001.flac",
+                                                 "goforward.wav", "english.wav")]
     mandarin = [audio for audio, _ in load_clips(DATA / "real_zh")]
     french = list(conv.voice("fr_f"))
     return [(language, _joined(clips, seconds)) for language, clips in (("en", english), ("zh", mandarin), ("fr", french))]
 
 
 def _joined(clips: list[np.ndarray], seconds: float) -> np.ndarray:
-    """The clips in turn (from the first again when they run out) with 0.8-s pauses, up to `seconds`."""
+    """The clips in turn, from the first again when they run out, with 0.8-s pauses, up to
+    `seconds`: a clip that would pass it is left out, and the next tried."""
     rng = np.random.default_rng(0)
-    out, total, k = [], 0, 0
-    while True:
+    out, total, idle = [], 0, 0
+    for k in range(10_000):
         clip = clips[k % len(clips)]
         pause = (rng.standard_normal(int(0.8 * SR)) * 10 ** (-60 / 20)).astype(np.float32)
         if total + pause.size + clip.size > seconds * SR:
-            return np.concatenate(out)
+            idle += 1
+            if idle == len(clips):
+                break
+            continue
         out += [pause, clip.astype(np.float32)]
-        total, k = total + pause.size + clip.size, k + 1
+        total, idle = total + pause.size + clip.size, 0
+    return np.concatenate(out)
+
+
+def _pause(seconds: float) -> np.ndarray:
+    return (np.random.default_rng(1).standard_normal(int(seconds * SR)) * 10 ** (-60 / 20)).astype(np.float32)
 
 
 def _han(text: str) -> int:
@@ -89,12 +99,15 @@ def test_the_engine_decodes_each_input_in_the_language_it_is_heard_in(whisper_en
     assert _han(" ".join(p.text for p in kept[1].pieces)) == 0
 
 
-def test_a_recording_that_changes_language_comes_back_in_each_of_them(whisper_engine, tmp_path):
-    """About a minute each of English, Mandarin and French, end to end: the pipeline packs speech
-    into inputs whatever its language, so an input may hold the end of one language and the start
-    of the next (decoded in the one its language ID favours); the second pass reruns in the
-    input's language, and the merge puts the Mandarin in Simplified. The recording's language is
-    the first input's."""
+def test_a_recording_that_changes_language_comes_back_in_each_of_them(whisper_engine, tmp_path, monkeypatch):
+    """English, then Mandarin, then French, end to end: speech is packed into inputs whatever its
+    language (an input may hold the end of one and the start of the next, decoded in the one its
+    language ID favours); the second pass reruns in the input's language; the merge puts the
+    Mandarin in Simplified; the recording's language is the first input's. The second window
+    starts (beside the first) in Mandarin, before the recording's language is known: its text
+    stands, as each of its inputs is decoded in the language it would be with English known,
+    where it used to run again. The same transcript and the same encoder inputs as one window
+    at a time."""
     import soundfile as sf
 
     from webui.modules import pipeline, script
@@ -102,16 +115,44 @@ def test_a_recording_that_changes_language_comes_back_in_each_of_them(whisper_en
     from webui.modules.events import Finished
     from webui.modules.options import PipelineOptions
 
-    parts = _parts(60.0)
+    parts = [(language, np.concatenate([audio, _pause(2.5)])) for language, audio in _parts()]
     path = tmp_path / "meeting.flac"
     sf.write(str(path), np.concatenate([audio for _, audio in parts]), SR)
     bounds = np.cumsum([0] + [audio.size / SR for _, audio in parts])
-    events = list(pipeline.transcribe(path, PipelineOptions(engine=EngineSettings(device="cpu")), engine=whisper_engine))
-    transcript = next(e for e in events if isinstance(e, Finished)).transcript
-    said = {language: " ".join(s.text for s in transcript.segments if lo <= s.start < hi)
+    # the first window ends at the pause after the English, the second holds the rest
+    options = PipelineOptions(engine=EngineSettings(device="cpu"), window_seconds=60.0)
+    inputs = []
+    batch = whisper_engine.transcribe_batch
+
+    def counted(audios, *args, **kwargs):
+        inputs.append(len(audios))
+        return batch(audios, *args, **kwargs)
+
+    monkeypatch.setattr(whisper_engine, "transcribe_batch", counted)
+
+    def run() -> tuple:
+        inputs.clear()
+        events = list(pipeline.transcribe(path, options, engine=whisper_engine))
+        return next(e for e in events if isinstance(e, Finished)).transcript, sum(inputs)
+
+    (side_by_side, used), lanes = run(), whisper_engine.lanes
+    monkeypatch.setattr(whisper_engine, "lanes", 1)
+    alone, used_alone = run()
+    assert lanes == 2 and side_by_side.to_dict() == alone.to_dict() and used == used_alone
+    said = {language: " ".join(s.text for s in side_by_side.segments if lo <= s.start < hi)
             for (language, _), lo, hi in zip(parts, bounds[:-1], bounds[1:])}
-    assert transcript.language == "en"
-    assert _han(said["zh"]) >= 100 and script.written_in(said["zh"], "zh"), said["zh"]
+    assert side_by_side.language == "en"
+    assert _han(said["zh"]) >= 40 and script.written_in(said["zh"], "zh"), said["zh"]
     # where the languages meet, an input may hold both: a few characters across the line at most
     assert _han(said["en"]) <= 5 and _han(said["fr"]) <= 5 and "fellow americans" in said["en"].lower(), said
     assert len(FRENCH_WORDS & set(said["fr"].lower().replace(",", " ").replace(".", " ").split())) >= 3, said["fr"]
+
+
+def test_a_window_started_early_stands_where_each_input_would_be_decoded_alike():
+    zh = ("zh", (("zh", 0.99), ("en", 0.01)))
+    assert language_id.same_under([zh, ("fr", (("fr", 0.9), ("en", 0.05)))], "en")
+    assert language_id.same_under([("en", (("en", 0.9), ("fr", 0.05)))], "fr")  # plainly English
+    assert not language_id.same_under([("zh", (("zh", 0.6), ("en", 0.3)))], "en")  # would stay English
+    assert not language_id.same_under([], "en") and not language_id.same_under([("zh", ())], "en")
+    heard = {f"l{k}": 0.5 ** (k + 1) for k in range(10)}
+    assert [code for code, _ in language_id.likeliest(heard)] == ["l0", "l1", "l2", "l3", "l4"]

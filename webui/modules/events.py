@@ -56,6 +56,9 @@ class WindowDone:
     language: str           # as known after this window (detected once, then kept)
     counts: WindowCounts
     speakers: dict | None = None  # its speaker embeddings when diarizing (diarize.WindowEmbeddings.to_dict)
+    # each first-pass input's language and language ID, where the language was followed input by
+    # input (engines/language_id.py): lanes.py judges a window started early by them; not checkpointed
+    decided: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
 
 
 @dataclass(frozen=True)

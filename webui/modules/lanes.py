@@ -6,8 +6,9 @@ would be alone: the engine runs the same calls on the same rows either way (Whis
 
 The language is detected once, then kept: a window runs with the language the windows before it
 found. A window started before that was known detects its own; its text stands only where
-`agrees` says it is what the known language gives (the same language detected, the same inputs),
-else the window runs again with it. So the first two windows start together, and the output is
+`agrees` says it is what the known language gives (the same language detected, or each input
+decoded in the language it would be with the known one, and the same inputs), else the window
+runs again with it. So the first two windows start together, and the output is
 the one a window-at-a-time run gives.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import queue
 import threading
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, ContextManager, Generator
 
 from .engines.base import Engine
@@ -133,7 +134,7 @@ class Lanes:
         if not self._agrees(done, language):
             return (yield from self._alone(n, language))
         yield from events
-        return done
+        return replace(done, language=language)  # what it found stands; the recording's stays
 
     def _alone(self, n: int, language: str) -> Generator[object, None, WindowDone]:
         with self._lane():

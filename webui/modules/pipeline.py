@@ -22,7 +22,7 @@ import numpy as np
 
 from . import audio as audio_mod
 from .batching import Tally
-from .engines import get_engine
+from .engines import get_engine, language_id
 from .engines.base import Engine
 from .events import (Cancelled, Event, Finished, Planned, Progress, Resume, RunStats, SegmentDone, StageClock,
                      WindowDone)
@@ -116,8 +116,11 @@ def _run(path: str | Path, options: PipelineOptions, engine: Engine, cancel: thr
         audio = spool.ranges((s.start, s.end) for s in _window(planned, n))
         return transcribe_window(planned, n, audio, engine, options, language, Tally(), halt, clock)
 
-    def agrees(done: WindowDone, language: str) -> bool:  # detected alike, and cut into the same inputs
-        return done.language == language and by_utterance(options, language) == by_utterance(options, "auto")
+    def agrees(done: WindowDone, language: str) -> bool:
+        """Cut into the same inputs, and detected alike, or each of its inputs decoded in the
+        language it would be with `language` known (a recording that changes language)."""
+        return by_utterance(options, language) == by_utterance(options, "auto") and \
+            (done.language == language or language_id.same_under(done.decided, language))
 
     todo = [n for n in range(len(planned.windows)) if n not in finished]
     lanes = Lanes(engine, todo, steps, agrees, cancel)

@@ -67,6 +67,7 @@ def transcribe_window(planned: Planned, n: int, audio: Iterator[np.ndarray], eng
         elif options.pack:
             chunks = pack(chunks, engine.max_input_seconds, options.vad.keep_gap)
     fresh: list[tuple[int, object]] = []  # (chunk index, output) of the batch just finished
+    decided: list[tuple[str, tuple]] = []  # each first-pass output's language and language ID
     runner = run_chunks(engine, chunks, language, tally, cancel, options.retry_tail_seconds,
                         on_output=lambda i, out: fresh.append((i, out)))
     steps = with_progress(runner, window[0].start, window[-1].end, chunks, planned.info.duration)
@@ -80,6 +81,7 @@ def transcribe_window(planned: Planned, n: int, audio: Iterator[np.ndarray], eng
         yield event
         if fresh:  # the batch's lines at once, not only after the window's last batch
             fresh.sort(key=lambda f: f[0])
+            decided += [(out.language, out.heard) for _, out in fresh]
             lines = tuple(to_result(chunks[i], out, options.snap_seconds) for i, out in fresh)
             spoken = language if is_known(language) else (fresh[0][1].language or language)
             fresh.clear()
@@ -94,7 +96,9 @@ def transcribe_window(planned: Planned, n: int, audio: Iterator[np.ndarray], eng
             language = output.language or language  # detected once, then kept
         results.append(to_result(chunk, output, options.snap_seconds))
         yield SegmentDone(results[-1], tally.done, len(planned.segments))
-    return WindowDone(n, tuple(results[first:]), language, tally.since(before))
+    followed = all(heard for _, heard in decided)
+    return WindowDone(n, tuple(results[first:]), language, tally.since(before),
+                      decided=tuple(decided) if followed else ())
 
 
 def run_window(planned: Planned, n: int, audio: Iterator[np.ndarray], engine: Engine, options: PipelineOptions,

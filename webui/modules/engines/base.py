@@ -47,6 +47,9 @@ class EngineOutput:
     language: str = ""
     # True when the model already applied its own inverse text normalisation.
     itn_applied: bool = False
+    # Whisper's language ID of the input, its likeliest languages (code, probability), where the
+    # language was followed input by input (engines/language_id.py)
+    heard: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -43,3 +43,19 @@ def spoken(probabilities: Sequence[Mapping[str, float]], recording: str = "") ->
         switch = best != recording and heard[best] >= SWITCH_TO and heard.get(recording, 0.0) <= SWITCH_FROM
         out.append(best if switch else recording)
     return out
+
+
+KEPT = 5  # languages of an input's language ID kept with its output: at most four can hold more
+          # than SWITCH_FROM, so `spoken` decides the same from these as from all of them
+
+
+def likeliest(heard: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
+    """The KEPT likeliest languages of a language ID, likeliest first."""
+    return tuple(sorted(heard.items(), key=lambda item: -item[1])[:KEPT])
+
+
+def same_under(decided: Sequence[tuple[str, Sequence[tuple[str, float]]]], recording: str) -> bool:
+    """Whether inputs decoded in these languages (each with its language ID, `likeliest`) would be
+    decoded in the same ones had `recording` been known as the recording's language: a window
+    run before it was known then stands as it is."""
+    return bool(decided) and all(heard and spoken([dict(heard)], recording) == [language] for language, heard in decided)

@@ -10,6 +10,7 @@ import shutil
 import tempfile
 import threading
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -210,14 +211,14 @@ class WhisperEngine:
         features = [self.model.feature_extractor(a)[..., :-1] for a in audios]
         stacked = np.stack([pad_or_trim(f) for f in features])
         encoder_output = self._encode(stacked)
-        languages = self._languages(encoder_output, stacked, language, follow)
+        languages, heard = self._languages(encoder_output, stacked, language, follow)
         outputs: list[EngineOutput] = [EngineOutput(())] * len(items)
         for spoken, rows in script.by_language(languages):
             whole = len(rows) == len(items)
             done = self._in_language(encoder_output if whole else self._rows(encoder_output, stacked, rows),
                                      stacked if whole else stacked[rows], [items[r] for r in rows], spoken)
             for row, output in zip(rows, done):
-                outputs[row] = output
+                outputs[row] = replace(output, heard=language_id.likeliest(heard[row])) if heard else output
         return outputs
 
     def _in_language(self, encoder_output, stacked: np.ndarray, items: list[tuple[np.ndarray, Utterances]],
@@ -390,19 +391,21 @@ class WhisperEngine:
                 return [work(rows[i:i + run]) for i in range(0, len(rows), run)]
         return self._side_by_side(work, rows)
 
-    def _languages(self, encoder_output, stacked: np.ndarray, language: str, follow: bool | None) -> list[str]:
+    def _languages(self, encoder_output, stacked: np.ndarray, language: str, follow: bool | None
+                   ) -> tuple[list[str], list[dict[str, float]]]:
         """The language each input of the batch is decoded in: the one asked for (the recording's,
         once detected); with `follow`, each input's own where it plainly is another
-        (language_id.spoken). Unknown and not following: the first input's, for all."""
+        (language_id.spoken), and then each input's language ID too. Unknown and not following:
+        the first input's, for all."""
         n = stacked.shape[0]
         if not self.model.model.is_multilingual:
-            return ["en"] * n
+            return ["en"] * n, []
         if follow is None:
             follow = not script.is_known(getattr(self.settings, "language", ""))
         if not follow:
-            return [language if script.is_known(language) else self._detect(encoder_output, stacked)] * n
+            return [language if script.is_known(language) else self._detect(encoder_output, stacked)] * n, []
         heard = self._language_ids(encoder_output, stacked)
-        return language_id.spoken(heard, language if script.is_known(language) else "")
+        return language_id.spoken(heard, language if script.is_known(language) else ""), heard
 
     def _language_ids(self, encoder_output, stacked: np.ndarray) -> list[dict[str, float]]:
         """Whisper's language ID of every input (code -> probability), from the encoder output
