@@ -60,3 +60,20 @@ def test_a_known_name_that_looks_like_a_number_never_doubles_a_label():
     named = _labels([0, 1, 2], {2: "Speaker 2"})  # a profile called "Speaker 2" matched the third voice
     assert named[2] == "Speaker 2" and len(set(named.values())) == 3
     assert _labels([0, 1], {0: "Carlo"}) == {0: "Carlo", 1: "Speaker 2"}
+
+
+def test_a_split_line_keeps_the_models_spelling() -> None:
+    """Words are kept without the space before them: the split line is cut out of the line's text,
+    not joined again with spaces ("ill -disposed" was written for "ill-disposed"); Chinese keeps
+    no spaces either way."""
+    words = [(2.5, 2.7, "He"), (2.7, 2.9, "was"), (2.9, 3.2, "ill"), (3.2, 3.8, "-disposed."),
+             (4.3, 4.8, "Go"), (4.8, 5.5, "forward.")]
+    line = TimedText(2.5, 5.5, "He was ill-disposed. Go forward.", words=tuple(Word(*w) for w in words))
+    first, second = label_line(line, TurnIndex(TURNS))
+    assert (first.text, second.text) == ("He was ill-disposed.", "Go forward.")
+    zh = TimedText(2.5, 5.5, "我们开始吧好的", words=tuple(Word(*w) for w in [(2.5, 3.0, "我们"), (3.0, 3.8, "开始吧"),
+                                                                              (4.3, 5.5, "好的")]))
+    assert [line.text for line in label_line(zh, TurnIndex(TURNS))] == ["我们开始吧", "好的"]
+    # words the text does not hold in order: joined as before
+    odd = TimedText(2.5, 5.5, "something else", words=(Word(2.5, 3.0, "Yes,"), Word(4.3, 4.8, "then.")))
+    assert [line.text for line in label_line(odd, TurnIndex(TURNS))] == ["Yes,", "then."]

@@ -138,14 +138,30 @@ def label_line(piece: TimedText, index: TurnIndex) -> list[TimedText]:
             groups.append([word])
     if len(groups) == 1:
         return [replace(piece, words=tuple(words), speaker=words[0].speaker)]
+    texts = _spelt(piece.text, groups) or [join_texts([w.text for w in group]) for group in groups]
     lines = []
-    for i, group in enumerate(groups):
+    for i, (group, text) in enumerate(zip(groups, texts)):
         start = piece.start if i == 0 else group[0].start
         end = piece.end if i == len(groups) - 1 else max(group[-1].end, start)
         scores = replace(piece.scores, tokens=None) if piece.scores is not None else None  # tokens were the whole line's
-        lines.append(TimedText(round(start, 3), round(end, 3), join_texts([w.text for w in group]), "", scores,
-                               tuple(group), group[0].speaker))
+        lines.append(TimedText(round(start, 3), round(end, 3), text, "", scores, tuple(group), group[0].speaker))
     return lines
+
+
+def _spelt(text: str, groups: list[list[Word]]) -> list[str] | None:
+    """The line's text cut where its groups of words meet, as the model spelt it: a word's text is
+    kept without the space before it, so joining the words again with spaces wrote "ill
+    -disposed" for "ill-disposed". None where the words are not found in the text in order."""
+    cuts, at = [], 0
+    for group in groups[:-1]:
+        for word in group:
+            found = text.find(word.text, at)
+            if found < 0:
+                return None
+            at = found + len(word.text)
+        cuts.append(at)
+    bounds = [0, *cuts, len(text)]
+    return [text[a:b].strip() for a, b in zip(bounds, bounds[1:])]
 
 
 def talk_time(turns: Sequence[SpeakerTurn]) -> dict[str, float]:
