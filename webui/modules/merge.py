@@ -15,9 +15,6 @@ from .options import PipelineOptions
 from .transcript import SegmentResult, TimedText, Transcript, join_texts
 
 
-KANJI_LANGUAGES = ("ja", "ko")  # Han characters there are not Chinese
-
-
 def assemble(info: AudioInfo, model: str, results: Sequence[SegmentResult], language: str,
              options: PipelineOptions) -> tuple[Transcript, int]:
     """Merge the lines, put Chinese in the chosen script (every piece once, so subtitles and the
@@ -44,17 +41,13 @@ def assemble(info: AudioInfo, model: str, results: Sequence[SegmentResult], lang
 
 def _languages(pieces: list[TimedText], results: Sequence[SegmentResult], language: str) -> list[str]:
     """Each merged piece's language: the one its result was decoded in (the recording's where a
-    result names none). A merged piece starts where its first piece did.
-    Chinese text in a result of another known language (not Japanese or Korean) goes with Chinese:
-    an input that holds the end of a Mandarin stretch and the start of a French one is decoded in
-    one of them, and Whisper writes each as heard."""
+    result names none), or Chinese for Chinese text decoded as another (script.chinese_in_other).
+    A merged piece starts where its first piece did."""
     spoken: dict[float, str] = {}
     for r in results:
         decoded = r.language or language
-        foreign = script.is_known(decoded) and not script.is_chinese(decoded) and \
-            script.base_language(decoded) not in KANJI_LANGUAGES
         for p in r.pieces:
-            spoken.setdefault(p.start, "zh" if foreign and script.is_chinese("", [p.text]) else decoded)
+            spoken.setdefault(p.start, "zh" if script.chinese_in_other(decoded, p.text) else decoded)
     return [spoken.get(piece.start, language) for piece in pieces]
 
 

@@ -81,6 +81,14 @@ def base_language(language: str) -> str:
     return (language or "").strip().lower().replace("_", "-").split("-")[0]
 
 
+def chinese_in_other(language: str, text: str) -> bool:
+    """Chinese text decoded as another known language, one whose writing has no Han characters of
+    its own (not Japanese or Korean): an input that holds the end of a Mandarin stretch and the
+    start of a French one is decoded in one of them, and Whisper writes each as heard."""
+    return is_known(language) and not is_chinese(language) and base_language(language) not in ("ja", "ko") \
+        and is_chinese("", [text])
+
+
 def by_language(languages: Sequence[str]) -> list[tuple[str, list[int]]]:
     """Positions by language (a recording may change language: engines/language_id.py), each
     language once, in the order it first comes."""
