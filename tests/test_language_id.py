@@ -142,6 +142,8 @@ def test_a_recording_that_changes_language_comes_back_in_each_of_them(whisper_en
     said = {language: " ".join(s.text for s in side_by_side.segments if lo <= s.start < hi)
             for (language, _), lo, hi in zip(parts, bounds[:-1], bounds[1:])}
     assert side_by_side.language == "en"
+    # each line names the language it is in
+    assert {s.language for s in side_by_side.segments} >= {"en", "zh", "fr"}, side_by_side.segments
     assert _han(said["zh"]) >= 40 and script.written_in(said["zh"], "zh"), said["zh"]
     # where the languages meet, an input may hold both: a few characters across the line at most
     assert _han(said["en"]) <= 5 and _han(said["fr"]) <= 5 and "fellow americans" in said["en"].lower(), said

@@ -290,3 +290,16 @@ def test_renaming_a_speaker_renames_the_diarizers_turns_too() -> None:
     transcript = revisions.to_transcript(base, renamed)
     assert [t.speaker for t in transcript.turns] == ["Obi-Wan", "SPEAKER_2"]
     assert json.loads(render_file(transcript, "json", 1))["speakers"][0]["speaker"] == "Obi-Wan"
+
+
+def test_a_corrected_line_keeps_the_language_it_was_in() -> None:
+    """In a recording that changes language each line names its own (merge.assemble); a line a
+    person rewrote is still in that language, and the JSON download says so."""
+    from dataclasses import replace
+
+    base = replace(MODEL, segments=[replace(MODEL.segments[0], language="en"),
+                                    replace(MODEL.segments[1], text="大家好", text_itn="大家好", language="zh")])
+    edited = revisions.validate(lines((0.0, 2.0, "Hello there!", None), (2.5, 5.0, "大家好。", None)), 30.0)
+    transcript = revisions.to_transcript(base, edited)
+    assert [s.display_text for s in transcript.segments] == ["Hello there!", "大家好。"]
+    assert [s["language"] for s in json.loads(render_file(transcript, "json", 1))["segments"]] == ["en", "zh"]

@@ -4,6 +4,7 @@ and not part of a checkpoint's options."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import replace
@@ -21,7 +22,7 @@ from webui.modules.options import PipelineOptions, options_from_record
 from webui.modules.merge import assemble
 from webui.modules.pipeline import transcribe
 from webui.modules.settings import AppSettings
-from webui.modules.transcript import Segment, SegmentResult, TimedText
+from webui.modules.transcript import Segment, SegmentResult, TimedText, Transcript
 
 # What Whisper wrote for Mandarin from the mainland (issue 10), and what it should read.
 WHISPER_TRADITIONAL = "中國人民決心繼承"
@@ -304,3 +305,15 @@ def test_assemble_handles_each_language_of_a_recording_that_changes_language():
     assert [s.text_itn for s in got.segments] == ["I paid $25.", "我有325块钱", "我有325块钱",
                                                   "Pour activer, appuyez sur 1."]  # no French ITN
     assert got.language == "en" and fallbacks == 0
+    # each line names its language, in the JSON too, and read back; one language names none
+    assert [s.language for s in got.segments] == ["en", "zh", "zh", "fr"]
+    assert [s.get("language") for s in got.to_dict()["segments"]] == ["en", "zh", "zh", "fr"]
+    assert Transcript.from_dict(json.loads(json.dumps(got.to_dict()))).segments == got.segments
+    # the input where English meets Mandarin decoded as Mandarin: its English is English
+    meeting = [SegmentResult(Segment(1, 10.0, 19.0), (TimedText(10.0, 12.0, "It cost twenty five dollars."),
+                                                      TimedText(13.0, 15.0, "我有三百二十五塊錢")), 5.0, "zh")]
+    got, _ = assemble(INFO, "m", english + meeting, "en", PipelineOptions())
+    assert [(s.language, s.text_itn) for s in got.segments] == [
+        ("en", "I paid $25."), ("en", "It cost $25."), ("zh", "我有325块钱")]
+    alone, _ = assemble(INFO, "m", results("I paid.", "Press one.", language="en"), "en", PipelineOptions())
+    assert all(not s.language and "language" not in d for s, d in zip(alone.segments, alone.to_dict()["segments"]))

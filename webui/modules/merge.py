@@ -21,15 +21,18 @@ def assemble(info: AudioInfo, model: str, results: Sequence[SegmentResult], lang
     full text agree; never fatal), then ITN once over the merged text (never fatal: a piece
     wetext rejects keeps its raw text). Returns the transcript and how many pieces ITN left raw.
     A recording spoken in several languages (each input decoded in its own: engines/language_id.py)
-    has the pieces of each language handled as a transcript in that language would be."""
+    has the pieces of each language handled as a transcript in that language would be, and each
+    piece names its language."""
     pieces = tidy_cues([p for r in results for p in r.pieces])
     run_itn = options.itn and bool(pieces) and not (bool(results) and all(r.itn_applied for r in results))
     itn_texts: list[str] = [""] * len(pieces)
     fallbacks = 0
-    for spoken, rows in script.by_language(_languages(pieces, results, language)):
+    languages = _languages(pieces, results, language)
+    several = len(set(languages)) > 1  # then each line says which it is in
+    for spoken, rows in script.by_language(languages):
         done, texts, failed = _in_language([pieces[i] for i in rows], spoken, options.script, run_itn)
         for i, piece, text in zip(rows, done, texts):
-            pieces[i], itn_texts[i] = piece, text
+            pieces[i], itn_texts[i] = (replace(piece, language=spoken) if several else piece), text
         fallbacks += failed
     transcript = Transcript(
         file=Path(info.path).name, duration=round(info.duration, 3), model=model,
@@ -41,13 +44,17 @@ def assemble(info: AudioInfo, model: str, results: Sequence[SegmentResult], lang
 
 def _languages(pieces: list[TimedText], results: Sequence[SegmentResult], language: str) -> list[str]:
     """Each merged piece's language: the one its result was decoded in (the recording's where a
-    result names none), or Chinese for Chinese text decoded as another (script.chinese_in_other).
-    A merged piece starts where its first piece did."""
+    result names none), but Chinese for Chinese text decoded as another (script.chinese_in_other)
+    and the recording's for text in letters decoded as Chinese, Japanese or Korean
+    (script.letters_in_cjk). A merged piece starts where its first piece did."""
     spoken: dict[float, str] = {}
     for r in results:
         decoded = r.language or language
         for p in r.pieces:
-            spoken.setdefault(p.start, "zh" if script.chinese_in_other(decoded, p.text) else decoded)
+            if script.chinese_in_other(decoded, p.text):
+                spoken.setdefault(p.start, "zh")
+            else:
+                spoken.setdefault(p.start, language if script.letters_in_cjk(decoded, language, p.text) else decoded)
     return [spoken.get(piece.start, language) for piece in pieces]
 
 

@@ -123,12 +123,14 @@ def to_transcript(base: Transcript, lines: list[Line] | list[dict]) -> Transcrip
     text as both (the raw text is unknown once a person rewrote it)."""
     lines = [Line(**d) if isinstance(d, dict) else d for d in lines]
     originals = {(round(p.start, 3), round(p.end, 3), p.display_text): p for p in base.segments}
+    spoken = {(round(p.start, 3), round(p.end, 3)): p.language for p in base.segments if p.language}
     itn = any(p.text_itn for p in base.segments)
     pieces: list[TimedText] = []
     for line in lines:
         piece = originals.get((round(line.start, 3), round(line.end, 3), line.text))
-        if piece is None:
-            piece = TimedText(line.start, line.end, line.text, line.text if itn else "")
+        if piece is None:  # an edit keeps its line's language (its times name the line)
+            piece = TimedText(line.start, line.end, line.text, line.text if itn else "",
+                              language=spoken.get((round(line.start, 3), round(line.end, 3)), ""))
         if _SPEAKERS:
             piece = replace(piece, speaker=line.speaker)
         pieces.append(piece)

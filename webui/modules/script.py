@@ -89,6 +89,19 @@ def chinese_in_other(language: str, text: str) -> bool:
         and is_chinese("", [text])
 
 
+HAN_KANA_HANGUL = ("zh", "yue", "ja", "ko")  # languages written with Han characters, kana or hangul
+
+
+def letters_in_cjk(language: str, recording: str, text: str) -> bool:
+    """Text in letters only, decoded as Chinese, Japanese or Korean in a recording whose language
+    is written in letters: an input that holds the end of an English stretch and the start of a
+    Mandarin one is decoded as Mandarin, and Whisper writes the English as heard. That text is
+    the recording's language, not the input's."""
+    return base_language(language) in HAN_KANA_HANGUL and is_known(recording) \
+        and base_language(recording) not in HAN_KANA_HANGUL and any(ch.isalpha() for ch in text) \
+        and not _HAN.search(text) and not _KANA_HANGUL.search(text)
+
+
 def by_language(languages: Sequence[str]) -> list[tuple[str, list[int]]]:
     """Positions by language (a recording may change language: engines/language_id.py), each
     language once, in the order it first comes."""

@@ -129,6 +129,8 @@ class TimedText:
     scores: Scores | None = None  # None: the engine does not report them
     words: tuple[Word, ...] = ()   # the model's word times, where it gives them (raw text)
     speaker: str | None = None     # set by diarization
+    # the language its text is in, only where the recording holds more than one (merge.assemble)
+    language: str = ""
 
     @property
     def display_text(self) -> str:
@@ -207,6 +209,8 @@ def _segment_dict(s: TimedText) -> dict:
     data = {"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text, "text_itn": s.text_itn}
     if s.speaker is not None:
         data["speaker"] = s.speaker
+    if s.language:
+        data["language"] = s.language
     if s.scores is not None:
         data["scores"] = s.scores.to_dict()
     if s.words:
@@ -217,7 +221,7 @@ def _segment_dict(s: TimedText) -> dict:
 def _segment_from(s: dict) -> TimedText:
     return TimedText(float(s["start"]), float(s["end"]), s.get("text", ""), s.get("text_itn", ""),
                      Scores.from_dict(s.get("scores")), tuple(Word.from_dict(w) for w in s.get("words") or ()),
-                     s.get("speaker"))
+                     s.get("speaker"), str(s.get("language") or ""))
 
 
 def is_cjk(text: str) -> bool:
