@@ -293,13 +293,24 @@ def test_renaming_a_speaker_renames_the_diarizers_turns_too() -> None:
 
 
 def test_a_corrected_line_keeps_the_language_it_was_in() -> None:
-    """In a recording that changes language each line names its own (merge.assemble); a line a
-    person rewrote is still in that language, and the JSON download says so."""
+    """In a recording that changes language each line names its own (merge.assemble): the view
+    marks each line's text with it (the browser picks Chinese or Japanese glyphs by it), a line a
+    person rewrote or split is still in that language, the JSON download says so, and the
+    language alone never makes a line count as changed."""
     from dataclasses import replace
 
+    from webui.ui.transcript_view import Shown, view_html
+
     base = replace(MODEL, segments=[replace(MODEL.segments[0], language="en"),
-                                    replace(MODEL.segments[1], text="大家好", text_itn="大家好", language="zh")])
-    edited = revisions.validate(lines((0.0, 2.0, "Hello there!", None), (2.5, 5.0, "大家好。", None)), 30.0)
+                                    replace(MODEL.segments[1], text="大家好 今天开会", text_itn="大家好 今天开会",
+                                            language="zh")])
+    shown = revisions.lines_of(base)
+    page = view_html(Shown(shown, language=base.language))
+    assert '<ol class="tv-lines" lang="en">' in page and '<span class="tv-text" lang="zh">大家好 今天开会</span>' in page
+    assert revisions.validate(lines((0.0, 2.0, "Hello there.", None), (2.5, 5.0, "大家好 今天开会", None)), 30.0) == shown
+    edited = revisions.validate(lines((0.0, 2.0, "Hello there!", None), (2.5, 3.6, "大家好。", None),
+                                      (3.6, 5.0, "今天开会。", None)), 30.0)
     transcript = revisions.to_transcript(base, edited)
-    assert [s.display_text for s in transcript.segments] == ["Hello there!", "大家好。"]
-    assert [s["language"] for s in json.loads(render_file(transcript, "json", 1))["segments"]] == ["en", "zh"]
+    assert [s.display_text for s in transcript.segments] == ["Hello there!", "大家好。", "今天开会。"]
+    assert [s["language"] for s in json.loads(render_file(transcript, "json", 1))["segments"]] == ["en", "zh", "zh"]
+    assert "lang=" not in view_html(Shown(revisions.lines_of(MODEL)))  # nothing named, nothing said

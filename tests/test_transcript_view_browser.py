@@ -34,6 +34,8 @@ def test_a_finished_job_shows_its_lines_with_a_player(page, server: Server) -> N
     page.locator("#tx-progress .job-status.done").wait_for(timeout=150_000)
     page.locator("#tx-transcript audio").wait_for(timeout=60_000)
     assert "ask not what your country can do for you" in view_text(page, "#tx-transcript")
+    # the lines say which language they are in (glyphs, screen readers): the one Whisper detected
+    assert page.locator("#tx-transcript .tv-lines").get_attribute("lang") == "en"
 
 
 def test_the_transcript_view_plays_from_a_line_highlights_it_and_searches(page, server: Server) -> None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import math
 import unicodedata
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
+from typing import Sequence
 
 from .transcript import TimedText, Transcript, join_texts
 
@@ -35,6 +36,9 @@ class Line:
     end: float
     text: str
     speaker: str | None = None
+    # the line's language where the recording changes language (shown, never part of an edit:
+    # to_transcript takes it from the line with the same times)
+    language: str = field(default="", compare=False)
 
     def to_dict(self) -> dict:
         data = {"start": round(self.start, 3), "end": round(self.end, 3), "text": self.text}
@@ -51,7 +55,7 @@ def speaker_of(piece: object) -> str | None:
 
 def lines_of(transcript: Transcript) -> list[Line]:
     """The transcript's lines as a person sees them (ITN text where there is one)."""
-    return [Line(p.start, p.end, p.display_text, speaker_of(p)) for p in transcript.segments]
+    return [Line(p.start, p.end, p.display_text, speaker_of(p), p.language) for p in transcript.segments]
 
 
 def _clean(value: object, limit: int, what: str, number: int) -> str:
@@ -123,20 +127,28 @@ def to_transcript(base: Transcript, lines: list[Line] | list[dict]) -> Transcrip
     text as both (the raw text is unknown once a person rewrote it)."""
     lines = [Line(**d) if isinstance(d, dict) else d for d in lines]
     originals = {(round(p.start, 3), round(p.end, 3), p.display_text): p for p in base.segments}
-    spoken = {(round(p.start, 3), round(p.end, 3)): p.language for p in base.segments if p.language}
     itn = any(p.text_itn for p in base.segments)
     pieces: list[TimedText] = []
     for line in lines:
         piece = originals.get((round(line.start, 3), round(line.end, 3), line.text))
-        if piece is None:  # an edit keeps its line's language (its times name the line)
+        if piece is None:
             piece = TimedText(line.start, line.end, line.text, line.text if itn else "",
-                              language=spoken.get((round(line.start, 3), round(line.end, 3)), ""))
+                              language=_language_over(line, base.segments))
         if _SPEAKERS:
             piece = replace(piece, speaker=line.speaker)
         pieces.append(piece)
     return replace(base, text=join_texts([p.text for p in pieces]),
                    text_itn=join_texts([p.text_itn for p in pieces]) if itn else "", segments=pieces,
                    **_renamed_turns(base, lines))
+
+
+def _language_over(line: Line, pieces: Sequence[TimedText]) -> str:
+    """An edited, split or merged line's language: that of the model's line it overlaps most (or
+    lies nearest), where the model's lines name theirs (a recording that changes language)."""
+    named = [p for p in pieces if p.language]
+    if not named:
+        return ""
+    return max(named, key=lambda p: min(p.end, line.end) - max(p.start, line.start)).language
 
 
 def _renamed_turns(base: Transcript, lines: list[Line]) -> dict:

@@ -54,6 +54,7 @@ class Shown:
     file_name: str = ""
     extra: dict = field(default_factory=dict)
     speakers: str = ""           # talk time and turns (speaker_view.speakers_html: escaped there)
+    language: str = ""           # the recording's: the browser picks glyphs and voices by it
 
 
 def file_url(path: Path) -> str:
@@ -94,7 +95,7 @@ def view_html(shown: Shown) -> str:
             f'<li class="tv-line" data-start="{line.start:.3f}" data-end="{line.end:.3f}">'
             f'<button type="button" class="tv-time" title="Play from {fmt_seconds(line.start)}">'
             f'{fmt_seconds(line.start)}</button> <span class="tv-speaker">{speaker}</span> '
-            f'<span class="tv-text">{e(line.text)}</span></li>')
+            f'<span class="tv-text"{_lang(line.language)}>{e(line.text)}</span></li>')
     return (
         f'<div class="tv" data-latest="{shown.latest}" data-editable="{1 if shown.editable else 0}" '
         f'data-duration="{shown.duration:.3f}">'
@@ -104,7 +105,13 @@ def view_html(shown: Shown) -> str:
         '<button type="button" class="tv-next" title="Next hit" aria-label="Next hit">▼</button>'
         '<span class="tv-hits" role="status"></span></span>'
         f'{edit}</div>{editbar}<div class="tv-note">{e(shown.note)}</div>{shown.speakers}'
-        f'<ol class="tv-lines">{"".join(items)}</ol></div>')
+        f'<ol class="tv-lines"{_lang(shown.language)}>{"".join(items)}</ol></div>')
+
+
+def _lang(language: str) -> str:
+    """An HTML lang attribute for a language the model named (its code, escaped), or none: Han
+    characters take Chinese or Japanese glyph forms by it, and a screen reader its voice."""
+    return f' lang="{html.escape(language)}"' if language else ""
 
 
 class TranscriptPanel:
@@ -176,7 +183,8 @@ class TranscriptPanel:
         player = player or self.player(record)
         url = file_url(player.path) if player.state == "ready" and player.path else None
         return Shown(revisions.lines_of(transcript), number, number, editable, note, url, player.message,
-                     transcript.duration, record.file_name, speakers=speakers_html(transcript))
+                     transcript.duration, record.file_name, speakers=speakers_html(transcript),
+                     language=transcript.language)
 
     def render(self, record: JobRecord, visitor: Visitor) -> tuple[list, proxy_audio.Player]:
         """The panel's outputs for a History record, and its player (pending: call `player_html` later)."""

@@ -164,7 +164,7 @@ function discard() {
 
 function changed(li) { st.dirty = true; if (li) li.classList.add('tv-changed'); }
 
-function newLine(start, end, text, speaker) {
+function newLine(start, end, text, speaker, lang) {
   const li = document.createElement('li');
   li.className = 'tv-line tv-changed';
   li.dataset.start = start.toFixed(3); li.dataset.end = end.toFixed(3);
@@ -174,6 +174,7 @@ function newLine(start, end, text, speaker) {
   who.className = 'tv-speaker'; who.textContent = speaker || '';
   const body = document.createElement('span');
   body.className = 'tv-text'; body.textContent = text;
+  if (lang) body.lang = lang;  // the half of a split line is in the line's language
   for (const el of [who, body]) el.setAttribute('contenteditable', 'plaintext-only');
   li.append(time, ' ', who, ' ', body);
   return li;
@@ -200,7 +201,7 @@ function split() {
   const cut = Math.round((start + (end - start) * at / text.length) * 1000) / 1000;  // by share of characters
   li.dataset.end = cut.toFixed(3);
   body.textContent = text.slice(0, at).trim();
-  li.after(newLine(cut, end, text.slice(at).trim(), li.querySelector('.tv-speaker').textContent.trim()));
+  li.after(newLine(cut, end, text.slice(at).trim(), li.querySelector('.tv-speaker').textContent.trim(), body.lang));
   changed(li); index();
   say(`Split at ${clock(cut)}.`);
 }
