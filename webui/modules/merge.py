@@ -21,8 +21,8 @@ def assemble(info: AudioInfo, model: str, results: Sequence[SegmentResult], lang
     full text agree; never fatal), then ITN once over the merged text (never fatal: a piece
     wetext rejects keeps its raw text). Returns the transcript and how many pieces ITN left raw.
     A recording spoken in several languages (each input decoded in its own: engines/language_id.py)
-    has the pieces of each language handled as a transcript in that language would be, and each
-    piece names its language."""
+    has the pieces of each language handled as a transcript in that language would be, each
+    piece names its language, and the transcript's is the one most of its lines are in."""
     pieces = tidy_cues([p for r in results for p in r.pieces])
     run_itn = options.itn and bool(pieces) and not (bool(results) and all(r.itn_applied for r in results))
     itn_texts: list[str] = [""] * len(pieces)
@@ -34,12 +34,24 @@ def assemble(info: AudioInfo, model: str, results: Sequence[SegmentResult], lang
         for i, piece, text in zip(rows, done, texts):
             pieces[i], itn_texts[i] = (replace(piece, language=spoken) if several else piece), text
         fallbacks += failed
+    if several:
+        language = most_spoken(pieces, languages)
     transcript = Transcript(
         file=Path(info.path).name, duration=round(info.duration, 3), model=model,
         language=language if language != "auto" else "", text=join_texts([p.text for p in pieces]),
         text_itn=join_texts(itn_texts) if run_itn else "", segments=pieces,
     )
     return transcript, fallbacks
+
+
+def most_spoken(pieces: Sequence[TimedText], languages: Sequence[str]) -> str:
+    """The language most of the lines' time is in (the first of equals): a recording's language
+    when it holds several. Its decode still follows from its first input's (language_id.spoken),
+    but a two-hour Mandarin meeting opened by an English greeting is a Mandarin recording."""
+    seconds: dict[str, float] = {}
+    for piece, language in zip(pieces, languages):
+        seconds[language] = seconds.get(language, 0.0) + max(piece.end - piece.start, 0.0)
+    return max(seconds, key=seconds.get)
 
 
 def _languages(pieces: list[TimedText], results: Sequence[SegmentResult], language: str) -> list[str]:
