@@ -307,6 +307,7 @@ def test_a_corrected_line_keeps_the_language_it_was_in() -> None:
     shown = revisions.lines_of(base)
     page = view_html(Shown(shown, language=base.language))
     assert '<ol class="tv-lines" lang="en">' in page and '<span class="tv-text" lang="zh">大家好 今天开会</span>' in page
+    assert page.count('class="tv-lang"') == 1 and '>zh</span> <span class="tv-text" lang="zh">' in page  # the switch
     assert revisions.validate(lines((0.0, 2.0, "Hello there.", None), (2.5, 5.0, "大家好 今天开会", None)), 30.0) == shown
     edited = revisions.validate(lines((0.0, 2.0, "Hello there!", None), (2.5, 3.6, "大家好。", None),
                                       (3.6, 5.0, "今天开会。", None)), 30.0)

@@ -95,6 +95,7 @@ def view_html(shown: Shown) -> str:
             f'<li class="tv-line" data-start="{line.start:.3f}" data-end="{line.end:.3f}">'
             f'<button type="button" class="tv-time" title="Play from {fmt_seconds(line.start)}">'
             f'{fmt_seconds(line.start)}</button> <span class="tv-speaker">{speaker}</span> '
+            f'{_other_language(line.language, shown.language)}'
             f'<span class="tv-text"{_lang(line.language)}>{e(line.text)}</span></li>')
     return (
         f'<div class="tv" data-latest="{shown.latest}" data-editable="{1 if shown.editable else 0}" '
@@ -106,6 +107,15 @@ def view_html(shown: Shown) -> str:
         '<span class="tv-hits" role="status"></span></span>'
         f'{edit}</div>{editbar}<div class="tv-note">{e(shown.note)}</div>{shown.speakers}'
         f'<ol class="tv-lines"{_lang(shown.language)}>{"".join(items)}</ol></div>')
+
+
+def _other_language(language: str, recording: str) -> str:
+    """A badge on a line in another language than the recording's: where the model switched, for
+    a proofreader to check (a line of an English meeting heard as French is written in French)."""
+    if not language or language == recording:
+        return ""
+    code = html.escape(language)
+    return f'<span class="tv-lang" title="Written as language {code}">{code}</span> '
 
 
 def _lang(language: str) -> str:
