@@ -37,7 +37,7 @@ class Line:
     text: str
     speaker: str | None = None
     # the line's language where the recording changes language (shown, never part of an edit:
-    # to_transcript takes it from the line with the same times)
+    # to_transcript takes it from the model's line it overlaps most)
     language: str = field(default="", compare=False)
 
     def to_dict(self) -> dict:
