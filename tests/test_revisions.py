@@ -315,3 +315,18 @@ def test_a_corrected_line_keeps_the_language_it_was_in() -> None:
     assert [s.display_text for s in transcript.segments] == ["Hello there!", "大家好。", "今天开会。"]
     assert [s["language"] for s in json.loads(render_file(transcript, "json", 1))["segments"]] == ["en", "zh", "zh"]
     assert "lang=" not in view_html(Shown(revisions.lines_of(MODEL)))  # nothing named, nothing said
+
+
+def test_a_page_cannot_set_a_lines_language_and_a_stored_one_is_escaped() -> None:
+    """A line's language comes from the model (or History's copy of it), never from what a page
+    sends: a `language` in a saved line is dropped. Shown, it is escaped like every other text."""
+    from dataclasses import replace
+
+    from webui.ui.transcript_view import Shown, view_html
+
+    evil = '"><script>alert(1)</script>'
+    payload = json.dumps([{"start": 0.0, "end": 2.0, "text": "Hello there!", "language": evil}])
+    [line] = revisions.validate(payload, 30.0)
+    assert line.language == "" and revisions.to_transcript(MODEL, [line]).segments[0].language == ""
+    page = view_html(Shown([replace(line, language=evil)], language=evil))
+    assert "<script>" not in page and "&quot;&gt;&lt;script&gt;" in page

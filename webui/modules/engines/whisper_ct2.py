@@ -410,12 +410,15 @@ class WhisperEngine:
     def _language_ids(self, encoder_output, stacked: np.ndarray) -> list[dict[str, float]]:
         """Whisper's language ID of every input (code -> probability), from the encoder output
         (a decoder step per input: about 25 ms each on one CPU thread; halves side by side)."""
-        def heard(rows: list[int]) -> list:
-            part = encoder_output if len(rows) == stacked.shape[0] else self._rows(encoder_output, stacked, rows)
-            return self.model.model.detect_language(part)
+        def heard(rows: list[int]) -> list[dict[str, float]]:
+            whole = len(rows) == stacked.shape[0]
+            return self._heard(encoder_output if whole else self._rows(encoder_output, stacked, rows))
 
-        return [{token[2:-2]: float(p) for token, p in row}
-                for part in self._side_by_side(heard, list(range(stacked.shape[0]))) for row in part]
+        return [row for part in self._side_by_side(heard, list(range(stacked.shape[0]))) for row in part]
+
+    def _heard(self, encoder_output) -> list[dict[str, float]]:
+        """Whisper's language ID of each row of an encoder output: code -> probability, likeliest first."""
+        return [{token[2:-2]: float(p) for token, p in row} for row in self.model.model.detect_language(encoder_output)]
 
     def _detect(self, encoder_output, stacked: np.ndarray) -> str:
         """The language of the batch's first input, from the encoder output already computed
@@ -423,8 +426,7 @@ class WhisperEngine:
         that input's rows alone: detect_language decodes a step for every row it is given (0.27 s
         for 10 inputs, where only the first is read)."""
         first = encoder_output if gpu.is_cuda(self.device) else self._rows(encoder_output, stacked, [0])
-        token = self.model.model.detect_language(first)[0][0][0]
-        return token[2:-2]
+        return next(iter(self._heard(first)[0]))
 
     def _rows(self, encoder_output, stacked: np.ndarray, rows: list[int]):
         """The encoder output of some inputs of the batch (a fallback decodes only those): a
