@@ -105,3 +105,25 @@ def test_bench_counts_only_the_tokens_a_decode_generated():
     assert bench._prefix(start) == []
     assert bench._prefix(start + [883, 3192, 13]) == [883, 3192, 13]
     assert bench._prefix([50361, 400, 500] + start + [7]) == [7]  # hotwords before the start: not text
+
+
+def test_bench_shifted_copy_is_the_recording_later(tmp_path):
+    """--shifts: the copy is the same samples after `ms` of silence, built once."""
+    import numpy as np
+    import soundfile as sf
+
+    bench = _bench()
+    rng = np.random.default_rng(3)
+    samples = (0.3 * np.sin(np.arange(16_000) * 0.05) + 0.05 * rng.standard_normal(16_000)).astype(np.float32)
+    source = tmp_path / "talk.flac"
+    sf.write(str(source), samples, 16_000, subtype="PCM_16")
+    copy = bench.shifted(source, 13, tmp_path / "work")
+    shifted, rate = sf.read(str(copy), dtype="float32")
+    lead = 13 * 16  # 13 ms at 16 kHz
+    assert rate == 16_000 and shifted.size == samples.size + lead
+    assert not shifted[:lead].any()
+    original, _ = sf.read(str(source), dtype="float32")
+    assert np.abs(shifted[lead:] - original).max() < 1e-3  # 16-bit FLAC both ways
+    stamp = copy.stat().st_mtime_ns
+    assert bench.shifted(source, 13, tmp_path / "work") == copy and copy.stat().st_mtime_ns == stamp
+    assert bench.shifted(source, 7, tmp_path / "work") != copy

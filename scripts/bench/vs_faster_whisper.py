@@ -69,8 +69,16 @@ written (a digit against a spelt-out number is an error on both sides alike). Tw
 repaired or matched: the Italian one lost word-final accents to "?" (put back: "pu?" -> "può",
 a lone "?" -> "è"); the Spanish one has no accents or tildes (both sides compared without them).
 
+With --shifts 7,13,29 each row also runs once on copies of the recording with that many
+milliseconds of silence before it, and a second table gives each row's error rate on every copy:
+a shift of a few frames moves every input's edges, and greedy Whisper base changes a word here
+and there (asterisk: one row's errors ranged 68-84 of 1,846 words). A difference between two rows
+that stays inside those ranges is noise, not a finding. (An mp4 is shifted into a FLAC: audio
+only.)
+
     .venv/bin/python scripts/bench/vs_faster_whisper.py --rounds 2
     .venv/bin/python scripts/bench/vs_faster_whisper.py --only asterisk --rows ours,fw-b1 --rounds 2
+    .venv/bin/python scripts/bench/vs_faster_whisper.py --only asterisk --rows ours,fw-b1 --rounds 1 --shifts 7,13,29
 """
 
 from __future__ import annotations
@@ -623,6 +631,9 @@ def main() -> None:
     parser.add_argument("--mixed-minutes", type=float, default=20.0)
     parser.add_argument("--dialog-minutes", type=float, default=15.0)
     parser.add_argument("--switch-minutes", type=float, default=3.0, help="each language's part of `switch`")
+    parser.add_argument("--shifts", default="",
+                        help="also run each row once on the recording shifted by these milliseconds (e.g. 7,13,29) "
+                             "and print each row's error rate under them: the noise between two rows")
     parser.add_argument("--log", type=Path, help="append every run as a JSON line here (default WORK/log.jsonl)")
     parser.add_argument("--child", nargs=3, metavar=("ROW", "AUDIO", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -634,22 +645,17 @@ def main() -> None:
         return
 
     rows = [r for r in args.rows.split(",") if r]
+    shifts = [int(ms) for ms in args.shifts.split(",") if ms]
     names = [n for n in args.only.split(",") if n]
     recordings = {n: build(n, args.work, args) for n in names}
     log = args.log or args.work / "log.jsonl"
     results: dict[tuple[str, str], list[dict]] = {}
+    spread: dict[tuple[str, str], list[float]] = {}  # error rates on the shifted copies (--shifts)
     for name in names:  # a recording's rounds back to back (the load changes slowly), rows alternating
         path, reference = recordings[name]
         for rnd in range(args.rounds):
             for row in (rows if rnd % 2 == 0 else rows[::-1]):
-                r = measure(row, path, args.work)
-                parts = parts_of(name, args.work)
-                if parts:
-                    r["err"] = switch_error(parts, r["segments"])
-                    r["err_digits"] = switch_error(parts, r["segments"], digits=True)
-                else:
-                    r["err"] = error_rate(reference, r["text"], language_of(name))
-                    r["err_digits"] = error_rate(reference, r["text"], language_of(name), digits=True)
+                r = scored(measure(row, path, args.work), name, reference, args.work)
                 results.setdefault((name, row), []).append(r)
                 load = os.getloadavg()[0]
                 with open(log, "a") as f:
@@ -657,7 +663,53 @@ def main() -> None:
                                         **{k: v for k, v in r.items() if k not in ("text", "segments")}}) + "\n")
                 print(f"round {rnd + 1} {name:9} {row:12} {r['wall']:7.1f} s  cpu {r['cpu']:7.1f} s  err {r['err']:.2%}  inputs {r['inputs']}"
                       f"  tokens {r['tokens']}  rss {r['rss_mb']:.0f} MB  (load {load:.1f})", flush=True)
+        for ms in shifts:  # the same recording a few milliseconds later: each row once
+            for row in rows:
+                r = scored(measure(row, shifted(path, ms, args.work), args.work), name, reference, args.work)
+                spread.setdefault((name, row), []).append(r["err"])
+                print(f"shift {ms:3d} ms {name:9} {row:12} err {r['err']:.2%}  inputs {r['inputs']}", flush=True)
     print_table(names, rows, recordings, results)
+    if shifts:
+        print_spread(names, rows, results, spread, shifts)
+
+
+def scored(r: dict, name: str, reference: str, work: Path) -> dict:
+    """A run's result with its error rate (`err`) and the rate with number words as digits."""
+    parts = parts_of(name, work)
+    if parts:
+        return {**r, "err": switch_error(parts, r["segments"]), "err_digits": switch_error(parts, r["segments"], digits=True)}
+    return {**r, "err": error_rate(reference, r["text"], language_of(name)),
+            "err_digits": error_rate(reference, r["text"], language_of(name), digits=True)}
+
+
+def shifted(path: Path, ms: int, work: Path) -> Path:
+    """The recording with `ms` milliseconds of silence before it (16 kHz mono FLAC, built once):
+    every input then starts and ends a few frames elsewhere, and Whisper's text changes here and
+    there. How far an error rate moves under that is the noise a difference between two rows
+    has to clear. Built again when the recording is newer (rebuilt at another length)."""
+    out = work / "shifted" / f"{path.stem}.{ms}ms.flac"
+    if not out.exists() or out.stat().st_mtime < path.stat().st_mtime:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(path), "-vn", "-af", f"adelay={ms}:all=1",
+                        "-ar", str(SR), "-ac", "1", str(out)], check=True)
+    return out
+
+
+def print_spread(names, rows, results, spread, shifts) -> None:
+    """Each row's error rate on the recording as built (its first round) and shifted by each of
+    `shifts` ms: the mean and the range. Two rows whose ranges overlap are not told apart by
+    this recording."""
+    head = f"{'recording':10} {'row':12} {'as built':>9} " + " ".join(f"{f'+{ms} ms':>8}" for ms in shifts) \
+        + f" {'mean':>8} {'range':>15}"
+    print("\nerror rate under a shift of the whole recording\n" + head + "\n" + "-" * len(head))
+    for name in names:
+        for row in rows:
+            runs, errs = results.get((name, row)), spread.get((name, row))
+            if not runs or not errs:
+                continue
+            errs = [runs[0]["err"]] + errs
+            print(f"{name:10} {row:12} " + " ".join(f"{e:8.2%}" for e in errs)
+                  + f" {statistics.mean(errs):8.2%} {min(errs):7.2%}-{max(errs):.2%}")
 
 
 def print_table(names, rows, recordings, results) -> None:
