@@ -143,6 +143,20 @@ def test_gradio_client_asks_for_speaker_labels_and_a_bad_count_is_one_line(serve
         client.predict(handle_file(str(DATA / "jfk.flac")), "", "auto", "", True, "", "0", api_name="/transcribe")
 
 
+def test_gradio_client_asks_for_the_accurate_mode(server: Server) -> None:
+    """The endpoint's tenth input picks the accurate mode for that job (its stored options)."""
+    from gradio_client import Client, handle_file
+
+    from webui.modules.options import options_from_record
+
+    client = Client(server.url, verbose=False)
+    text, _, _ = client.predict(handle_file(str(DATA / "goforward.wav")), "", "auto", "", True, "", "", "", "", True,
+                                api_name="/transcribe")
+    assert text.strip()
+    newest = max(History(server.history_path).search(status="done"), key=lambda r: r.id)
+    assert newest.file_name == "goforward.wav" and options_from_record(newest.settings).accurate is True
+
+
 def test_bad_upload_gives_a_clear_error_and_the_server_stays_up(server: Server, tmp_path: Path) -> None:
     from gradio_client import Client, handle_file
 

@@ -391,3 +391,34 @@ def test_deep_gpu_cleanup_button_shows_a_result(page, server: Server) -> None:
 
 def test_the_page_loads_nothing_from_outside_the_server(page) -> None:
     assert OFF_SERVER == [], OFF_SERVER
+
+
+def test_accurate_mode_is_a_box_on_both_tabs_and_reaches_the_job(page, server: Server) -> None:
+    """Issue 19: the accurate mode is offered on the Transcribe and Batch tabs, off by default, and
+    a ticked box goes with that job only (its stored options say so; the next job is default)."""
+    from webui.modules.options import options_from_record
+
+    def newest_options(name: str):
+        records = [r for r in History(server.history_path).search(status="done") if r.file_name == name]
+        return options_from_record(max(records, key=lambda r: r.id).settings)
+
+    open_tab(page, "Transcribe")
+    box = page.locator("#tx-accurate input[type=checkbox]")
+    assert not box.is_checked()
+    box.check()
+    upload(page, "#tx-upload", [JFK])
+    page.click("#tx-start")
+    page.locator("#tx-progress .job-status.done").wait_for(timeout=150_000)
+    assert "ask not what your country can do for you" in view_text(page, "#tx-transcript")
+    assert newest_options(JFK.name).accurate is True
+    open_tab(page, "Batch")
+    batch_box = page.locator("#batch-accurate input[type=checkbox]")
+    assert not batch_box.is_checked()
+    clear = page.locator("#batch-files button[aria-label='Clear']")
+    if clear.count():  # files left by an earlier test of this page
+        clear.first.click()
+    page.locator("#batch-folder textarea, #batch-folder input").first.fill("")  # ditto: a folder
+    upload(page, "#batch-files", [DATA / "goforward.wav"])
+    page.click("#batch-start")
+    page.locator("#batch-status").get_by_text("1 of 1 finished").wait_for(timeout=150_000)
+    assert newest_options("goforward.wav").accurate is False  # the box was left off

@@ -15,7 +15,7 @@ from .modules import settings as settings_mod
 from .modules.history import History
 from .modules.jobs import JobQueue, Limits
 from .modules.models import ModelChoice, offered_models, pick
-from .modules.options import PipelineOptions
+from .modules.options import PipelineOptions, with_preset
 from .modules.settings import AppSettings
 from .upload_quota import UploadLedger
 
@@ -100,13 +100,15 @@ class AppContext:
         return offered_models(s.model, s.models_dir, s.hub_models)
 
     def job_options(self, model: str = "", language: str = "", hotwords: str = "", itn: bool | None = None,
-                    script: str = "") -> PipelineOptions:
+                    script: str = "", accurate: bool = False) -> PipelineOptions:
         """A job's options from a visitor's choices (empty: the server's default); the model must
-        be one of `models()` and the script one of script.SCRIPTS (ValueError otherwise)."""
+        be one of `models()` and the script one of script.SCRIPTS (ValueError otherwise).
+        `accurate`: the accurate mode (options.PRESETS), for this job only."""
         s = self.settings
-        return s.to_pipeline_options(model=pick(model, self.models()), language=(language or s.language).strip(),
-                                     hotwords=hotwords or "", itn=s.itn if itn is None else bool(itn),
-                                     script=script or s.script)
+        options = s.to_pipeline_options(model=pick(model, self.models()), language=(language or s.language).strip(),
+                                        hotwords=hotwords or "", itn=s.itn if itn is None else bool(itn),
+                                        script=script or s.script)
+        return with_preset(options, bool(accurate))
 
     # --- changing settings -------------------------------------------------------------
 

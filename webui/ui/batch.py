@@ -20,7 +20,8 @@ from ..modules.jobs import DONE, RUNNING, JobState, LimitError
 from ..modules.options import diarize_choice
 from ..modules.progress import GroupMeters, clock_text
 from .common import (
-    POLL_SECONDS, QUIET, SCRIPT_CHOICES, RECENT_SECONDS, OnLoad, Screens, fmt_seconds, fmt_size, md_text, no_downloads, note_html,
+    ACCURATE_INFO, ACCURATE_LABEL, POLL_SECONDS, QUIET, SCRIPT_CHOICES, RECENT_SECONDS, OnLoad, Screens, fmt_seconds, fmt_size,
+    md_text, no_downloads, note_html,
     paths, progress_html, status_html, user_jobs, user_of,
 )
 from .speaker_view import SpeakerChoice
@@ -43,6 +44,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> OnLoad:
                                     placeholder="a folder under one of the allowed folders below")
                 roots = gr.Markdown(elem_id="batch-roots")
                 chinese = gr.Dropdown(SCRIPT_CHOICES, label="Chinese script", elem_id="batch-script")
+                accurate = gr.Checkbox(value=False, label=ACCURATE_LABEL, info=ACCURATE_INFO, elem_id="batch-accurate")
                 who = SpeakerChoice()
                 who.build("batch")
                 with gr.Row():
@@ -78,7 +80,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> OnLoad:
     view = [group_state, refused_state, overall, table, dl_csv, dl_json, dl_zip, cancel]
     live = [overall, table, dl_csv, dl_json, dl_zip, cancel]
     start.click(None, js=STARTING_JS, outputs=[overall], **QUIET)
-    started = start.click(b.submit, inputs=[files, folder, chinese, *who.inputs], outputs=view, **QUIET)
+    started = start.click(b.submit, inputs=[files, folder, chinese, accurate, *who.inputs], outputs=view, **QUIET)
     picked = demo.load(b.pick, outputs=view, **QUIET)
     for event in (started, picked):
         event.then(b.follow, inputs=[group_state, refused_state], outputs=live, **QUIET)
@@ -95,12 +97,12 @@ class _Batch:
         self.screens = Screens()  # the batch each page shows: a new one stops following the old
         self.meters = GroupMeters()  # each batch's ETA, from the rate the batch has shown
 
-    def submit(self, uploaded, folder_text, chinese, diarize, speakers, least, most, request: gr.Request):
+    def submit(self, uploaded, folder_text, chinese, accurate, diarize, speakers, least, most, request: gr.Request):
         """Gather the files and queue one job each, all in one new group."""
         self.screens.show(request, "")
         try:
             chosen = _gather(self.ctx, uploaded, folder_text)
-            options = replace(self.ctx.job_options(script=chinese or ""),
+            options = replace(self.ctx.job_options(script=chinese or "", accurate=bool(accurate)),
                               diarize=diarize_choice(diarize, speakers, least, most))
         except ValueError as exc:
             return "", [], status_html(None, str(exc)), [], *no_downloads(len(SUMMARY_KINDS)), \

@@ -21,6 +21,10 @@ POLL_SECONDS = 0.5
 RECENT_SECONDS = 3600  # a job or batch that ended this recently is shown again when a page opens
 LANGUAGES = ["auto", "en", "zh", "yue", "ja", "ko", "de", "fr", "es", "it", "pt", "ru", "nl", "ar", "hi"]
 SCRIPT_CHOICES = [(label, code) for code, label in script.LABELS.items()]  # Chinese output script
+# The accurate mode's box on the Transcribe and Batch tabs (options.PRESETS: a beam of 5 for every
+# language and Whisper's temperature fallback; the cost measured in the README's benchmarks).
+ACCURATE_LABEL = "Accurate mode"
+ACCURATE_INFO = "beam 5 and temperature fallback: fewer errors, 1.3-2x the time"
 MAX_SEGMENT_CHOICES = ["auto", "45", "60", "90"]
 # Handlers that only read or tidy up: never queued behind jobs, never in the public API.
 PRIVATE = {"concurrency_limit": None, "api_visibility": "private"}

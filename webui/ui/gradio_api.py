@@ -29,19 +29,20 @@ def build(ctx: AppContext) -> None:
         a_speakers = gr.Textbox(label="speakers", value="")
         a_min_speakers = gr.Textbox(label="min_speakers", value="")
         a_max_speakers = gr.Textbox(label="max_speakers", value="")
+        a_accurate = gr.Checkbox(label="accurate", value=False)  # the accurate mode (options.PRESETS)
         a_text = gr.Textbox(label="text")
         a_srt = gr.Textbox(label="srt")
         a_json = gr.JSON(label="transcript")
         a_button = gr.Button("transcribe")
 
     def transcribe(path, model_name, language, hotwords, itn_on, chinese, speakers="", least="", most="",
-                   request: gr.Request = None):
+                   accurate=False, request: gr.Request = None):
         path = file_path(path)
         if not path:
             raise gr.Error("No audio file given.")
         try:
             options = ctx.job_options(model=model_name or "", language=language or "", hotwords=hotwords or "",
-                                      itn=bool(itn_on), script=chinese or "")
+                                      itn=bool(itn_on), script=chinese or "", accurate=bool(accurate))
             wanted = any(str(v or "").strip() for v in (speakers, least, most))
             options = replace(options, diarize=diarize_choice(wanted, speakers, least, most))
             jid = ctx.queue.submit(path, options, owner=user_of(ctx, request))
@@ -56,6 +57,6 @@ def build(ctx: AppContext) -> None:
         return t.text_itn or t.text, render(t, "srt"), t.to_dict()
 
     a_button.click(transcribe, inputs=[a_file, a_model, a_language, a_hotwords, a_itn, a_script,
-                                              a_speakers, a_min_speakers, a_max_speakers],
+                                              a_speakers, a_min_speakers, a_max_speakers, a_accurate],
                    outputs=[a_text, a_srt, a_json], api_name="transcribe", concurrency_limit=None,
                    api_description="Transcribe one recording; returns (text, SRT, transcript JSON).")

@@ -24,7 +24,8 @@ from ..modules.jobs import DONE, JobState
 from ..modules.options import diarize_choice
 from ..modules.transcript import FORMATS
 from .common import (
-    LANGUAGES, POLL_SECONDS, SCRIPT_CHOICES, QUIET, RECENT_SECONDS, OnLoad, Screens, file_path, fmt_seconds, fmt_size, has_partial,
+    ACCURATE_INFO, ACCURATE_LABEL, LANGUAGES, POLL_SECONDS, SCRIPT_CHOICES, QUIET, RECENT_SECONDS, OnLoad, Screens, file_path,
+    fmt_seconds, fmt_size, has_partial,
     note_html, segments_text, status_html, status_word, user_jobs, user_of,
 )
 from .speaker_view import SpeakerChoice
@@ -67,6 +68,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> OnLoad:
                     chinese = gr.Dropdown(SCRIPT_CHOICES, label="Chinese script", elem_id="tx-script")
                     hotwords = gr.Textbox(label="Hotwords", placeholder="comma-separated names and terms",
                                           elem_id="tx-hotwords")
+                    accurate = gr.Checkbox(value=False, label=ACCURATE_LABEL, info=ACCURATE_INFO, elem_id="tx-accurate")
                     who = SpeakerChoice()
                     who.build("tx")
                 with gr.Row():
@@ -91,7 +93,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> OnLoad:
     view = [job_id, progress, text, *downloads, cancel, *panel.outputs]  # a job put on screen
     live = view                                                          # what following it updates
     start.click(None, js=STARTING_JS, outputs=[progress], **QUIET)  # at once, before the server answers
-    started = start.click(v.submit, inputs=[upload, mic, model, language, hotwords, itn_box, chinese, *who.inputs],
+    started = start.click(v.submit, inputs=[upload, mic, model, language, hotwords, itn_box, chinese, accurate,
+                                                  *who.inputs],
                           outputs=view, **QUIET)
     picked = demo.load(v.pick, outputs=view, **QUIET)
     chosen = others.input(v.show, inputs=[others], outputs=view, **QUIET)
@@ -122,15 +125,15 @@ class _View:
         self.panel = panel or TranscriptPanel(ctx, "tx")
         self.screens = Screens()
 
-    def submit(self, upload_path, mic_path, model_name, lang, hot, itn_on, chinese, diarize, speakers, least, most,
-               request: gr.Request):
+    def submit(self, upload_path, mic_path, model_name, lang, hot, itn_on, chinese, accurate, diarize, speakers, least,
+               most, request: gr.Request):
         """Start: queue the upload (or the microphone recording) and put the job on screen."""
         path = file_path(upload_path) or file_path(mic_path)
         if not path:
             return self._message(request, "Choose a recording first: upload a file or record from the microphone.")
         try:
             options = replace(self.ctx.job_options(model=model_name or "", language=lang or "", hotwords=hot or "",
-                                                   itn=bool(itn_on), script=chinese or ""),
+                                                   itn=bool(itn_on), script=chinese or "", accurate=bool(accurate)),
                               diarize=diarize_choice(diarize, speakers, least, most))
             jid = self.ctx.queue.submit(path, options, owner=user_of(self.ctx, request))
         except InputError as exc:
