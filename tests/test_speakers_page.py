@@ -129,7 +129,7 @@ def fake_context(submitted: list):
     from types import SimpleNamespace
 
     from tests.test_ui_common import state
-    from webui.modules.options import PipelineOptions
+    from webui.modules.options import PipelineOptions, with_preset
 
     def submit(path, options, owner, group=""):
         submitted.append(options)
@@ -137,7 +137,7 @@ def fake_context(submitted: list):
 
     queue = SimpleNamespace(submit=submit, get=lambda jid: state(id=jid, status="queued"),
                             jobs=lambda group=None: [state(id="1-1", status="queued", group=group or "")])
-    return SimpleNamespace(job_options=lambda **kw: PipelineOptions(), queue=queue,
+    return SimpleNamespace(job_options=lambda accurate=False, **kw: with_preset(PipelineOptions(), accurate), queue=queue,
                            visitor=lambda request: SimpleNamespace(name="local"),
                            settings=SimpleNamespace(max_batch_files=10))
 
@@ -150,17 +150,19 @@ def test_transcribe_and_batch_start_jobs_that_diarize_or_say_why_not() -> None:
     page = SimpleNamespace(username=None, session_hash="p1")
     submitted: list = []
     tx = transcribe._View(fake_context(submitted))
-    assert tx.submit("/tmp/a.wav", None, "", "", "", True, "", True, "2", None, None, page)[0] == "1-1"
+    assert tx.submit("/tmp/a.wav", None, "", "", "", True, "", False, True, "2", None, None, page)[0] == "1-1"
     assert submitted.pop().diarize.num_speakers == 2
-    tx.submit("/tmp/a.wav", None, "", "", "", True, "", False, "2", None, None, page)
-    assert submitted.pop().diarize is None  # off by default, and the count is not read then
-    refused = tx.submit("/tmp/a.wav", None, "", "", "", True, "", True, "Auto", 4, 2, page)
+    tx.submit("/tmp/a.wav", None, "", "", "", True, "", True, False, "2", None, None, page)
+    chosen = submitted.pop()
+    assert chosen.diarize is None  # off by default, and the count is not read then
+    assert chosen.accurate is True  # the Accurate mode box, beside the speaker choices
+    refused = tx.submit("/tmp/a.wav", None, "", "", "", True, "", False, True, "Auto", 4, 2, page)
     assert "above the maximum" in refused[1] and not submitted
     b = batch._Batch(fake_context(submitted))
-    assert b.submit(["/tmp/a.wav", "/tmp/b.wav"], "", "", True, "Auto", 2, 3, page)[0]
-    assert [(o.diarize.min_speakers, o.diarize.max_speakers) for o in submitted] == [(2, 3)] * 2
+    assert b.submit(["/tmp/a.wav", "/tmp/b.wav"], "", "", True, True, "Auto", 2, 3, page)[0]
+    assert [(o.diarize.min_speakers, o.diarize.max_speakers, o.accurate) for o in submitted] == [(2, 3, True)] * 2
     submitted.clear()
-    refused = b.submit(["/tmp/a.wav"], "", "", True, "99", None, None, page)
+    refused = b.submit(["/tmp/a.wav"], "", "", False, True, "99", None, None, page)
     assert "from 1 to 20" in refused[2] and not submitted
 
 
